@@ -1,0 +1,26 @@
+//! The pure core of signoff: domain types, the action digest, verdicts, the
+//! request state machine, the review rules (separation of duties, quorum) and
+//! the audit event that every state change appends.
+//!
+//! Nothing here performs I/O or reads a clock: time is always passed in, so
+//! every rule can be tested exhaustively and replayed by an auditor.
+
+pub mod action;
+pub mod clock;
+pub mod event;
+pub mod principal;
+pub mod quorum;
+pub mod request;
+pub mod verdict;
+pub mod wire;
+
+pub use action::{ActionRequest, ActionError, Digest, PrincipalRef};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::{AuditEvent, EventKind};
+pub use principal::{Principal, PrincipalKind, Role};
+pub use quorum::{GroupQuorum, Requirement, RequirementError};
+pub use request::{
+    ClaimRefusal, Outcome, RequestRecord, RequestStatus, Review, ReviewDecision, ReviewRefusal,
+    Reviewer, SelfRelation, TransitionRefusal, Deadlines,
+};
+pub use verdict::{Decision, Verdict};

@@ -1,0 +1,144 @@
+//! Who calls signoff: agents (automation) and users (humans).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Whether a principal is automation or a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    /// An AI agent, CI job or script. Agents never review.
+    Agent,
+    /// A human.
+    User,
+}
+
+impl PrincipalKind {
+    /// The Cedar entity type name for this kind (`Agent` or `User`).
+    pub fn cedar_type(self) -> &'static str {
+        match self {
+            PrincipalKind::Agent => "Agent",
+            PrincipalKind::User => "User",
+        }
+    }
+
+    /// The lowercase name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Agent => "agent",
+            PrincipalKind::User => "user",
+        }
+    }
+}
+
+impl std::str::FromStr for PrincipalKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "agent" => Ok(Self::Agent),
+            "user" => Ok(Self::User),
+            other => Err(format!("unknown principal kind `{other}` (expected agent or user)")),
+        }
+    }
+}
+
+/// What a principal may do. Every API endpoint checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Submits requests, claims its approvals and reports outcomes. Never reviews.
+    Agent,
+    /// A human who may submit requests and review other people's.
+    Reviewer,
+    /// Reads requests and the audit trail; decides nothing.
+    Auditor,
+    /// Manages principals and policies, and reviews like a reviewer. Separation
+    /// of duties applies to admins exactly as to everyone else.
+    Admin,
+}
+
+impl Role {
+    /// The lowercase name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Reviewer => "reviewer",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "agent" => Ok(Self::Agent),
+            "reviewer" => Ok(Self::Reviewer),
+            "auditor" => Ok(Self::Auditor),
+            "admin" => Ok(Self::Admin),
+            other => Err(format!(
+                "unknown role `{other}` (expected reviewer, auditor or admin)"
+            )),
+        }
+    }
+}
+
+/// A registered principal. Its bearer token is stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Principal {
+    /// Unique name across agents and users.
+    pub name: String,
+    /// Agent or user.
+    pub kind: PrincipalKind,
+    /// What the principal may do.
+    pub role: Role,
+    /// Contact address of a user.
+    pub email: Option<String>,
+    /// Groups a user belongs to (Cedar `Group::"name"` parents).
+    pub groups: Vec<String>,
+    /// The human who owns an agent; they can never approve that agent's requests.
+    pub owner: Option<String>,
+    /// When the principal was added.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When the principal was revoked, if it was.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Principal {
+    /// The reference used in action requests and audit events.
+    pub fn reference(&self) -> crate::PrincipalRef {
+        crate::PrincipalRef { kind: self.kind, name: self.name.clone() }
+    }
+
+    /// Whether the principal can still authenticate.
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// Checks a principal, group or user name: 1–64 characters of letters, digits,
+/// `.`, `_`, `-` or `@`, starting with a letter or digit.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let ok_len = !name.is_empty() && name.len() <= 64;
+    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok_len && ok_first && ok_chars {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {what} `{name}`: use 1-64 letters, digits, '.', '_', '-' or '@', starting with a letter or digit"
+        ))
+    }
+}

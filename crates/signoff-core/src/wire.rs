@@ -1,0 +1,234 @@
+//! The wire format of the REST API: the one module that defines what goes over
+//! HTTP. The server serializes these and the gates' client deserializes them,
+//! so the two can never drift apart.
+
+use crate::action::{ActionRequest, Digest};
+use crate::event::AuditEvent;
+use crate::principal::{Principal, PrincipalKind, Role};
+use crate::request::{Outcome, RequestRecord, RequestStatus, Review, ReviewDecision};
+use crate::verdict::Verdict;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `POST /v1/requests`: what an agent asks to do. The principal is the caller.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// Dotted verb, e.g. `db.export`.
+    pub action: String,
+    /// What the action touches.
+    pub resource: String,
+    /// Where, e.g. `prod`.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Action-specific facts for policies and reviewers.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: Map<String, Value>,
+    /// The business reason.
+    #[serde(default)]
+    pub justification: Option<String>,
+    /// The human who triggered the action, if any.
+    #[serde(default)]
+    pub on_behalf_of: Option<String>,
+    /// The gate submitting (`exec`, `api`, …); defaults to `api`.
+    #[serde(default)]
+    pub gate: Option<String>,
+}
+
+/// A request as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RequestView {
+    /// Unique id.
+    pub id: String,
+    /// Lifecycle status.
+    pub status: RequestStatus,
+    /// Why it has that status, if there is more to say.
+    pub status_reason: Option<String>,
+    /// What was asked, by whom.
+    #[serde(flatten)]
+    pub request: ActionRequest,
+    /// The digest an approval is bound to.
+    pub digest: Digest,
+    /// The gate that submitted it.
+    pub gate: Option<String>,
+    /// The verdict in force.
+    pub verdict: Verdict,
+    /// Who has approved so far.
+    pub approved_by: Vec<String>,
+    /// Every review, in order.
+    pub reviews: Vec<Review>,
+    /// When it was submitted.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// Review deadline while pending; claim deadline once approved.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    /// When it was decided.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub decided_at: Option<Timestamp>,
+    /// When a gate claimed it.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub claimed_at: Option<Timestamp>,
+    /// What happened when it ran.
+    pub outcome: Option<Outcome>,
+}
+
+impl From<&RequestRecord> for RequestView {
+    fn from(r: &RequestRecord) -> Self {
+        RequestView {
+            id: r.id.clone(),
+            status: r.status,
+            status_reason: r.status_reason.clone(),
+            request: r.action.clone(),
+            digest: r.digest.clone(),
+            gate: r.gate.clone(),
+            verdict: r.verdict.clone(),
+            approved_by: r.approvals().map(|a| a.reviewer.clone()).collect(),
+            reviews: r.reviews.clone(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            decided_at: r.decided_at,
+            claimed_at: r.claimed_at,
+            outcome: r.outcome.clone(),
+        }
+    }
+}
+
+/// A page of requests, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RequestPage {
+    /// The requests.
+    pub requests: Vec<RequestView>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    pub next_before: Option<String>,
+}
+
+/// `POST /v1/requests/{id}/reviews`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    /// Approve or deny.
+    pub decision: ReviewDecision,
+    /// Why; required to deny.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/requests/{id}/cancel`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/requests/{id}/claim`: the gate presents the digest of the action
+/// it is about to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    /// SHA-256 of the canonical action, computed by the gate.
+    pub digest: Digest,
+}
+
+/// `POST /v1/requests/{id}/outcome`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeBody {
+    /// Exit status, if the process exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Signal number, if a signal ended it.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// SHA-256 (hex) of its output.
+    #[serde(default)]
+    pub output_sha256: Option<String>,
+    /// Short summary (≤ 1,000 characters).
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+/// `POST /v1/principals` (admin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrincipal {
+    /// Agent or user.
+    pub kind: PrincipalKind,
+    /// Unique name.
+    pub name: String,
+    /// Role; agents are always `agent`, users default to `reviewer`.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// A user's email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// A user's groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// An agent's owner.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// A newly created principal and its bearer token, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedPrincipal {
+    /// The principal.
+    pub principal: Principal,
+    /// Its bearer token; only its hash is stored.
+    pub token: String,
+}
+
+/// A page of audit events in log order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `after` to get the next page; absent when there is nothing more yet.
+    pub next_after: Option<u64>,
+}
+
+/// The active policy set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicySetInfo {
+    /// SHA-256 over the policy files.
+    pub hash: String,
+    /// Ids of all policies.
+    pub policy_ids: Vec<String>,
+    /// When it was loaded.
+    #[schema(value_type = String, format = DateTime)]
+    pub loaded_at: Timestamp,
+}
+
+/// Who the caller is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// The principal.
+    pub principal: Principal,
+}
+
+/// RFC 9457 problem details, served as `application/problem+json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// URI naming the problem type.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the type.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong this time, naming the offending input.
+    pub detail: String,
+    /// The request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The request concerned, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
