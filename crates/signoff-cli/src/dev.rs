@@ -1,0 +1,165 @@
+//! `signoff serve --dev`: zero configuration. Everything lives in
+//! `./.signoff-dev/`: a SQLite database, a demo policy, a config file and the
+//! demo credentials (0600), so a restart prints the same tokens.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use signoff_core::wire::NewPrincipal;
+use signoff_core::{PrincipalKind, Role};
+use signoff_engine::principals::Operator;
+use signoff_engine::Engine;
+use std::path::PathBuf;
+
+const DIR: &str = ".signoff-dev";
+
+/// The demo policy: one rule for each verdict.
+pub const DEMO_POLICY: &str = r#"// signoff demo policy: one rule per verdict.
+
+// Reads are routine: allowed, and still recorded.
+@id("reads-allowed")
+permit(principal, action in Action::"db.read", resource);
+
+// Nobody drops a production database through signoff.
+@id("no-prod-drop")
+@reason("dropping a production database is never allowed")
+forbid(principal, action == Action::"db.drop", resource)
+when { context.environment == "prod" };
+
+// Exporting production data needs two SREs, other than the requester,
+// within 30 minutes.
+@id("prod-export-two-sre")
+@approval("sre:2")
+@ttl("30m")
+@reason("customer data leaves production")
+permit(principal, action == Action::"db.export", resource)
+when { context.environment == "prod" };
+
+// Outside production, exports are routine.
+@id("nonprod-export")
+permit(principal, action == Action::"db.export", resource)
+when { context.environment != "prod" };
+"#;
+
+/// What `prepare` set up.
+#[derive(Debug, Clone)]
+pub struct DevSetup {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub credentials: PathBuf,
+}
+
+/// Creates `.signoff-dev/` with a config, the demo policy and the database path.
+pub fn prepare() -> Result<DevSetup> {
+    let dir = std::env::current_dir().context("cannot read the working directory")?.join(DIR);
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).with_context(|| format!("cannot create {}", policies.display()))?;
+    let demo = policies.join("demo.cedar");
+    if !demo.exists() {
+        std::fs::write(&demo, DEMO_POLICY).with_context(|| format!("cannot write {}", demo.display()))?;
+    }
+    let config_path = dir.join("signoff.toml");
+    if !config_path.exists() {
+        std::fs::write(
+            &config_path,
+            "# written by `signoff serve --dev`\nlisten = \"127.0.0.1:8470\"\ndatabase = \"sqlite://signoff.db\"\npolicies = \"policies\"\n",
+        )
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    }
+    let config = Config::load(&config_path)?;
+    Ok(DevSetup { credentials: dir.join("credentials.env"), dir, config })
+}
+
+struct Demo {
+    var: &'static str,
+    kind: PrincipalKind,
+    name: &'static str,
+    role: Role,
+    groups: &'static [&'static str],
+    owner: Option<&'static str>,
+}
+
+const DEMO_PRINCIPALS: [Demo; 4] = [
+    Demo { var: "AGENT_TOKEN", kind: PrincipalKind::Agent, name: "etl-bot", role: Role::Agent, groups: &[], owner: Some("carol") },
+    Demo { var: "ALICE_TOKEN", kind: PrincipalKind::User, name: "alice", role: Role::Reviewer, groups: &["sre"], owner: None },
+    Demo { var: "BOB_TOKEN", kind: PrincipalKind::User, name: "bob", role: Role::Reviewer, groups: &["sre"], owner: None },
+    Demo { var: "CAROL_TOKEN", kind: PrincipalKind::User, name: "carol", role: Role::Admin, groups: &["sre"], owner: None },
+];
+
+/// Creates the demo principals once and saves their tokens.
+pub async fn ensure_principals(engine: &Engine, setup: &DevSetup) -> Result<()> {
+    if setup.credentials.exists() {
+        return Ok(());
+    }
+    let mut lines = String::from("# demo credentials written by `signoff serve --dev`; source this file\n");
+    for d in &DEMO_PRINCIPALS {
+        let new = NewPrincipal {
+            kind: d.kind,
+            name: d.name.into(),
+            role: Some(d.role),
+            email: (d.kind == PrincipalKind::User).then(|| format!("{}@example.com", d.name)),
+            groups: d.groups.iter().map(|g| g.to_string()).collect(),
+            owner: d.owner.map(str::to_owned),
+        };
+        let (_, token) = engine.add_principal(Operator::Console, new).await?;
+        lines.push_str(&format!("{}={token}\n", d.var));
+    }
+    write_private(&setup.credentials, &lines)?;
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn token(setup: &DevSetup, var: &str) -> String {
+    std::fs::read_to_string(&setup.credentials)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{var}=")).map(str::to_owned))
+        .unwrap_or_else(|| "(missing: delete .signoff-dev to start over)".into())
+}
+
+/// Prints the URL, the credentials and a walkthrough to copy and paste.
+pub fn print_banner(setup: &DevSetup, url: &str, engine: &Engine) {
+    let info = engine.policy_info();
+    let agent = token(setup, "AGENT_TOKEN");
+    let alice = token(setup, "ALICE_TOKEN");
+    let bob = token(setup, "BOB_TOKEN");
+    let carol = token(setup, "CAROL_TOKEN");
+    println!(
+        r#"signoff listening on {url}   (dev mode — not for production)
+  database     {db}
+  policies     {pol} ({n} policies)
+  credentials  {cred}
+
+  agent    etl-bot  (owner carol)          {agent}
+  reviewer alice    (group sre)            {alice}
+  reviewer bob      (group sre)            {bob}
+  admin    carol    (group sre)            {carol}
+
+Try it in another terminal:
+  export SIGNOFF_URL={url}
+  export SIGNOFF_TOKEN={agent}
+  signoff exec --action db.read --resource customers --env prod -- echo read ok
+  signoff exec --action db.drop --resource customers --env prod -- echo never printed; echo "exit $?"
+  signoff exec --action db.export --resource customers --env prod --justification "Q3 report" -- echo exported
+
+  # while the export waits, in a third terminal (carol can't: she owns etl-bot):
+  SIGNOFF_URL={url} SIGNOFF_TOKEN={alice} signoff ls --status pending
+  SIGNOFF_URL={url} SIGNOFF_TOKEN={alice} signoff approve <ID>
+  SIGNOFF_URL={url} SIGNOFF_TOKEN={bob} signoff approve <ID>
+"#,
+        db = setup.config.database,
+        pol = setup.config.policies.display(),
+        n = info.policy_ids.len(),
+        cred = setup.credentials.display(),
+    );
+    let _ = &setup.dir;
+}

@@ -1,0 +1,270 @@
+//! Commands that talk to a running gateway through the shared client.
+
+use crate::output;
+use crate::Remote;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value};
+use signoff_core::wire::SubmitRequest;
+use signoff_core::{RequestStatus, ReviewDecision};
+use signoff_gates::exec::{self, ExecSpec};
+use signoff_gates::{Client, EXIT_DENIED, EXIT_TEMPFAIL};
+use std::time::Duration;
+
+fn client(remote: &Remote) -> Result<Client> {
+    let token = remote.token.clone().unwrap_or_default();
+    Ok(Client::new(&remote.url, &token)?)
+}
+
+/// The parts of an action request given on the command line.
+#[derive(Debug, Clone, Args)]
+pub struct ActionArgs {
+    /// Dotted action, e.g. db.export.
+    #[arg(long)]
+    action: String,
+    /// What it touches.
+    #[arg(long)]
+    resource: String,
+    /// Environment, e.g. prod.
+    #[arg(long = "env")]
+    environment: Option<String>,
+    /// Business reason shown to reviewers.
+    #[arg(long)]
+    justification: Option<String>,
+    /// Extra facts for policies and reviewers (repeatable): KEY=VALUE.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    context: Vec<String>,
+    /// The human this runs for (can never approve it).
+    #[arg(long)]
+    on_behalf_of: Option<String>,
+}
+
+impl ActionArgs {
+    fn context_map(&self) -> Result<Map<String, Value>> {
+        let mut map = Map::new();
+        for kv in &self.context {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("invalid --context `{kv}`: expected KEY=VALUE");
+            };
+            if k.is_empty() {
+                bail!("invalid --context `{kv}`: empty key");
+            }
+            if map.insert(k.to_owned(), Value::String(v.to_owned())).is_some() {
+                bail!("--context key `{k}` given twice");
+            }
+        }
+        Ok(map)
+    }
+}
+
+fn parse_wait(s: &Option<String>) -> Result<Option<Duration>> {
+    s.as_deref()
+        .map(|w| crate::config::parse_duration("--wait", w).map(|d| d.unsigned_abs()))
+        .transpose()
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    action: ActionArgs,
+    /// Stop waiting for approval after this long (e.g. 10m); exit 75.
+    #[arg(long)]
+    wait: Option<String>,
+    /// Resume an existing request (e.g. one approved while you were away).
+    #[arg(long)]
+    request: Option<String>,
+    #[command(flatten)]
+    remote: Remote,
+    /// The command to run.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// `signoff exec … -- CMD…`: exit status is CMD's own, 77 denied, 75 expired.
+pub async fn exec(args: ExecArgs) -> Result<i32> {
+    let spec = ExecSpec {
+        action: args.action.action.clone(),
+        resource: args.action.resource.clone(),
+        environment: args.action.environment.clone(),
+        justification: args.action.justification.clone(),
+        context: args.action.context_map()?,
+        on_behalf_of: args.action.on_behalf_of.clone(),
+        wait: parse_wait(&args.wait)?,
+        request_id: args.request.clone(),
+        command: args.command.clone(),
+    };
+    let client = match client(&args.remote) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("signoff: not running the command: {e}");
+            return Ok(EXIT_TEMPFAIL);
+        }
+    };
+    let mut observer = output::Spinner::new();
+    let end = exec::run(&client, &spec, &mut observer).await;
+    eprintln!("signoff: {}", end.message);
+    Ok(end.exit_code)
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    #[command(flatten)]
+    action: ActionArgs,
+    /// Wait up to this long for the decision (e.g. 10m).
+    #[arg(long)]
+    wait: Option<String>,
+    /// Print JSON (always JSON when stdout is not a terminal).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+/// `signoff request`: submit, optionally wait, print. Exit 0 approved/allowed,
+/// 77 denied or cancelled, 75 pending after the wait, expired or lapsed.
+pub async fn request(args: RequestArgs) -> Result<i32> {
+    let client = client(&args.remote)?;
+    let body = SubmitRequest {
+        action: args.action.action.clone(),
+        resource: args.action.resource.clone(),
+        environment: args.action.environment.clone(),
+        context: args.action.context_map()?,
+        justification: args.action.justification.clone(),
+        on_behalf_of: args.action.on_behalf_of.clone(),
+        gate: Some("cli".into()),
+    };
+    let mut view = client.submit(&body, &ulid::Ulid::new().to_string()).await?;
+    if let Some(wait) = parse_wait(&args.wait)? {
+        let until = std::time::Instant::now() + wait;
+        while view.status == RequestStatus::Pending {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            view = client.wait(&view.id, left.min(Duration::from_secs(60))).await?;
+        }
+    }
+    if args.json || !output::stdout_is_terminal() {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", output::request_detail(&view));
+    }
+    Ok(match view.status {
+        RequestStatus::Approved | RequestStatus::Executing | RequestStatus::Executed => 0,
+        RequestStatus::Denied | RequestStatus::Cancelled => EXIT_DENIED,
+        RequestStatus::Pending | RequestStatus::Expired | RequestStatus::Lapsed => EXIT_TEMPFAIL,
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only this status (pending, approved, denied, expired, cancelled, executing, executed, lapsed); comma-separated.
+    #[arg(long)]
+    status: Option<String>,
+    /// Only this action.
+    #[arg(long)]
+    action: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub async fn ls(args: LsArgs) -> Result<i32> {
+    if let Some(s) = &args.status {
+        for part in s.split(',') {
+            part.trim().parse::<RequestStatus>().map_err(anyhow::Error::msg)?;
+        }
+    }
+    let client = client(&args.remote)?;
+    let mut query = format!("limit={}", args.limit);
+    if let Some(s) = &args.status {
+        query.push_str(&format!("&status={s}"));
+    }
+    if let Some(a) = &args.action {
+        query.push_str(&format!("&action={a}"));
+    }
+    let page = client.list(&query).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&page.requests)?);
+    } else {
+        print!("{}", output::requests_table(&page.requests));
+    }
+    Ok(0)
+}
+
+pub async fn show(remote: &Remote, id: &str, json: bool) -> Result<i32> {
+    let view = client(remote)?.get_request(id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", output::request_detail(&view));
+    }
+    Ok(0)
+}
+
+pub async fn review(remote: &Remote, id: &str, decision: ReviewDecision, reason: Option<String>) -> Result<i32> {
+    let view = client(remote)?.review(id, decision, reason).await?;
+    let verb = match decision {
+        ReviewDecision::Approve => "approved",
+        ReviewDecision::Deny => "denied",
+    };
+    let progress = match (&view.status, &view.verdict.requirement) {
+        (RequestStatus::Pending, Some(req)) => format!("; still pending: approvals so far {} of {req}", view.approved_by.join(", ")),
+        (status, _) => format!("; request is now {status}"),
+    };
+    println!("{verb} {id}{progress}");
+    Ok(0)
+}
+
+pub async fn cancel(remote: &Remote, id: &str, reason: Option<String>) -> Result<i32> {
+    let view = client(remote)?.cancel(id, reason).await?;
+    println!("cancelled {}", view.id);
+    Ok(0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Print audit events (auditor or admin).
+    Events {
+        /// First index.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+pub async fn audit(cmd: AuditCmd) -> Result<i32> {
+    match cmd {
+        AuditCmd::Events { from, limit, json, remote } => {
+            let page = client(&remote)?.events(from, limit).await.context("cannot read audit events")?;
+            for e in &page.events {
+                if json {
+                    println!("{}", serde_json::to_string(e)?);
+                } else {
+                    println!(
+                        "{:>6}  {}  {:<20} {:<18} {}{}",
+                        e.index.unwrap_or_default(),
+                        e.time,
+                        e.kind.as_str(),
+                        e.actor,
+                        e.request_id.as_deref().unwrap_or("-"),
+                        e.reason.as_deref().map(|r| format!("  {r}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(0)
+        }
+    }
+}

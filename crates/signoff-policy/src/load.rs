@@ -1,0 +1,361 @@
+//! Reading, parsing, annotating, validating and indexing a policy directory.
+
+use crate::annotations::{parse_approval, parse_ttl};
+use crate::diag;
+use crate::explain::Effect;
+use crate::index::{ActionIndex, CandidateCache};
+use crate::{Diagnostic, PolicyError};
+use cedar_policy::{EntityTypeName, PolicyId, Schema, ValidationMode, Validator};
+use sha2::{Digest as _, Sha256};
+use signoff_core::Requirement;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::str::FromStr;
+
+/// One loaded policy and what signoff read from its annotations.
+#[derive(Debug)]
+pub(crate) struct PolicyMeta {
+    /// `@id`, or `FILE:INDEX`.
+    pub(crate) id: String,
+    /// File name the policy came from.
+    pub(crate) file: String,
+    /// 1-based position of the policy's first character.
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    pub(crate) effect: Effect,
+    pub(crate) approval: Option<Requirement>,
+    pub(crate) ttl_seconds: Option<u64>,
+    pub(crate) reason: Option<String>,
+    /// Every annotation, signoff's and the author's own, by key.
+    pub(crate) annotations: BTreeMap<String, String>,
+    /// The policy under its signoff id.
+    pub(crate) policy: cedar_policy::Policy,
+}
+
+/// Cedar entity type names, parsed once instead of per request.
+#[derive(Debug)]
+pub(crate) struct Names {
+    pub(crate) agent: EntityTypeName,
+    pub(crate) user: EntityTypeName,
+    pub(crate) group: EntityTypeName,
+    pub(crate) action: EntityTypeName,
+    pub(crate) resource: EntityTypeName,
+}
+
+impl Names {
+    fn new() -> Result<Self, String> {
+        let parse = |s: &str| EntityTypeName::from_str(s).map_err(|e| format!("internal error: entity type `{s}`: {e}"));
+        Ok(Names {
+            agent: parse("Agent")?,
+            user: parse("User")?,
+            group: parse("Group")?,
+            action: parse("Action")?,
+            resource: parse("Resource")?,
+        })
+    }
+}
+
+/// A loaded policy set with everything evaluation needs.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) hash: String,
+    /// In load order: files by name, then position in file.
+    pub(crate) policies: Vec<PolicyMeta>,
+    pub(crate) by_id: HashMap<String, usize>,
+    /// Every policy; the reference the index is tested against.
+    pub(crate) full: cedar_policy::PolicySet,
+    pub(crate) index: ActionIndex,
+    pub(crate) cache: CandidateCache,
+    pub(crate) names: Names,
+    pub(crate) authorizer: cedar_policy::Authorizer,
+}
+
+/// Reads `*.cedar` files and at most one `*.cedarschema` from `dir`.
+pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
+    let shown = dir.display().to_string();
+    let fail = |message: String| PolicyError { diagnostics: vec![diag::unlocated(&shown, message)] };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(format!("policy directory {shown} does not exist")))
+        }
+        Err(e) => return Err(fail(format!("cannot read policy directory {shown}: {e}"))),
+    };
+    let mut diagnostics = Vec::new();
+    let mut names: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let wanted = name.ends_with(".cedar") || name.ends_with(".cedarschema");
+                if wanted && path.is_file() {
+                    names.push((name, path));
+                }
+            }
+            Err(e) => diagnostics.push(diag::unlocated(&shown, format!("cannot list policy directory {shown}: {e}"))),
+        }
+    }
+    names.sort();
+    let mut files = Vec::new();
+    let mut schemas: Vec<(String, String)> = Vec::new();
+    for (name, path) in names {
+        match std::fs::read_to_string(&path) {
+            Ok(text) if name.ends_with(".cedarschema") => schemas.push((name, text)),
+            Ok(text) => files.push((name, text)),
+            Err(e) => diagnostics.push(diag::unlocated(&name, format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+    if files.is_empty() && diagnostics.is_empty() {
+        return Err(fail(format!("no *.cedar files in {shown}")));
+    }
+    if schemas.len() > 1 {
+        let listed = schemas.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+        diagnostics.push(diag::unlocated(&shown, format!("more than one *.cedarschema file in {shown}: {listed}")));
+    }
+    let schema = if schemas.len() == 1 { schemas.pop() } else { None };
+    match compile(&files, schema) {
+        Ok(compiled) if diagnostics.is_empty() => Ok(compiled),
+        Ok(_) => Err(PolicyError { diagnostics }),
+        Err(e) => {
+            diagnostics.extend(e.diagnostics);
+            Err(PolicyError { diagnostics })
+        }
+    }
+}
+
+/// Parses, annotates, validates and indexes in-memory files.
+pub(crate) fn compile(files: &[(String, String)], schema: Option<(String, String)>) -> Result<Compiled, PolicyError> {
+    let mut diagnostics = Vec::new();
+    if files.is_empty() {
+        return Err(PolicyError { diagnostics: vec![diag::unlocated("", "no *.cedar files")] });
+    }
+    let names = Names::new().map_err(|m| PolicyError { diagnostics: vec![diag::unlocated("", m)] })?;
+
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut policies: Vec<PolicyMeta> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for (file, text) in &sorted {
+        for parsed in parse_file(file, text, &mut diagnostics) {
+            if let Some(&first) = by_id.get(&parsed.id) {
+                let f = &policies[first];
+                diagnostics.push(Diagnostic {
+                    file: parsed.file.clone(),
+                    line: parsed.line,
+                    column: parsed.column,
+                    message: format!("duplicate policy id `{}`: also defined at {}:{}:{}", parsed.id, f.file, f.line, f.column),
+                });
+                continue;
+            }
+            by_id.insert(parsed.id.clone(), policies.len());
+            policies.push(parsed);
+        }
+    }
+
+    let mut full = cedar_policy::PolicySet::new();
+    for meta in &policies {
+        if let Err(e) = full.add(meta.policy.clone()) {
+            diagnostics.push(Diagnostic {
+                file: meta.file.clone(),
+                line: meta.line,
+                column: meta.column,
+                message: format!("cannot add policy `{}`: {e}", meta.id),
+            });
+        }
+    }
+
+    if let Some((schema_file, schema_text)) = &schema {
+        validate(schema_file, schema_text, &full, &policies, &by_id, &sorted, &mut diagnostics);
+    }
+
+    if !diagnostics.is_empty() {
+        // Reading order: by file, then position; cedar reports some parse
+        // errors out of order.
+        diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        return Err(PolicyError { diagnostics });
+    }
+
+    let mut index = ActionIndex::default();
+    for (pos, meta) in policies.iter().enumerate() {
+        index.insert(pos, &meta.policy.action_constraint(), &names.action);
+    }
+
+    let mut hashed: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    if let Some((n, t)) = &schema {
+        hashed.push((n, t));
+    }
+    Ok(Compiled {
+        hash: hash_files(&mut hashed),
+        policies,
+        by_id,
+        full,
+        index,
+        cache: CandidateCache::default(),
+        names,
+        authorizer: cedar_policy::Authorizer::new(),
+    })
+}
+
+/// SHA-256 hex over `name 0x00 content 0x00` for each file, sorted by name.
+pub(crate) fn hash_files(files: &mut [(&str, &str)]) -> String {
+    files.sort();
+    let mut h = Sha256::new();
+    for (name, text) in files.iter() {
+        h.update(name.as_bytes());
+        h.update([0u8]);
+        h.update(text.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Parses one file into policies with signoff ids and annotations, pushing
+/// every problem to `diagnostics` and keeping the policies that are sound.
+fn parse_file(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<PolicyMeta> {
+    let pset = match cedar_policy::PolicySet::from_str(text) {
+        Ok(pset) => pset,
+        Err(errs) => {
+            diagnostics.extend(errs.iter().map(|e| diag::from_miette(file, text, e)));
+            return Vec::new();
+        }
+    };
+    let count = pset.num_of_policies() + pset.num_of_templates();
+    let mut out = Vec::with_capacity(count);
+    // Cedar keeps each policy's own source text but not its offset; policies
+    // come in file order, so each one is found after the previous one.
+    let mut cursor = 0;
+    for index in 0..count {
+        // Cedar names the statements of one parse `policy0`, `policy1`, … in
+        // file order, templates included.
+        let cedar_id = PolicyId::new(format!("policy{index}"));
+        if let Some(template) = pset.template(&cedar_id) {
+            let start = locate(text, &mut cursor, &template.to_cedar());
+            diagnostics.push(diag::at(
+                file,
+                text,
+                start,
+                "policy templates (?principal / ?resource slots) are not supported; write a static policy",
+            ));
+            continue;
+        }
+        let Some(policy) = pset.policy(&cedar_id) else { continue };
+        let source = policy.to_cedar().unwrap_or_default();
+        let start = locate(text, &mut cursor, &source);
+        let problem = |key: &str, message: String| {
+            let at = source.find(&format!("@{key}")).map_or(start, |o| start + o);
+            diag::at(file, text, at, message)
+        };
+        let annotations: BTreeMap<String, String> =
+            policy.annotations().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let id = match annotations.get("id") {
+            Some(id) if id.trim().is_empty() => {
+                diagnostics.push(problem("id", "@id must not be empty".into()));
+                continue;
+            }
+            Some(id) => id.clone(),
+            None => format!("{file}:{index}"),
+        };
+        let effect = match policy.effect() {
+            cedar_policy::Effect::Permit => Effect::Permit,
+            cedar_policy::Effect::Forbid => Effect::Forbid,
+        };
+        let mut sound = true;
+        let mut approval = None;
+        let mut ttl_seconds = None;
+        for key in ["approval", "ttl"] {
+            if effect == Effect::Forbid && annotations.contains_key(key) {
+                diagnostics.push(problem(key, format!("@{key} on forbid policy `{id}`: only permit policies can require approval")));
+                sound = false;
+            }
+        }
+        if let Some(text) = annotations.get("approval") {
+            match parse_approval(text) {
+                Ok(r) => approval = Some(r),
+                Err(m) => {
+                    diagnostics.push(problem("approval", m));
+                    sound = false;
+                }
+            }
+        }
+        if let Some(text) = annotations.get("ttl") {
+            match parse_ttl(text) {
+                Ok(t) => ttl_seconds = Some(t),
+                Err(m) => {
+                    diagnostics.push(problem("ttl", m));
+                    sound = false;
+                }
+            }
+        }
+        if !sound {
+            continue;
+        }
+        let (line, column) = diag::line_col(text, start);
+        out.push(PolicyMeta {
+            policy: policy.new_id(PolicyId::new(&id)),
+            id,
+            file: file.to_owned(),
+            line,
+            column,
+            effect,
+            approval,
+            ttl_seconds,
+            reason: annotations.get("reason").cloned(),
+            annotations,
+        });
+    }
+    out
+}
+
+/// Byte offset of `needle` at or after `cursor`, advancing the cursor past it.
+/// Falls back to the cursor itself, which still points near the policy.
+fn locate(text: &str, cursor: &mut usize, needle: &str) -> usize {
+    let from = (*cursor).min(text.len());
+    match text.get(from..).and_then(|rest| rest.find(needle)) {
+        Some(rel) if !needle.is_empty() => {
+            let start = from + rel;
+            *cursor = start + needle.len();
+            start
+        }
+        _ => from,
+    }
+}
+
+/// Strict validation against the schema; every error located in its file.
+fn validate(
+    schema_file: &str,
+    schema_text: &str,
+    full: &cedar_policy::PolicySet,
+    policies: &[PolicyMeta],
+    by_id: &HashMap<String, usize>,
+    files: &[&(String, String)],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let schema = match Schema::from_cedarschema_str(schema_text) {
+        Ok((schema, _warnings)) => schema,
+        Err(e) => {
+            diagnostics.push(diag::from_miette(schema_file, schema_text, &e));
+            return;
+        }
+    };
+    let result = Validator::new(schema).validate(full, ValidationMode::Strict);
+    for err in result.validation_errors() {
+        let meta = by_id.get(AsRef::<str>::as_ref(err.policy_id())).and_then(|&i| policies.get(i));
+        let Some(meta) = meta else {
+            diagnostics.push(diag::unlocated(schema_file, diag::message(err)));
+            continue;
+        };
+        let text = files.iter().find(|(n, _)| *n == meta.file).map_or("", |(_, t)| t.as_str());
+        let d = match diag::first_offset(err) {
+            Some(offset) => diag::at(&meta.file, text, offset, diag::message(err)),
+            None => Diagnostic {
+                file: meta.file.clone(),
+                line: meta.line,
+                column: meta.column,
+                message: diag::message(err),
+            },
+        };
+        diagnostics.push(d);
+    }
+}

@@ -1,0 +1,310 @@
+//! The handlers and the OpenAPI document generated from them.
+
+use crate::extract::{Caller, JsonBody, QueryParams};
+use crate::problem::ApiError;
+use crate::{AppState, MAX_BODY_BYTES};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use signoff_core::wire::{
+    CancelBody, ClaimBody, CreatedPrincipal, EventPage, NewPrincipal, OutcomeBody, PolicySetInfo, Problem,
+    RequestPage, RequestView, ReviewBody, SubmitRequest, WhoAmI,
+};
+use signoff_core::{Principal, RequestStatus};
+use signoff_engine::principals::Operator;
+use signoff_engine::{EngineError, Submitted};
+use signoff_store::RequestFilter;
+use std::time::{Duration, Instant};
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "signoff", description = "Action-level approval gateway for AI agents and automation pipelines."),
+    paths(
+        submit, list, get_one, wait, review, cancel, claim, outcome, whoami, list_events, policy_info,
+        reload_policy, list_principals, add_principal, revoke_principal, healthz, readyz, metrics
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+pub(crate) fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/requests", post(submit).get(list))
+        .route("/v1/requests/{id}", get(get_one))
+        .route("/v1/requests/{id}/wait", get(wait))
+        .route("/v1/requests/{id}/reviews", post(review))
+        .route("/v1/requests/{id}/cancel", post(cancel))
+        .route("/v1/requests/{id}/claim", post(claim))
+        .route("/v1/requests/{id}/outcome", post(outcome))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/audit/events", get(list_events))
+        .route("/v1/policy", get(policy_info))
+        .route("/v1/policy/reload", post(reload_policy))
+        .route("/v1/principals", get(list_principals).post(add_principal))
+        .route("/v1/principals/{name}/revoke", post(revoke_principal))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "method not allowed on this endpoint")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+fn view(r: &signoff_core::RequestRecord) -> Json<RequestView> {
+    Json(RequestView::from(r))
+}
+
+/// Submit an action request; the verdict is in the response.
+#[utoipa::path(post, path = "/v1/requests", request_body = SubmitRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same request")),
+    responses((status = 201, body = RequestView, description = "Created"), (status = 200, body = RequestView, description = "Replayed by idempotency key"),
+        (status = 422, body = Problem), (status = 401, body = Problem), (status = 503, body = Problem)))]
+async fn submit(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key header is not valid ASCII"))?.to_owned()),
+    };
+    let (record, how) = state.engine.submit(&caller, body, key).await?;
+    let status = match how {
+        Submitted::Created => {
+            state.metrics.record_decision(record.verdict.decision, started.elapsed());
+            StatusCode::CREATED
+        }
+        Submitted::Replayed => StatusCode::OK,
+    };
+    Ok((status, [(header::LOCATION, format!("/v1/requests/{}", record.id))], view(&record)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Comma-separated statuses.
+    status: Option<String>,
+    /// Exact action.
+    action: Option<String>,
+    /// `agent:NAME` or `user:NAME`.
+    principal: Option<String>,
+    /// Cursor from `next_before`.
+    before: Option<String>,
+    /// Page size (default 100, max 1000).
+    limit: Option<usize>,
+}
+
+/// List requests, newest first. Agents see only their own.
+#[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = RequestPage), (status = 400, body = Problem)))]
+async fn list(State(state): State<AppState>, Caller(caller): Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<RequestPage>, ApiError> {
+    let statuses = match &q.status {
+        None => Vec::new(),
+        Some(s) => s
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim().parse::<RequestStatus>())
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::bad_request)?,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = RequestFilter { statuses, action: q.action, principal: q.principal, before: q.before, limit };
+    let records = state.engine.list(&caller, filter).await?;
+    let next_before = (records.len() == limit).then(|| records.last().map(|r| r.id.clone())).flatten();
+    Ok(Json(RequestPage { requests: records.iter().map(RequestView::from).collect(), next_before }))
+}
+
+/// One request.
+#[utoipa::path(get, path = "/v1/requests/{id}", responses((status = 200, body = RequestView), (status = 404, body = Problem)))]
+async fn get_one(State(state): State<AppState>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<RequestView>, ApiError> {
+    Ok(view(&state.engine.get(&caller, &id).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    /// Longest wait in seconds (default 30, max 300).
+    timeout: Option<u64>,
+}
+
+/// Long-poll: returns as soon as the request is no longer pending, or when the timeout passes (then still pending).
+#[utoipa::path(get, path = "/v1/requests/{id}/wait", params(WaitQuery), responses((status = 200, body = RequestView), (status = 404, body = Problem)))]
+async fn wait(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<WaitQuery>,
+) -> Result<Json<RequestView>, ApiError> {
+    let timeout = Duration::from_secs(q.timeout.unwrap_or(30).min(300));
+    Ok(view(&state.engine.wait(&caller, &id, timeout).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+}
+
+/// Approve or deny. Separation of duties: the requester, the on-behalf-of human and the agent's owner can never review; refused attempts are recorded.
+#[utoipa::path(post, path = "/v1/requests/{id}/reviews", request_body = ReviewBody,
+    responses((status = 200, body = RequestView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+async fn review(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReviewBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    if signoff_engine::authz::require(&caller, signoff_engine::Permission::Review).is_err() {
+        // Still go through the engine so the refused attempt is recorded.
+        let result = state.engine.review(&caller, &id, body.decision, body.reason).await;
+        state.metrics.record_review(true);
+        return Err(match result {
+            Err(e) => ApiError::from(e).with_request(&id),
+            Ok(_) => ApiError::from(EngineError::Internal("review by a non-reviewer was accepted".into())),
+        });
+    }
+    let result = state.engine.review(&caller, &id, body.decision, body.reason).await;
+    state.metrics.record_review(matches!(result, Err(EngineError::ReviewRefused(_))));
+    Ok(view(&result.map_err(|e| ApiError::from(e).with_request(&id))?))
+}
+
+/// Withdraw a pending or approved request (requester or admin).
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", request_body = CancelBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+async fn cancel(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Option<JsonBody<CancelBody>>,
+) -> Result<Json<RequestView>, ApiError> {
+    let reason = body.and_then(|b| b.0.reason);
+    Ok(view(&state.engine.cancel(&caller, &id, reason).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+}
+
+/// Claim the approval right before running the action. The digest must match the approved action; the policy is re-checked; a claim succeeds once.
+#[utoipa::path(post, path = "/v1/requests/{id}/claim", request_body = ClaimBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+async fn claim(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ClaimBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    let result = state.engine.claim(&caller, &id, &body.digest).await;
+    if matches!(result, Err(EngineError::ClaimRefused(_))) {
+        state.metrics.record_claim_refused();
+    }
+    Ok(view(&result.map_err(|e| ApiError::from(e).with_request(&id))?))
+}
+
+/// Report what happened when the claimed action ran.
+#[utoipa::path(post, path = "/v1/requests/{id}/outcome", request_body = OutcomeBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+async fn outcome(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<OutcomeBody>,
+) -> Result<Json<RequestView>, ApiError> {
+    Ok(view(&state.engine.record_outcome(&caller, &id, body).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+}
+
+/// The authenticated principal.
+#[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
+async fn whoami(Caller(caller): Caller) -> Json<WhoAmI> {
+    Json(WhoAmI { principal: caller })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// First index to return (default 0).
+    from: Option<u64>,
+    /// Page size (default 100, max 1000).
+    limit: Option<usize>,
+}
+
+/// Audit events in log order (auditor or admin).
+#[utoipa::path(get, path = "/v1/audit/events", params(EventsQuery), responses((status = 200, body = EventPage), (status = 403, body = Problem)))]
+async fn list_events(State(state): State<AppState>, Caller(caller): Caller, QueryParams(q): QueryParams<EventsQuery>) -> Result<Json<EventPage>, ApiError> {
+    let from = q.from.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let events = state.engine.events(&caller, from, limit).await?;
+    let next_after = events.last().and_then(|e| e.index).map(|i| i + 1);
+    Ok(Json(EventPage { events, next_after }))
+}
+
+/// The active policy set.
+#[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicySetInfo)))]
+async fn policy_info(State(state): State<AppState>, Caller(_caller): Caller) -> Json<PolicySetInfo> {
+    Json(state.engine.policy_info())
+}
+
+/// Reload the policy directory (admin). A bad policy set is rejected with its errors and the old set stays active.
+#[utoipa::path(post, path = "/v1/policy/reload", responses((status = 200, body = PolicySetInfo), (status = 422, body = Problem)))]
+async fn reload_policy(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<PolicySetInfo>, ApiError> {
+    signoff_engine::authz::require(&caller, signoff_engine::Permission::ManagePolicy)?;
+    Ok(Json(state.engine.reload_policies(&caller.reference().to_string()).await?))
+}
+
+/// All principals (admin).
+#[utoipa::path(get, path = "/v1/principals", responses((status = 200, body = [Principal]), (status = 403, body = Problem)))]
+async fn list_principals(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<Principal>>, ApiError> {
+    Ok(Json(state.engine.list_principals(Operator::Admin(&caller)).await?))
+}
+
+/// Add a principal (admin). The token is returned once.
+#[utoipa::path(post, path = "/v1/principals", request_body = NewPrincipal, responses((status = 201, body = CreatedPrincipal), (status = 409, body = Problem)))]
+async fn add_principal(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    JsonBody(body): JsonBody<NewPrincipal>,
+) -> Result<(StatusCode, Json<CreatedPrincipal>), ApiError> {
+    let (principal, token) = state.engine.add_principal(Operator::Admin(&caller), body).await?;
+    Ok((StatusCode::CREATED, Json(CreatedPrincipal { principal, token })))
+}
+
+/// Revoke a principal (admin).
+#[utoipa::path(post, path = "/v1/principals/{name}/revoke", responses((status = 200, body = Principal), (status = 404, body = Problem)))]
+async fn revoke_principal(State(state): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> Result<Json<Principal>, ApiError> {
+    Ok(Json(state.engine.revoke_principal(Operator::Admin(&caller), &name).await?))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "ok")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "ready"), (status = 503, body = Problem)))]
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.engine.ready().await?;
+    Ok("ready\n")
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "text exposition format")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let by_status = state.engine.store().count_by_status().await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&by_status)).into_response()
+}

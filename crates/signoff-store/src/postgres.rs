@@ -1,0 +1,82 @@
+//! The PostgreSQL backend, for several replicas sharing one database.
+//!
+//! Each replica runs one writer task (see [`crate::writer`]) with its own
+//! connection; the ledger head row lock serializes writers across replicas.
+//! Reads use a connection pool. When the server goes away, reads and writes
+//! fail with [`crate::StoreError::Unavailable`] and both reconnect once it
+//! is back.
+
+use crate::common::{db_err, migrate_err, open_err};
+use crate::writer::{Connector, Writer};
+use crate::{Result, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long to wait for the server before reporting it unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Read connections per replica.
+const READERS: u32 = 8;
+
+/// A [`crate::Store`] in a PostgreSQL database.
+#[derive(Debug)]
+pub struct PgStore {
+    read: PgPool,
+    writer: Writer,
+}
+
+impl PgStore {
+    /// Connects to the database `url` names (`postgres://USER:PASS@HOST/DB`)
+    /// and runs pending migrations (under PostgreSQL's advisory lock, so
+    /// replicas starting together are safe).
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| open_err(url, db_err(e)))?
+            .application_name("signoff");
+        let connector = PgConnector { options: options.clone() };
+        let mut conn = connector.connect().await.map_err(|e| open_err(url, e))?;
+        MIGRATOR.run(&mut conn).await.map_err(|e| open_err(url, migrate_err(e)))?;
+        let read = PgPoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
+        let writer = Writer::spawn(connector, conn);
+        Ok(PgStore { read, writer })
+    }
+}
+
+struct PgConnector {
+    options: PgConnectOptions,
+}
+
+#[async_trait::async_trait]
+impl Connector for PgConnector {
+    type Conn = PgConnection;
+
+    async fn connect(&self) -> Result<PgConnection> {
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "no answer from the database server within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(db_err)?;
+        // An acknowledged commit must be durable even if the server's
+        // default was turned off for speed.
+        let (setting,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(db_err)?;
+        if setting == "off" {
+            sqlx::query("SET synchronous_commit = on").execute(&mut conn).await.map_err(db_err)?;
+        }
+        Ok(conn)
+    }
+}
+
+crate::shared::shared_impl!(PgStore, PgConnection, "BEGIN");

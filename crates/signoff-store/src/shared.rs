@@ -1,0 +1,313 @@
+//! The method bodies both backends share, written once.
+//!
+//! sqlx's executor traits are generic over the database but their bounds are
+//! unwieldy to spell out for every bind type, so the shared code is a macro
+//! instantiated per backend: the SQL (in [`crate::common`]) and the Rust are
+//! identical, only the connection and pool types differ.
+
+/// Implements [`crate::writer::WriteConn`] for `$conn` and [`crate::Store`]
+/// for `$store` (which has fields `read: sqlx::Pool<_>` and `writer: Writer`).
+/// `$begin` is the statement that opens a write transaction.
+macro_rules! shared_impl {
+    ($store:ty, $conn:ty, $begin:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::writer::WriteConn for $conn {
+            async fn begin(&mut self) -> $crate::Result<()> {
+                <Self as $crate::writer::WriteConn>::exec(self, $begin).await
+            }
+
+            async fn exec(&mut self, sql: &'static str) -> $crate::Result<()> {
+                sqlx::query(sql).execute(&mut *self).await.map(drop).map_err($crate::common::db_err)
+            }
+
+            async fn lock_head(&mut self) -> $crate::Result<u64> {
+                let (next,): (i64,) = sqlx::query_as($crate::common::LOCK_HEAD)
+                    .fetch_one(&mut *self)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                u64::try_from(next)
+                    .map_err(|_| $crate::StoreError::Corrupt(format!("ledger head is negative ({next})")))
+            }
+
+            async fn set_head(&mut self, next: u64) -> $crate::Result<()> {
+                sqlx::query($crate::common::SET_HEAD)
+                    .bind($crate::common::to_i64(next))
+                    .execute(&mut *self)
+                    .await
+                    .map(drop)
+                    .map_err($crate::common::db_err)
+            }
+
+            async fn apply(&mut self, change: &$crate::Change) -> $crate::Result<()> {
+                use $crate::common::{self as c, RequestRow};
+                use $crate::{Change, StoreError};
+                match change {
+                    Change::InsertRequest(r) => {
+                        let row = RequestRow::new(r, r.version)?;
+                        sqlx::query(c::INSERT_REQUEST)
+                            .bind(row.id)
+                            .bind(row.status)
+                            .bind(row.action)
+                            .bind(row.resource)
+                            .bind(row.environment)
+                            .bind(row.principal)
+                            .bind(row.created_at)
+                            .bind(row.expires_at)
+                            .bind(row.idempotency_key)
+                            .bind(row.version)
+                            .bind(row.body)
+                            .execute(&mut *self)
+                            .await
+                            .map_err(|e| c::insert_request_err(e, r))?;
+                    }
+                    Change::UpdateRequest(r) => {
+                        let version = r.version.checked_add(1).ok_or_else(|| {
+                            StoreError::Database(format!("request {} version overflow", r.id))
+                        })?;
+                        let row = RequestRow::new(r, version)?;
+                        let done = sqlx::query(c::UPDATE_REQUEST)
+                            .bind(row.id)
+                            .bind(row.status)
+                            .bind(row.action)
+                            .bind(row.resource)
+                            .bind(row.environment)
+                            .bind(row.principal)
+                            .bind(row.created_at)
+                            .bind(row.expires_at)
+                            .bind(row.idempotency_key)
+                            .bind(row.version)
+                            .bind(row.body)
+                            .bind(r.version)
+                            .execute(&mut *self)
+                            .await
+                            .map_err(|e| c::insert_request_err(e, r))?;
+                        if done.rows_affected() == 0 {
+                            let exists = sqlx::query(c::REQUEST_EXISTS)
+                                .bind(&r.id)
+                                .fetch_optional(&mut *self)
+                                .await
+                                .map_err(c::db_err)?;
+                            return Err(match exists {
+                                Some(_) => StoreError::Conflict(r.id.clone()),
+                                None => StoreError::NotFound(format!("request {}", r.id)),
+                            });
+                        }
+                    }
+                    Change::InsertPrincipal { principal, token_hash } => {
+                        let row = c::PrincipalRow::new(principal)?;
+                        sqlx::query(c::INSERT_PRINCIPAL)
+                            .bind(row.name)
+                            .bind(row.kind)
+                            .bind(row.role)
+                            .bind(row.email)
+                            .bind(row.groups)
+                            .bind(row.owner)
+                            .bind(token_hash)
+                            .bind(row.created_at)
+                            .bind(row.revoked_at)
+                            .execute(&mut *self)
+                            .await
+                            .map_err(|e| c::insert_principal_err(e, &principal.name))?;
+                    }
+                    Change::RevokePrincipal { name, at } => {
+                        let done = sqlx::query(c::REVOKE_PRINCIPAL)
+                            .bind(name)
+                            .bind(c::millis(*at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
+                        if done.rows_affected() == 0 {
+                            return Err(StoreError::NotFound(format!("principal {name}")));
+                        }
+                    }
+                }
+                Ok(())
+            }
+
+            async fn append(
+                &mut self,
+                first: u64,
+                events: &[&signoff_core::AuditEvent],
+            ) -> $crate::Result<()> {
+                use $crate::common as c;
+                let mut idx = first;
+                let mut rest = events;
+                while !rest.is_empty() {
+                    let (chunk, tail) = rest.split_at(c::event_chunk(rest.len()));
+                    let mut query = sqlx::query(c::insert_events_sql(chunk.len()));
+                    for event in chunk {
+                        let row = c::EventRow::new(idx, event)?;
+                        idx += 1;
+                        query = query
+                            .bind(row.idx)
+                            .bind(row.kind)
+                            .bind(row.time)
+                            .bind(row.actor)
+                            .bind(row.request_id)
+                            .bind(row.digest)
+                            .bind(row.verdict)
+                            .bind(row.policy_ids)
+                            .bind(row.policy_set_hash)
+                            .bind(row.reason)
+                            .bind(row.detail)
+                            .bind(row.schema);
+                    }
+                    query.execute(&mut *self).await.map_err(c::db_err)?;
+                    rest = tail;
+                }
+                Ok(())
+            }
+
+            async fn close(self) {
+                let _ = sqlx::Connection::close(self).await;
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn commit(&self, commit: $crate::Commit) -> $crate::Result<$crate::Receipt> {
+                if commit.changes.is_empty() && commit.events.is_empty() {
+                    return Ok($crate::Receipt { event_indexes: Vec::new() });
+                }
+                self.writer.commit(commit).await
+            }
+
+            async fn request(&self, id: &str) -> $crate::Result<Option<signoff_core::RequestRecord>> {
+                let row: Option<(String,)> = sqlx::query_as($crate::common::SELECT_REQUEST)
+                    .bind(id)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                row.map(|(body,)| $crate::common::decode_request(&body)).transpose()
+            }
+
+            async fn request_by_idempotency_key(
+                &self,
+                principal: &str,
+                key: &str,
+            ) -> $crate::Result<Option<signoff_core::RequestRecord>> {
+                let row: Option<(String,)> = sqlx::query_as($crate::common::SELECT_REQUEST_BY_KEY)
+                    .bind(principal)
+                    .bind(key)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                row.map(|(body,)| $crate::common::decode_request(&body)).transpose()
+            }
+
+            async fn list_requests(
+                &self,
+                filter: &$crate::RequestFilter,
+            ) -> $crate::Result<Vec<signoff_core::RequestRecord>> {
+                use $crate::common::Param;
+                let (sql, params) = $crate::common::list_requests_sql(filter);
+                let mut query = sqlx::query_as::<_, (String,)>(&sql);
+                for p in params {
+                    query = match p {
+                        Param::Text(s) => query.bind(s),
+                        Param::Int(i) => query.bind(i),
+                    };
+                }
+                let rows = query.fetch_all(&self.read).await.map_err($crate::common::db_err)?;
+                rows.iter().map(|(body,)| $crate::common::decode_request(body)).collect()
+            }
+
+            async fn due_requests(
+                &self,
+                now: jiff::Timestamp,
+                limit: usize,
+            ) -> $crate::Result<Vec<signoff_core::RequestRecord>> {
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(String,)> = sqlx::query_as($crate::common::SELECT_DUE)
+                    .bind($crate::common::millis(now))
+                    .bind($crate::common::to_i64(limit.min($crate::common::MAX_EVENTS)))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                rows.iter().map(|(body,)| $crate::common::decode_request(body)).collect()
+            }
+
+            async fn next_deadline(&self) -> $crate::Result<Option<jiff::Timestamp>> {
+                let (ms,): (Option<i64>,) = sqlx::query_as($crate::common::SELECT_NEXT_DEADLINE)
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                ms.map(|ms| $crate::common::timestamp(ms, &|| "next deadline".to_owned())).transpose()
+            }
+
+            async fn count_by_status(&self) -> $crate::Result<Vec<(signoff_core::RequestStatus, u64)>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as($crate::common::COUNT_BY_STATUS)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                $crate::common::decode_counts(rows)
+            }
+
+            async fn principal_by_token_hash(
+                &self,
+                token_hash: &str,
+            ) -> $crate::Result<Option<signoff_core::Principal>> {
+                let row: Option<$crate::common::PrincipalRow> =
+                    sqlx::query_as($crate::common::SELECT_PRINCIPAL_BY_TOKEN)
+                        .bind(token_hash)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                row.map($crate::common::PrincipalRow::decode).transpose()
+            }
+
+            async fn principal(&self, name: &str) -> $crate::Result<Option<signoff_core::Principal>> {
+                let row: Option<$crate::common::PrincipalRow> =
+                    sqlx::query_as($crate::common::SELECT_PRINCIPAL)
+                        .bind(name)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                row.map($crate::common::PrincipalRow::decode).transpose()
+            }
+
+            async fn list_principals(&self) -> $crate::Result<Vec<signoff_core::Principal>> {
+                let rows: Vec<$crate::common::PrincipalRow> =
+                    sqlx::query_as($crate::common::LIST_PRINCIPALS)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                rows.into_iter().map($crate::common::PrincipalRow::decode).collect()
+            }
+
+            async fn events(&self, from: u64, limit: usize) -> $crate::Result<Vec<signoff_core::AuditEvent>> {
+                let Ok(from) = i64::try_from(from) else { return Ok(Vec::new()) };
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<$crate::common::EventRow> = sqlx::query_as($crate::common::SELECT_EVENTS)
+                    .bind(from)
+                    .bind($crate::common::to_i64(limit.min($crate::common::MAX_EVENTS)))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                rows.into_iter().map($crate::common::EventRow::decode).collect()
+            }
+
+            async fn event_count(&self) -> $crate::Result<u64> {
+                let (next,): (i64,) = sqlx::query_as($crate::common::SELECT_HEAD)
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                u64::try_from(next)
+                    .map_err(|_| $crate::StoreError::Corrupt(format!("ledger head is negative ({next})")))
+            }
+
+            async fn ping(&self) -> $crate::Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.read)
+                    .await
+                    .map(drop)
+                    .map_err($crate::common::db_err)
+            }
+        }
+    };
+}
+pub(crate) use shared_impl;

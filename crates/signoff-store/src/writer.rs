@@ -1,0 +1,262 @@
+//! Group commit: one task owns the write connection and applies whatever
+//! commits are queued in a single transaction, so many concurrent callers
+//! share one fsync.
+//!
+//! A batch first runs optimistically: every change in order, then the events
+//! of all commits in a few multi-row inserts, then one COMMIT. If a commit
+//! fails (a conflict, a duplicate), the batch is rolled back and redone with
+//! each commit inside its own savepoint, so the failing one is undone alone
+//! and its neighbours still commit. Failures are rare, so the common path
+//! pays neither for savepoints nor for one statement per event.
+//! The ledger head row is locked first in every batch, which serializes
+//! writers (across replicas too, with PostgreSQL) and gives every writer the
+//! same lock order, so batches cannot deadlock each other.
+
+use crate::common::copy_err;
+use crate::{Change, Commit, Receipt, Result, StoreError};
+use signoff_core::AuditEvent;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most commits applied in one transaction.
+const MAX_BATCH: usize = 256;
+/// Commits that may wait for the writer before callers feel back-pressure.
+const QUEUE: usize = 4 * MAX_BATCH;
+
+/// One writer connection, as the batch loop needs it.
+#[async_trait::async_trait]
+pub(crate) trait WriteConn: Send + 'static {
+    /// Starts the batch transaction.
+    async fn begin(&mut self) -> Result<()>;
+    /// Runs a statement without binds (SAVEPOINT, COMMIT, …).
+    async fn exec(&mut self, sql: &'static str) -> Result<()>;
+    /// Locks the ledger head for the transaction and reads the next index.
+    async fn lock_head(&mut self) -> Result<u64>;
+    /// Stores the next index.
+    async fn set_head(&mut self, next: u64) -> Result<()>;
+    /// Applies one state change.
+    async fn apply(&mut self, change: &Change) -> Result<()>;
+    /// Appends `events` at indexes `first`, `first + 1`, ….
+    async fn append(&mut self, first: u64, events: &[&AuditEvent]) -> Result<()>;
+    /// Closes the connection.
+    async fn close(self);
+}
+
+/// Opens writer connections, again after one breaks.
+#[async_trait::async_trait]
+pub(crate) trait Connector: Send + Sync + 'static {
+    /// The connection type.
+    type Conn: WriteConn;
+    /// A fresh connection.
+    async fn connect(&self) -> Result<Self::Conn>;
+}
+
+type Job = (Commit, oneshot::Sender<Result<Receipt>>);
+
+/// The handle callers commit through.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task with an already open connection.
+    pub fn spawn<C: Connector>(connector: C, conn: C::Conn) -> Self {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(connector, Some(conn), rx));
+        Writer { jobs }
+    }
+
+    /// Queues `commit` and waits until it is durable (or failed).
+    pub async fn commit(&self, commit: Commit) -> Result<Receipt> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((commit, tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer task has stopped".into()))?;
+        rx.await.map_err(|_| {
+            StoreError::Unavailable("the store's writer task stopped before answering".into())
+        })?
+    }
+}
+
+async fn run<C: Connector>(connector: C, mut conn: Option<C::Conn>, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        jobs.clear();
+        if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            break; // every Writer handle is gone
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match connector.connect().await {
+                Ok(c) => {
+                    tracing::info!("store writer reconnected");
+                    conn.insert(c)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store writer cannot reconnect");
+                    for (_, reply) in jobs.drain(..) {
+                        let _ = reply.send(Err(copy_err(&e)));
+                    }
+                    continue;
+                }
+            },
+        };
+        let (results, fatal) = run_batch(c, &jobs).await;
+        if let Some(e) = &fatal {
+            // The connection's state is unknown (dead socket, failed COMMIT):
+            // drop it and reconnect on the next batch.
+            tracing::warn!(error = %e, commits = jobs.len(), "store write batch failed");
+            if let Some(c) = conn.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
+            }
+        }
+        let mut results = results.into_iter();
+        for (_, reply) in jobs.drain(..) {
+            let result = match (results.next().flatten(), &fatal) {
+                // A commit that failed on its own fails the same way whatever
+                // happened to the rest of the batch.
+                (Some(Err(e)), _) => Err(e),
+                (Some(Ok(receipt)), None) => Ok(receipt),
+                (_, Some(e)) => Err(copy_err(e)),
+                (None, None) => Err(StoreError::Database("commit was not applied".into())),
+            };
+            // The caller may have given up waiting; its commit stands anyway.
+            let _ = reply.send(result);
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+}
+
+/// Each commit's own outcome (`None` if the batch failed before it was
+/// decided) and the error that failed the whole batch, if one did (then
+/// nothing committed).
+type BatchOutcome = (Vec<Option<Result<Receipt>>>, Option<StoreError>);
+
+/// Applies `jobs` in one transaction.
+async fn run_batch<W: WriteConn>(conn: &mut W, jobs: &[Job]) -> BatchOutcome {
+    let commits: Vec<&Commit> = jobs.iter().map(|(c, _)| c).collect();
+    let mut results: Vec<Option<Result<Receipt>>> = jobs.iter().map(|_| None).collect();
+    let fatal = match fast_batch(conn, &commits).await {
+        Ok(Fast::Committed(receipts)) => {
+            return (receipts.into_iter().map(|r| Some(Ok(r))).collect(), None);
+        }
+        // Everything was rolled back; redo the batch the careful way. The
+        // commits before a failed one saw exactly the state they will see
+        // again, so the failed one is known to fail and is left out.
+        Ok(Fast::Failed(failed, e)) => {
+            results[failed] = Some(Err(e));
+            savepoint_batch(conn, &commits, &mut results).await.err()
+        }
+        Ok(Fast::Retry) => savepoint_batch(conn, &commits, &mut results).await.err(),
+        Err(fatal) => Some(fatal),
+    };
+    (results, fatal)
+}
+
+enum Fast {
+    /// Everything committed.
+    Committed(Vec<Receipt>),
+    /// Rolled back because the commit at this position failed.
+    Failed(usize, StoreError),
+    /// Rolled back because the bulk event insert failed, which no single
+    /// commit can be blamed for yet.
+    Retry,
+}
+
+/// The common case: every commit succeeds, so no savepoints are needed and
+/// the events of all commits go in with a few multi-row inserts.
+async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<Fast> {
+    conn.begin().await?;
+    let head = conn.lock_head().await?;
+    for (i, commit) in commits.iter().enumerate() {
+        for change in &commit.changes {
+            match conn.apply(change).await {
+                Ok(()) => {}
+                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                Err(e) => {
+                    conn.exec("ROLLBACK").await?;
+                    return Ok(Fast::Failed(i, e));
+                }
+            }
+        }
+    }
+    let mut next = head;
+    let mut receipts = Vec::with_capacity(commits.len());
+    for commit in commits {
+        let n = commit.events.len() as u64;
+        receipts.push(Receipt { event_indexes: (next..next + n).collect() });
+        next += n;
+    }
+    let events: Vec<&AuditEvent> = commits.iter().flat_map(|c| &c.events).collect();
+    if !events.is_empty() {
+        match conn.append(head, &events).await {
+            Ok(()) => {}
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(_) if commits.len() > 1 => {
+                conn.exec("ROLLBACK").await?;
+                return Ok(Fast::Retry);
+            }
+            Err(e) => {
+                conn.exec("ROLLBACK").await?;
+                return Ok(Fast::Failed(0, e));
+            }
+        }
+        conn.set_head(next).await?;
+    }
+    conn.exec("COMMIT").await?;
+    Ok(Fast::Committed(receipts))
+}
+
+/// Applies every commit whose result is still undecided inside its own
+/// savepoint, so one that fails is undone alone.
+async fn savepoint_batch<W: WriteConn>(
+    conn: &mut W,
+    commits: &[&Commit],
+    results: &mut [Option<Result<Receipt>>],
+) -> Result<()> {
+    if results.iter().all(Option::is_some) {
+        return Ok(());
+    }
+    conn.begin().await?;
+    let head = conn.lock_head().await?;
+    let mut next = head;
+    for (commit, result) in commits.iter().zip(results.iter_mut()) {
+        if result.is_some() {
+            continue;
+        }
+        conn.exec("SAVEPOINT signoff_commit").await?;
+        match apply(conn, commit, next).await {
+            Ok(receipt) => {
+                conn.exec("RELEASE SAVEPOINT signoff_commit").await?;
+                next += receipt.event_indexes.len() as u64;
+                *result = Some(Ok(receipt));
+            }
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                conn.exec("ROLLBACK TO SAVEPOINT signoff_commit").await?;
+                conn.exec("RELEASE SAVEPOINT signoff_commit").await?;
+                *result = Some(Err(e));
+            }
+        }
+    }
+    if next != head {
+        conn.set_head(next).await?;
+    }
+    conn.exec("COMMIT").await
+}
+
+async fn apply<W: WriteConn>(conn: &mut W, commit: &Commit, first: u64) -> Result<Receipt> {
+    for change in &commit.changes {
+        conn.apply(change).await?;
+    }
+    let events: Vec<&AuditEvent> = commit.events.iter().collect();
+    if !events.is_empty() {
+        conn.append(first, &events).await?;
+    }
+    let n = events.len() as u64;
+    Ok(Receipt { event_indexes: (first..first + n).collect() })
+}
