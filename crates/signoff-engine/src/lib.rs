@@ -12,6 +12,7 @@ pub mod principals;
 mod waiters;
 
 pub use authz::Permission;
+pub use principals::AUTH_CACHE_TTL;
 pub use error::EngineError;
 
 use arc_swap::ArcSwap;
@@ -58,6 +59,7 @@ pub struct Engine {
     config: EngineConfig,
     waiters: Waiters,
     deadline_changed: tokio::sync::Notify,
+    auth_cache: principals::AuthCache,
 }
 
 impl std::fmt::Debug for Engine {
@@ -90,6 +92,7 @@ impl Engine {
             config,
             waiters: Waiters::default(),
             deadline_changed: tokio::sync::Notify::new(),
+            auth_cache: principals::AuthCache::default(),
         });
         Ok(engine)
     }
@@ -143,11 +146,19 @@ impl Engine {
     }
 
     /// Authenticates a bearer token. Revoked and unknown tokens look the same
-    /// to the caller.
+    /// to the caller. Successful lookups are cached for [`AUTH_CACHE_TTL`]:
+    /// a revocation on this instance takes effect at once, one made through
+    /// another replica within that bound.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, EngineError> {
         let hash = principals::token_hash(token);
+        if let Some(p) = self.auth_cache.get(&hash) {
+            return Ok(p);
+        }
         match self.store.principal_by_token_hash(&hash).await? {
-            Some(p) if p.is_active() => Ok(p),
+            Some(p) if p.is_active() => {
+                self.auth_cache.put(hash, p.clone());
+                Ok(p)
+            }
             _ => Err(EngineError::Unauthenticated("invalid or revoked token".into())),
         }
     }

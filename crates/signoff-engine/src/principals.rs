@@ -12,6 +12,38 @@ use signoff_store::{Change, Commit};
 /// Prefix that makes signoff tokens recognisable to secret scanners.
 const TOKEN_PREFIX: &str = "so_";
 
+/// How long a successful token lookup is trusted without asking the database.
+pub const AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Most entries the token cache holds before it starts over.
+const AUTH_CACHE_MAX: usize = 10_000;
+
+/// Recently authenticated principals by token hash.
+#[derive(Default)]
+pub(crate) struct AuthCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Principal, std::time::Instant)>>,
+}
+
+impl AuthCache {
+    pub(crate) fn get(&self, hash: &str) -> Option<Principal> {
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(hash).filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL).map(|(p, _)| p.clone())
+    }
+
+    pub(crate) fn put(&self, hash: String, principal: Principal) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= AUTH_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (principal, std::time::Instant::now()));
+    }
+
+    pub(crate) fn forget(&self, name: &str) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (p, _)| p.name != name);
+    }
+}
+
 /// Hex SHA-256 of a bearer token, as stored.
 pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -127,6 +159,7 @@ impl Engine {
         self.store
             .commit(Commit { changes: vec![Change::RevokePrincipal { name: name.to_owned(), at: now }], events: vec![event] })
             .await?;
+        self.auth_cache.forget(name);
         Ok(Principal { revoked_at: Some(now), ..existing })
     }
 

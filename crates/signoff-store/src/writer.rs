@@ -103,7 +103,20 @@ async fn run<C: Connector>(connector: C, mut conn: Option<C::Conn>, mut rx: mpsc
                 }
             },
         };
+        let t0 = std::time::Instant::now();
         let (results, fatal) = run_batch(c, &jobs).await;
+        {
+            use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+            static B: AtomicU64 = AtomicU64::new(0);
+            static J: AtomicU64 = AtomicU64::new(0);
+            static T: AtomicU64 = AtomicU64::new(0);
+            static C: AtomicU64 = AtomicU64::new(0);
+            let b = B.fetch_add(1, Relaxed) + 1;
+            J.fetch_add(jobs.len() as u64, Relaxed);
+            T.fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
+            C.fetch_add(LASTCOMMIT.load(Relaxed), Relaxed);
+            if b % 500 == 0 { eprintln!("batches {b} avg jobs {} avg batch us {} avg commit us {}", J.load(Relaxed)/b, T.load(Relaxed)/b, C.load(Relaxed)/b); }
+        }
         if let Some(e) = &fatal {
             // The connection's state is unknown (dead socket, failed COMMIT):
             // drop it and reconnect on the next batch.
@@ -207,7 +220,9 @@ async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<F
         }
         conn.set_head(next).await?;
     }
+    let t = std::time::Instant::now();
     conn.exec("COMMIT").await?;
+    LASTCOMMIT.store(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(Fast::Committed(receipts))
 }
 
@@ -260,3 +275,5 @@ async fn apply<W: WriteConn>(conn: &mut W, commit: &Commit, first: u64) -> Resul
     let n = events.len() as u64;
     Ok(Receipt { event_indexes: (first..first + n).collect() })
 }
+
+static LASTCOMMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
