@@ -2,7 +2,7 @@
 
 use signoff_core::wire::RequestView;
 use signoff_core::Principal;
-use signoff_gates::exec::{human, ExecObserver};
+use signoff_gates::exec::ExecObserver;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -142,16 +142,17 @@ impl ExecObserver for Spinner {
         }
         let bar = self.bar.get_or_insert_with(|| {
             let bar = indicatif::ProgressBar::new_spinner();
+            // the template's {elapsed} keeps ticking between long-poll answers
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} waiting {elapsed} · {msg}") {
+                bar.set_style(style);
+            }
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
         let needed = view.verdict.requirement.as_ref().map(|r| r.to_string()).unwrap_or_default();
         let approved = if view.approved_by.is_empty() { "none yet".to_owned() } else { view.approved_by.join(", ") };
-        bar.set_message(format!(
-            "waiting for approval ({needed}) of {} · {} · approved by: {approved}",
-            view.id,
-            human(waited)
-        ));
+        let _ = waited;
+        bar.set_message(format!("request {} needs {needed} · approved by: {approved}", view.id));
     }
 
     fn finish_waiting(&mut self) {

@@ -5,9 +5,10 @@ use crate::explain::{Effect, Explanation, PolicyStatus, PolicyTrace};
 use crate::index::Candidates;
 use crate::load::Compiled;
 use crate::EvalInput;
-use cedar_policy::{Context, Entities, Entity, EntityId, EntityUid, Request, Response};
-use serde_json::Value;
-use signoff_core::action::action_ancestors;
+use crate::context;
+use crate::index::Needs;
+use cedar_policy::{Context, Entities, Entity, EntityId, EntityUid, Request, Response, RestrictedExpression};
+use signoff_core::action::{action_ancestors, RESERVED_CONTEXT_KEYS};
 use signoff_core::principal::PrincipalKind;
 use signoff_core::{Decision, Requirement, Verdict};
 use std::collections::{BTreeSet, HashSet};
@@ -34,15 +35,16 @@ impl Compiled {
             // Ids are unique by construction, so this cannot fail; if it
             // somehow did, the full set still gives the right answer.
             .unwrap_or_else(|_| self.full.clone());
-        self.cache.insert(action, Candidates { positions, set })
+        let needs = Needs::of(positions.iter().map(|&p| &self.policies[p]), action);
+        self.cache.insert(action, Candidates { positions, set, needs })
     }
 
     pub(crate) fn evaluate(&self, input: &EvalInput<'_>) -> Verdict {
-        let prepared = match self.prepare(input) {
+        let candidates = self.candidates(&input.request.action);
+        let prepared = match self.prepare(input, candidates.needs) {
             Ok(p) => p,
             Err(message) => return self.deny_invalid(message),
         };
-        let candidates = self.candidates(&input.request.action);
         if candidates.positions.is_empty() {
             return Verdict::deny(self.hash.clone(), NO_PERMIT);
         }
@@ -54,7 +56,8 @@ impl Compiled {
     /// the index must agree with.
     #[cfg(test)]
     pub(crate) fn evaluate_full(&self, input: &EvalInput<'_>) -> Verdict {
-        let prepared = match self.prepare(input) {
+        let needs = Needs::of(&self.policies, &input.request.action);
+        let prepared = match self.prepare(input, needs) {
             Ok(p) => p,
             Err(message) => return self.deny_invalid(message),
         };
@@ -70,9 +73,10 @@ impl Compiled {
 
     /// Principal (with its groups as parents), the action (with its dotted
     /// prefixes as parents, and those prefixes as entities), the resource,
-    /// and the context with signoff's own keys. Groups and the resource need
-    /// no entities of their own: nothing about them is known beyond the uid.
-    fn prepare(&self, input: &EvalInput<'_>) -> Result<Prepared, String> {
+    /// and the context with signoff's own keys. Entities the policies cannot
+    /// observe are left out (see [`Needs`]); groups and the resource never
+    /// need entities of their own, as nothing is known of them but the uid.
+    fn prepare(&self, input: &EvalInput<'_>, needs: Needs) -> Result<Prepared, String> {
         let req = input.request;
         let n = &self.names;
         let uid = |ty: &cedar_policy::EntityTypeName, id: &str| {
@@ -83,27 +87,42 @@ impl Compiled {
             PrincipalKind::User => &n.user,
         };
         let principal = uid(principal_type, &req.principal.name);
-        let groups: HashSet<EntityUid> = input.principal_groups.iter().map(|g| uid(&n.group, g)).collect();
         let action = uid(&n.action, &req.action);
-        let ancestors: Vec<EntityUid> = action_ancestors(&req.action).into_iter().map(|a| uid(&n.action, a)).collect();
         let resource = uid(&n.resource, &req.resource);
 
-        let mut entities = Vec::with_capacity(2 + ancestors.len());
-        entities.push(Entity::new_no_attrs(principal.clone(), groups));
-        entities.push(Entity::new_no_attrs(action.clone(), ancestors.iter().cloned().collect()));
-        // Each prefix's parents are the shorter prefixes after it.
-        for (i, a) in ancestors.iter().enumerate() {
-            entities.push(Entity::new_no_attrs(a.clone(), ancestors[i + 1..].iter().cloned().collect()));
-        }
-        let entities = Entities::from_entities(entities, None).map_err(|e| format!("invalid request entities: {e}"))?;
+        let entities = if needs.principal || needs.action {
+            let mut list = Vec::with_capacity(4);
+            if needs.principal {
+                let groups: HashSet<EntityUid> = input.principal_groups.iter().map(|g| uid(&n.group, g)).collect();
+                list.push(Entity::new_no_attrs(principal.clone(), groups));
+            }
+            if needs.action {
+                let ancestors: Vec<EntityUid> =
+                    action_ancestors(&req.action).into_iter().map(|a| uid(&n.action, a)).collect();
+                list.push(Entity::new_no_attrs(action.clone(), ancestors.iter().cloned().collect()));
+                // Each prefix's parents are the shorter prefixes after it.
+                for (i, a) in ancestors.iter().enumerate() {
+                    list.push(Entity::new_no_attrs(a.clone(), ancestors[i + 1..].iter().cloned().collect()));
+                }
+            }
+            Entities::from_entities(list, None).map_err(|e| format!("invalid request entities: {e}"))?
+        } else {
+            Entities::empty()
+        };
 
-        let mut ctx = req.context.clone();
-        let text = |v: &Option<String>| Value::String(v.clone().unwrap_or_default());
-        ctx.insert("environment".into(), text(&req.environment));
-        ctx.insert("justification".into(), text(&req.justification));
-        ctx.insert("gate".into(), Value::String(input.gate.to_owned()));
-        ctx.insert("on_behalf_of".into(), text(&req.on_behalf_of));
-        let context = Context::from_json_value(Value::Object(ctx), None).map_err(|e| format!("invalid request context: {e}"))?;
+        let text = |v: &Option<String>| RestrictedExpression::new_string(v.clone().unwrap_or_default());
+        let mut pairs = Vec::with_capacity(req.context.len() + 4);
+        for (key, value) in &req.context {
+            // signoff's own keys win; the request validation rejects them anyway
+            if !RESERVED_CONTEXT_KEYS.contains(&key.as_str()) {
+                pairs.push((key.clone(), context::to_cedar(key, value)?));
+            }
+        }
+        pairs.push(("environment".into(), text(&req.environment)));
+        pairs.push(("justification".into(), text(&req.justification)));
+        pairs.push(("gate".into(), RestrictedExpression::new_string(input.gate.to_owned())));
+        pairs.push(("on_behalf_of".into(), text(&req.on_behalf_of)));
+        let context = Context::from_pairs(pairs).map_err(|e| format!("invalid request context: {e}"))?;
         let request =
             Request::new(principal, action, resource, context, None).map_err(|e| format!("invalid request: {e}"))?;
         Ok(Prepared { request, entities })
@@ -180,7 +199,7 @@ impl Compiled {
         let skipped = self.policies.len() - candidates.positions.len();
         let mut satisfied = HashSet::new();
         let mut errored: std::collections::HashMap<String, String> = Default::default();
-        if let Ok(prepared) = self.prepare(input) {
+        if let Ok(prepared) = self.prepare(input, candidates.needs) {
             // Satisfied-but-not-determining policies are invisible in one
             // evaluation (a satisfied forbid hides satisfied permits), so
             // permits and forbids are evaluated apart.

@@ -5,6 +5,7 @@
 //! errors (Cedar checks the scope before the conditions), so leaving it out
 //! cannot change a verdict. That equivalence is tested against the full set.
 
+use crate::load::PolicyMeta;
 use cedar_policy::{ActionConstraint, EntityTypeName, EntityUid};
 use signoff_core::action::action_ancestors;
 use std::collections::HashMap;
@@ -63,6 +64,38 @@ pub(crate) struct Candidates {
     pub(crate) positions: Vec<usize>,
     /// The same policies as a Cedar set.
     pub(crate) set: cedar_policy::PolicySet,
+    /// Which entities these policies can observe.
+    pub(crate) needs: Needs,
+}
+
+/// Which request entities a set of policies can observe. Building entities
+/// costs more than evaluating a few policies, so they are built only when a
+/// policy could tell the difference.
+///
+/// Entities carry no attributes, so the only thing an entity adds is its
+/// parents, and a parent only matters to an `in` whose right side names it.
+/// Context values are plain data (never entity references), so such a name
+/// can only come from a literal in a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Needs {
+    /// Some policy names a `Group`: build the principal with its groups.
+    pub(crate) principal: bool,
+    /// Some policy names a dotted prefix of the action: build the action
+    /// with its prefixes as parents.
+    pub(crate) action: bool,
+}
+
+impl Needs {
+    /// What `policies` need when evaluating `action`.
+    pub(crate) fn of<'a>(policies: impl IntoIterator<Item = &'a PolicyMeta>, action: &str) -> Needs {
+        let is_prefix = |lit: &str| action.len() > lit.len() && action.starts_with(lit) && action.as_bytes()[lit.len()] == b'.';
+        let mut needs = Needs { principal: false, action: false };
+        for m in policies {
+            needs.principal |= m.mentions_group;
+            needs.action |= m.action_literals.iter().any(|l| is_prefix(l));
+        }
+        needs
+    }
 }
 
 /// More distinct actions than this and the cache starts over: actions come

@@ -9,7 +9,10 @@
 //! member of each dotted prefix (`Action::"db"`). The resource is
 //! `Resource::"…"`. The context holds the request's own keys plus
 //! `environment`, `justification`, `on_behalf_of` (empty strings when absent)
-//! and `gate`.
+//! and `gate`. Context values are plain data: JSON objects become records,
+//! never entity references or extension values (Cedar's `__entity` /
+//! `__extn` escapes are not interpreted), so a caller cannot smuggle an
+//! entity into a policy through the context.
 //!
 //! # Annotations
 //!
@@ -46,6 +49,7 @@
 //! policy whose scope does not match is neither satisfied nor erroring.
 
 mod annotations;
+mod context;
 mod diag;
 mod eval;
 mod explain;

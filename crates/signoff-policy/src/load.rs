@@ -30,6 +30,12 @@ pub(crate) struct PolicyMeta {
     pub(crate) annotations: BTreeMap<String, String>,
     /// The policy under its signoff id.
     pub(crate) policy: cedar_policy::Policy,
+    /// Whether the policy names any `Group::"…"`; only then can the
+    /// principal's group memberships matter to it.
+    pub(crate) mentions_group: bool,
+    /// The `Action::"…"` ids the policy names; only when one is a dotted
+    /// prefix of the request's action does the action hierarchy matter.
+    pub(crate) action_literals: Vec<String>,
 }
 
 /// Cedar entity type names, parsed once instead of per request.
@@ -177,6 +183,18 @@ pub(crate) fn compile(files: &[(String, String)], schema: Option<(String, String
         return Err(PolicyError { diagnostics });
     }
 
+    for meta in &mut policies {
+        for uid in meta.policy.entity_literals() {
+            if uid.type_name() == &names.group {
+                meta.mentions_group = true;
+            } else if uid.type_name() == &names.action {
+                meta.action_literals.push(uid.id().unescaped().to_owned());
+            }
+        }
+        meta.action_literals.sort();
+        meta.action_literals.dedup();
+    }
+
     let mut index = ActionIndex::default();
     for (pos, meta) in policies.iter().enumerate() {
         index.insert(pos, &meta.policy.action_constraint(), &names.action);
@@ -303,6 +321,8 @@ fn parse_file(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<
             ttl_seconds,
             reason: annotations.get("reason").cloned(),
             annotations,
+            mentions_group: false,
+            action_literals: Vec::new(),
         });
     }
     out

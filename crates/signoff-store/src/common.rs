@@ -51,40 +51,55 @@ pub(crate) const SELECT_PRINCIPAL_BY_TOKEN: &str = "SELECT name, kind, role, ema
 pub(crate) const LIST_PRINCIPALS: &str = "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
     FROM principals ORDER BY name";
 
-/// Row counts of the multi-row event inserts; few distinct sizes keep the
+/// Row counts of multi-row inserts; few distinct sizes keep the
 /// prepared-statement cache small.
-const EVENT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
-/// How many of `left` events the next insert takes.
-pub(crate) fn event_chunk(left: usize) -> usize {
-    EVENT_CHUNKS.into_iter().find(|&n| n <= left).unwrap_or(1)
+/// How many of `left` rows the next multi-row insert takes.
+pub(crate) fn chunk(left: usize) -> usize {
+    CHUNKS.into_iter().find(|&n| n <= left).unwrap_or(1)
 }
 
-/// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` rows (one of the
-/// sizes [`event_chunk`] returns), 12 binds per row in [`EventRow`] order.
-pub(crate) fn insert_events_sql(rows: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        EVENT_CHUNKS
-            .iter()
-            .map(|&n| {
-                let values: Vec<String> = (0..n)
-                    .map(|r| {
-                        let marks: Vec<String> = (1..=12).map(|c| format!("${}", r * 12 + c)).collect();
-                        format!("({})", marks.join(", "))
-                    })
-                    .collect();
-                format!(
-                    "INSERT INTO audit_events (idx, kind, time, actor, request_id, digest, verdict, \
-                     policy_ids, policy_set_hash, reason, detail, schema) VALUES {}",
-                    values.join(", ")
-                )
-            })
-            .collect()
-    });
-    let at = EVENT_CHUNKS.iter().position(|&n| n == rows).unwrap_or(EVENT_CHUNKS.len() - 1);
+/// `HEAD VALUES ($1, …), (…)` with `cols` binds per row for each size in
+/// [`CHUNKS`].
+fn multi_insert(head: &str, cols: usize) -> Vec<String> {
+    CHUNKS
+        .iter()
+        .map(|&rows| {
+            let values: Vec<String> = (0..rows)
+                .map(|r| {
+                    let marks: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+                    format!("({})", marks.join(", "))
+                })
+                .collect();
+            format!("{head} VALUES {}", values.join(", "))
+        })
+        .collect()
+}
+
+fn pick(all: &[String], rows: usize) -> &str {
+    let at = CHUNKS.iter().position(|&n| n == rows).unwrap_or(CHUNKS.len() - 1);
     &all[at]
 }
+
+/// [`INSERT_REQUEST`] for `rows` rows (a size [`chunk`] returns), binds in
+/// [`RequestRow`] order.
+pub(crate) fn insert_requests_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    pick(SQL.get_or_init(|| multi_insert(INSERT_REQUEST_HEAD, 11)), rows)
+}
+
+/// The event insert for `rows` rows (a size [`chunk`] returns), binds in
+/// [`EventRow`] order.
+pub(crate) fn insert_events_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    pick(SQL.get_or_init(|| multi_insert(INSERT_EVENT_HEAD, 12)), rows)
+}
+
+const INSERT_REQUEST_HEAD: &str = "INSERT INTO requests \
+    (id, status, action, resource, environment, principal, created_at, expires_at, idempotency_key, version, body)";
+const INSERT_EVENT_HEAD: &str = "INSERT INTO audit_events \
+    (idx, kind, time, actor, request_id, digest, verdict, policy_ids, policy_set_hash, reason, detail, schema)";
 
 pub(crate) const SELECT_EVENTS: &str = "SELECT \
     idx, kind, time, actor, request_id, digest, verdict, policy_ids, policy_set_hash, reason, detail, schema \

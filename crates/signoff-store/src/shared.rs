@@ -124,6 +124,33 @@ macro_rules! shared_impl {
                 Ok(())
             }
 
+            async fn insert_requests(&mut self, records: &[&signoff_core::RequestRecord]) -> $crate::Result<()> {
+                use $crate::common as c;
+                let mut rest = records;
+                while !rest.is_empty() {
+                    let (chunk, tail) = rest.split_at(c::chunk(rest.len()));
+                    let mut query = sqlx::query(c::insert_requests_sql(chunk.len()));
+                    for r in chunk {
+                        let row = c::RequestRow::new(r, r.version)?;
+                        query = query
+                            .bind(row.id)
+                            .bind(row.status)
+                            .bind(row.action)
+                            .bind(row.resource)
+                            .bind(row.environment)
+                            .bind(row.principal)
+                            .bind(row.created_at)
+                            .bind(row.expires_at)
+                            .bind(row.idempotency_key)
+                            .bind(row.version)
+                            .bind(row.body);
+                    }
+                    query.execute(&mut *self).await.map_err(c::db_err)?;
+                    rest = tail;
+                }
+                Ok(())
+            }
+
             async fn append(
                 &mut self,
                 first: u64,
@@ -133,7 +160,7 @@ macro_rules! shared_impl {
                 let mut idx = first;
                 let mut rest = events;
                 while !rest.is_empty() {
-                    let (chunk, tail) = rest.split_at(c::event_chunk(rest.len()));
+                    let (chunk, tail) = rest.split_at(c::chunk(rest.len()));
                     let mut query = sqlx::query(c::insert_events_sql(chunk.len()));
                     for event in chunk {
                         let row = c::EventRow::new(idx, event)?;

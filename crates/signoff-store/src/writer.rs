@@ -14,12 +14,14 @@
 
 use crate::common::copy_err;
 use crate::{Change, Commit, Receipt, Result, StoreError};
-use signoff_core::AuditEvent;
+use signoff_core::{AuditEvent, RequestRecord};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most commits applied in one transaction.
 const MAX_BATCH: usize = 256;
+/// Most scheduler rounds the writer waits for more commits to join a batch.
+const LINGER_ROUNDS: usize = 8;
 /// Commits that may wait for the writer before callers feel back-pressure.
 const QUEUE: usize = 4 * MAX_BATCH;
 
@@ -36,6 +38,9 @@ pub(crate) trait WriteConn: Send + 'static {
     async fn set_head(&mut self, next: u64) -> Result<()>;
     /// Applies one state change.
     async fn apply(&mut self, change: &Change) -> Result<()>;
+    /// Inserts several requests with as few statements as possible; on a
+    /// failure it cannot say which one failed.
+    async fn insert_requests(&mut self, records: &[&RequestRecord]) -> Result<()>;
     /// Appends `events` at indexes `first`, `first + 1`, ….
     async fn append(&mut self, first: u64, events: &[&AuditEvent]) -> Result<()>;
     /// Closes the connection.
@@ -87,6 +92,25 @@ async fn run<C: Connector>(connector: C, mut conn: Option<C::Conn>, mut rx: mpsc
         if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             break; // every Writer handle is gone
         }
+        // Callers answered by the previous batch are about to queue their
+        // next commit: give them a moment so they share this fsync instead
+        // of waiting for the next one. Stops as soon as nobody else arrives.
+        for _ in 0..LINGER_ROUNDS {
+            if jobs.len() >= MAX_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+            let before = jobs.len();
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            if jobs.len() == before {
+                break;
+            }
+        }
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match connector.connect().await {
@@ -103,20 +127,7 @@ async fn run<C: Connector>(connector: C, mut conn: Option<C::Conn>, mut rx: mpsc
                 }
             },
         };
-        let t0 = std::time::Instant::now();
         let (results, fatal) = run_batch(c, &jobs).await;
-        {
-            use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-            static B: AtomicU64 = AtomicU64::new(0);
-            static J: AtomicU64 = AtomicU64::new(0);
-            static T: AtomicU64 = AtomicU64::new(0);
-            static C: AtomicU64 = AtomicU64::new(0);
-            let b = B.fetch_add(1, Relaxed) + 1;
-            J.fetch_add(jobs.len() as u64, Relaxed);
-            T.fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
-            C.fetch_add(LASTCOMMIT.load(Relaxed), Relaxed);
-            if b % 500 == 0 { eprintln!("batches {b} avg jobs {} avg batch us {} avg commit us {}", J.load(Relaxed)/b, T.load(Relaxed)/b, C.load(Relaxed)/b); }
-        }
         if let Some(e) = &fatal {
             // The connection's state is unknown (dead socket, failed COMMIT):
             // drop it and reconnect on the next batch.
@@ -175,18 +186,29 @@ enum Fast {
     Committed(Vec<Receipt>),
     /// Rolled back because the commit at this position failed.
     Failed(usize, StoreError),
-    /// Rolled back because the bulk event insert failed, which no single
+    /// Rolled back because a multi-row insert failed, which no single
     /// commit can be blamed for yet.
     Retry,
 }
 
-/// The common case: every commit succeeds, so no savepoints are needed and
-/// the events of all commits go in with a few multi-row inserts.
+/// The common case: every commit succeeds, so no savepoints are needed, and
+/// runs of request inserts and all the events go in with a few multi-row
+/// inserts.
 async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<Fast> {
     conn.begin().await?;
     let head = conn.lock_head().await?;
+    // Consecutive inserts are deferred and flushed together; the order of
+    // effects is unchanged because they are flushed before any other change.
+    let mut inserts: Vec<&RequestRecord> = Vec::new();
     for (i, commit) in commits.iter().enumerate() {
         for change in &commit.changes {
+            if let Change::InsertRequest(r) = change {
+                inserts.push(r);
+                continue;
+            }
+            if let Some(fast) = flush_inserts(conn, &mut inserts).await? {
+                return Ok(fast);
+            }
             match conn.apply(change).await {
                 Ok(()) => {}
                 Err(e @ StoreError::Unavailable(_)) => return Err(e),
@@ -196,6 +218,9 @@ async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<F
                 }
             }
         }
+    }
+    if let Some(fast) = flush_inserts(conn, &mut inserts).await? {
+        return Ok(fast);
     }
     let mut next = head;
     let mut receipts = Vec::with_capacity(commits.len());
@@ -209,21 +234,33 @@ async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<F
         match conn.append(head, &events).await {
             Ok(()) => {}
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
-            Err(_) if commits.len() > 1 => {
+            Err(_) => {
                 conn.exec("ROLLBACK").await?;
                 return Ok(Fast::Retry);
-            }
-            Err(e) => {
-                conn.exec("ROLLBACK").await?;
-                return Ok(Fast::Failed(0, e));
             }
         }
         conn.set_head(next).await?;
     }
-    let t = std::time::Instant::now();
     conn.exec("COMMIT").await?;
-    LASTCOMMIT.store(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(Fast::Committed(receipts))
+}
+
+/// Flushes deferred request inserts. A failure cannot be pinned on one
+/// commit, so it rolls back and asks for the careful path.
+async fn flush_inserts<W: WriteConn>(conn: &mut W, inserts: &mut Vec<&RequestRecord>) -> Result<Option<Fast>> {
+    if inserts.is_empty() {
+        return Ok(None);
+    }
+    let result = conn.insert_requests(inserts).await;
+    inserts.clear();
+    match result {
+        Ok(()) => Ok(None),
+        Err(e @ StoreError::Unavailable(_)) => Err(e),
+        Err(_) => {
+            conn.exec("ROLLBACK").await?;
+            Ok(Some(Fast::Retry))
+        }
+    }
 }
 
 /// Applies every commit whose result is still undecided inside its own
@@ -275,5 +312,3 @@ async fn apply<W: WriteConn>(conn: &mut W, commit: &Commit, first: u64) -> Resul
     let n = events.len() as u64;
     Ok(Receipt { event_indexes: (first..first + n).collect() })
 }
-
-static LASTCOMMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -443,32 +443,45 @@ async fn atomic_rollback(h: &mut Harness) {
 async fn failed_commit_does_not_fail_neighbours(h: &mut Harness) {
     let s = &h.store;
     let (a, ea) = submit("r0", "db.export", "agent:etl", Decision::Allow, Some("taken"), 0);
-    s.commit(insert(a, ea)).await.unwrap();
+    s.commit(insert(a.clone(), ea)).await.unwrap();
 
+    // A third fail on a duplicate idempotency key, a third on a stale
+    // version, a third succeed.
     let mut tasks = Vec::new();
     for i in 1..=60 {
         let s = s.clone();
+        let stale = a.clone();
         tasks.push(tokio::spawn(async move {
-            let key = (i % 3 == 0).then_some("taken");
-            let (r, e) = submit(&format!("r{i:03}"), "db.export", "agent:etl", Decision::Allow, key, i);
-            (i, s.commit(insert(r, e)).await)
+            let (r, e) = submit(&format!("r{i:03}"), "db.export", "agent:etl", Decision::Allow, Some("taken"), i);
+            let commit = match i % 3 {
+                0 => insert(r, e),
+                1 => insert(RequestRecord { idempotency_key: None, ..r }, e),
+                _ => Commit {
+                    changes: vec![Change::InsertRequest(r), Change::UpdateRequest(RequestRecord { version: 7, ..stale })],
+                    events: vec![e],
+                },
+            };
+            (i, s.commit(commit).await)
         }));
     }
     let mut indexes = BTreeSet::new();
     for t in tasks {
         let (i, result) = t.await.unwrap();
-        if i % 3 == 0 {
-            assert!(matches!(result, Err(StoreError::Duplicate(_))), "commit {i}: {result:?}");
-            assert_eq!(s.request(&format!("r{i:03}")).await.unwrap(), None);
-        } else {
-            let receipt = result.unwrap();
-            assert_eq!(receipt.event_indexes.len(), 1);
-            indexes.extend(receipt.event_indexes);
-            assert!(s.request(&format!("r{i:03}")).await.unwrap().is_some());
+        let stored = s.request(&format!("r{i:03}")).await.unwrap();
+        match i % 3 {
+            0 => assert!(matches!(result, Err(StoreError::Duplicate(_))), "commit {i}: {result:?}"),
+            1 => {
+                let receipt = result.unwrap();
+                assert_eq!(receipt.event_indexes.len(), 1);
+                indexes.extend(receipt.event_indexes);
+            }
+            _ => assert!(matches!(result, Err(StoreError::Conflict(ref id)) if id == "r0"), "commit {i}: {result:?}"),
         }
+        assert_eq!(stored.is_some(), i % 3 == 1, "commit {i}");
     }
-    assert_eq!(indexes, (1..=40).collect::<BTreeSet<u64>>());
-    assert_eq!(s.event_count().await.unwrap(), 41);
+    assert_eq!(indexes, (1..=20).collect::<BTreeSet<u64>>());
+    assert_eq!(s.event_count().await.unwrap(), 21);
+    assert_eq!(s.request("r0").await.unwrap().unwrap().version, 0);
 }
 
 async fn dense_indexes_under_concurrency(h: &mut Harness) {
