@@ -32,9 +32,15 @@ fn default_listen() -> String {
 impl Config {
     /// Reads and resolves a config file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim().replace('\n', " ")))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                e.to_string().trim().replace('\n', " ")
+            )
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.resolve(&base);
         config.deadlines()?;
@@ -47,7 +53,10 @@ impl Config {
             self.policies = base.join(&self.policies);
         }
         if let Some(rest) = self.database.strip_prefix("sqlite://") {
-            let (file, query) = rest.split_once('?').map(|(f, q)| (f, Some(q))).unwrap_or((rest, None));
+            let (file, query) = rest
+                .split_once('?')
+                .map(|(f, q)| (f, Some(q)))
+                .unwrap_or((rest, None));
             if !file.starts_with('/') && !file.is_empty() && file != ":memory:" {
                 let abs = base.join(file);
                 self.database = match query {
@@ -73,10 +82,9 @@ impl Config {
 
 /// Parses `30m`, `1h`, `90s`, `1h30m`.
 pub fn parse_duration(what: &str, s: &str) -> Result<jiff::SignedDuration> {
-    let d: jiff::SignedDuration = s
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid {what} `{s}`: expected a duration such as 30s, 15m or 1h30m"))?;
+    let d: jiff::SignedDuration = s.trim().parse().map_err(|_| {
+        anyhow::anyhow!("invalid {what} `{s}`: expected a duration such as 30s, 15m or 1h30m")
+    })?;
     if d.is_negative() || d.is_zero() {
         bail!("invalid {what} `{s}`: must be positive");
     }
@@ -91,7 +99,11 @@ mod tests {
     fn unknown_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "database = \"sqlite://x.db\"\npolicies = \"p\"\nlisten_addr = \"x\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "database = \"sqlite://x.db\"\npolicies = \"p\"\nlisten_addr = \"x\"\n",
+        )
+        .unwrap();
         let err = Config::load(&p).unwrap_err().to_string();
         assert!(err.contains("unknown field `listen_addr`"), "{err}");
     }
@@ -100,11 +112,21 @@ mod tests {
     fn relative_paths_resolve_against_config_dir() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "database = \"sqlite://data/x.db\"\npolicies = \"pol\"\ndefault_ttl = \"45m\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "database = \"sqlite://data/x.db\"\npolicies = \"pol\"\ndefault_ttl = \"45m\"\n",
+        )
+        .unwrap();
         let c = Config::load(&p).unwrap();
         assert_eq!(c.policies, dir.path().join("pol"));
-        assert_eq!(c.database, format!("sqlite://{}", dir.path().join("data/x.db").display()));
-        assert_eq!(c.deadlines().unwrap().default_ttl, jiff::SignedDuration::from_mins(45));
+        assert_eq!(
+            c.database,
+            format!("sqlite://{}", dir.path().join("data/x.db").display())
+        );
+        assert_eq!(
+            c.deadlines().unwrap().default_ttl,
+            jiff::SignedDuration::from_mins(45)
+        );
         assert_eq!(c.listen, "127.0.0.1:8470");
     }
 

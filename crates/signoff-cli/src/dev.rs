@@ -50,12 +50,16 @@ pub struct DevSetup {
 
 /// Creates `.signoff-dev/` with a config, the demo policy and the database path.
 pub fn prepare() -> Result<DevSetup> {
-    let dir = std::env::current_dir().context("cannot read the working directory")?.join(DIR);
+    let dir = std::env::current_dir()
+        .context("cannot read the working directory")?
+        .join(DIR);
     let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies).with_context(|| format!("cannot create {}", policies.display()))?;
+    std::fs::create_dir_all(&policies)
+        .with_context(|| format!("cannot create {}", policies.display()))?;
     let demo = policies.join("demo.cedar");
     if !demo.exists() {
-        std::fs::write(&demo, DEMO_POLICY).with_context(|| format!("cannot write {}", demo.display()))?;
+        std::fs::write(&demo, DEMO_POLICY)
+            .with_context(|| format!("cannot write {}", demo.display()))?;
     }
     let config_path = dir.join("signoff.toml");
     if !config_path.exists() {
@@ -66,7 +70,11 @@ pub fn prepare() -> Result<DevSetup> {
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     }
     let config = Config::load(&config_path)?;
-    Ok(DevSetup { credentials: dir.join("credentials.env"), dir, config })
+    Ok(DevSetup {
+        credentials: dir.join("credentials.env"),
+        dir,
+        config,
+    })
 }
 
 struct Demo {
@@ -79,10 +87,38 @@ struct Demo {
 }
 
 const DEMO_PRINCIPALS: [Demo; 4] = [
-    Demo { var: "AGENT_TOKEN", kind: PrincipalKind::Agent, name: "etl-bot", role: Role::Agent, groups: &[], owner: Some("carol") },
-    Demo { var: "ALICE_TOKEN", kind: PrincipalKind::User, name: "alice", role: Role::Reviewer, groups: &["sre"], owner: None },
-    Demo { var: "BOB_TOKEN", kind: PrincipalKind::User, name: "bob", role: Role::Reviewer, groups: &["sre"], owner: None },
-    Demo { var: "CAROL_TOKEN", kind: PrincipalKind::User, name: "carol", role: Role::Admin, groups: &["sre"], owner: None },
+    Demo {
+        var: "AGENT_TOKEN",
+        kind: PrincipalKind::Agent,
+        name: "etl-bot",
+        role: Role::Agent,
+        groups: &[],
+        owner: Some("carol"),
+    },
+    Demo {
+        var: "ALICE_TOKEN",
+        kind: PrincipalKind::User,
+        name: "alice",
+        role: Role::Reviewer,
+        groups: &["sre"],
+        owner: None,
+    },
+    Demo {
+        var: "BOB_TOKEN",
+        kind: PrincipalKind::User,
+        name: "bob",
+        role: Role::Reviewer,
+        groups: &["sre"],
+        owner: None,
+    },
+    Demo {
+        var: "CAROL_TOKEN",
+        kind: PrincipalKind::User,
+        name: "carol",
+        role: Role::Admin,
+        groups: &["sre"],
+        owner: None,
+    },
 ];
 
 /// Creates the demo principals once and saves their tokens.
@@ -90,7 +126,8 @@ pub async fn ensure_principals(engine: &Engine, setup: &DevSetup) -> Result<()> 
     if setup.credentials.exists() {
         return Ok(());
     }
-    let mut lines = String::from("# demo credentials written by `signoff serve --dev`; source this file\n");
+    let mut lines =
+        String::from("# demo credentials written by `signoff serve --dev`; source this file\n");
     for d in &DEMO_PRINCIPALS {
         let new = NewPrincipal {
             kind: d.kind,
@@ -113,8 +150,11 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path).with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

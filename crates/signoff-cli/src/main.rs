@@ -164,7 +164,10 @@ enum AddCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("signoff: cannot start the async runtime: {e}");
@@ -182,7 +185,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Serve { config, dev, listen } => serve::run(config, dev, listen).await,
+        Command::Serve {
+            config,
+            dev,
+            listen,
+        } => serve::run(config, dev, listen).await,
         Command::Principal(cmd) => serve::principal(cmd).await,
         Command::Exec(args) => remote::exec(args).await,
         Command::Request(args) => remote::request(args).await,
@@ -192,7 +199,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             remote::review(&remote, &id, signoff_core::ReviewDecision::Approve, reason).await
         }
         Command::Deny { id, reason, remote } => {
-            remote::review(&remote, &id, signoff_core::ReviewDecision::Deny, Some(reason)).await
+            remote::review(
+                &remote,
+                &id,
+                signoff_core::ReviewDecision::Deny,
+                Some(reason),
+            )
+            .await
         }
         Command::Cancel { id, reason, remote } => remote::cancel(&remote, &id, reason).await,
         Command::Policy(cmd) => policy_cmd::run(cmd),

@@ -41,7 +41,16 @@ pub fn requests_table(requests: &[RequestView]) -> String {
         return "no requests\n".into();
     }
     table(
-        &["ID", "STATUS", "ACTION", "RESOURCE", "ENV", "PRINCIPAL", "APPROVED BY", "CREATED"],
+        &[
+            "ID",
+            "STATUS",
+            "ACTION",
+            "RESOURCE",
+            "ENV",
+            "PRINCIPAL",
+            "APPROVED BY",
+            "CREATED",
+        ],
         requests
             .iter()
             .map(|r| {
@@ -52,7 +61,11 @@ pub fn requests_table(requests: &[RequestView]) -> String {
                     r.request.resource.clone(),
                     r.request.environment.clone().unwrap_or_else(|| "-".into()),
                     r.request.principal.to_string(),
-                    if r.approved_by.is_empty() { "-".into() } else { r.approved_by.join(",") },
+                    if r.approved_by.is_empty() {
+                        "-".into()
+                    } else {
+                        r.approved_by.join(",")
+                    },
                     r.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
                 ]
             })
@@ -69,9 +82,17 @@ pub fn principals_table(list: &[Principal]) -> String {
                     p.name.clone(),
                     p.kind.as_str().into(),
                     p.role.to_string(),
-                    if p.groups.is_empty() { "-".into() } else { p.groups.join(",") },
+                    if p.groups.is_empty() {
+                        "-".into()
+                    } else {
+                        p.groups.join(",")
+                    },
                     p.owner.clone().unwrap_or_else(|| "-".into()),
-                    if p.revoked_at.is_some() { "revoked".into() } else { "active".into() },
+                    if p.revoked_at.is_some() {
+                        "revoked".into()
+                    } else {
+                        "active".into()
+                    },
                 ]
             })
             .collect(),
@@ -82,18 +103,36 @@ pub fn request_detail(r: &RequestView) -> String {
     let mut s = String::new();
     let mut kv = |k: &str, v: String| s.push_str(&format!("{k:<14}{v}\n"));
     kv("id", r.id.clone());
-    kv("status", match &r.status_reason {
-        Some(why) => format!("{} ({why})", r.status),
-        None => r.status.to_string(),
-    });
+    kv(
+        "status",
+        match &r.status_reason {
+            Some(why) => format!("{} ({why})", r.status),
+            None => r.status.to_string(),
+        },
+    );
     kv("action", r.request.action.clone());
     kv("resource", r.request.resource.clone());
-    kv("environment", r.request.environment.clone().unwrap_or_else(|| "-".into()));
+    kv(
+        "environment",
+        r.request.environment.clone().unwrap_or_else(|| "-".into()),
+    );
     kv("principal", r.request.principal.to_string());
-    kv("on behalf of", r.request.on_behalf_of.clone().unwrap_or_else(|| "-".into()));
-    kv("justification", r.request.justification.clone().unwrap_or_else(|| "-".into()));
+    kv(
+        "on behalf of",
+        r.request.on_behalf_of.clone().unwrap_or_else(|| "-".into()),
+    );
+    kv(
+        "justification",
+        r.request
+            .justification
+            .clone()
+            .unwrap_or_else(|| "-".into()),
+    );
     if !r.request.context.is_empty() {
-        kv("context", serde_json::to_string(&r.request.context).unwrap_or_default());
+        kv(
+            "context",
+            serde_json::to_string(&r.request.context).unwrap_or_default(),
+        );
     }
     kv("verdict", r.verdict.summary());
     if !r.verdict.reasons.is_empty() {
@@ -112,7 +151,11 @@ pub fn request_detail(r: &RequestView) -> String {
                 review.decision,
                 review.reviewer,
                 review.at,
-                review.reason.as_deref().map(|x| format!(": {x}")).unwrap_or_default()
+                review
+                    .reason
+                    .as_deref()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
             )
             .to_lowercase(),
         );
@@ -143,16 +186,30 @@ impl ExecObserver for Spinner {
         let bar = self.bar.get_or_insert_with(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             // the template's {elapsed} keeps ticking between long-poll answers
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} waiting {elapsed} · {msg}") {
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} waiting {elapsed} · {msg}")
+            {
                 bar.set_style(style);
             }
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        let needed = view.verdict.requirement.as_ref().map(|r| r.to_string()).unwrap_or_default();
-        let approved = if view.approved_by.is_empty() { "none yet".to_owned() } else { view.approved_by.join(", ") };
+        let needed = view
+            .verdict
+            .requirement
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let approved = if view.approved_by.is_empty() {
+            "none yet".to_owned()
+        } else {
+            view.approved_by.join(", ")
+        };
         let _ = waited;
-        bar.set_message(format!("request {} needs {needed} · approved by: {approved}", view.id));
+        bar.set_message(format!(
+            "request {} needs {needed} · approved by: {approved}",
+            view.id
+        ));
     }
 
     fn finish_waiting(&mut self) {

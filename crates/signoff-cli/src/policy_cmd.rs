@@ -64,14 +64,29 @@ pub fn run(cmd: PolicyCmd) -> Result<i32> {
     match cmd {
         PolicyCmd::Check { dir } => match PolicySet::load_dir(&dir) {
             Ok(set) => {
-                println!("ok: {} policies in {} (set {})", set.len(), dir.display(), &set.hash()[..12]);
+                println!(
+                    "ok: {} policies in {} (set {})",
+                    set.len(),
+                    dir.display(),
+                    &set.hash()[..12]
+                );
                 Ok(0)
             }
             Err(e) => {
                 for d in &e.diagnostics {
-                    eprintln!("{}:{}:{}: {}", dir.join(&d.file).display(), d.line, d.column, d.message);
+                    eprintln!(
+                        "{}:{}:{}: {}",
+                        dir.join(&d.file).display(),
+                        d.line,
+                        d.column,
+                        d.message
+                    );
                 }
-                eprintln!("signoff: {} problem(s) in {}", e.diagnostics.len(), dir.display());
+                eprintln!(
+                    "signoff: {} problem(s) in {}",
+                    e.diagnostics.len(),
+                    dir.display()
+                );
                 Ok(1)
             }
         },
@@ -80,17 +95,46 @@ pub fn run(cmd: PolicyCmd) -> Result<i32> {
             print!("{}", report.render_table());
             Ok(if report.failed() == 0 { 0 } else { 1 })
         }
-        PolicyCmd::Explain { policies, principal, groups, action, resource, environment, justification, on_behalf_of, gate, context, json } => {
+        PolicyCmd::Explain {
+            policies,
+            principal,
+            groups,
+            action,
+            resource,
+            environment,
+            justification,
+            on_behalf_of,
+            gate,
+            context,
+            json,
+        } => {
             let set = PolicySet::load_dir(&policies)?;
             let principal: PrincipalRef = principal.parse().map_err(anyhow::Error::msg)?;
             let mut ctx = Map::new();
             for kv in &context {
-                let Some((k, v)) = kv.split_once('=') else { bail!("invalid --context `{kv}`: expected KEY=VALUE") };
-                ctx.insert(k.to_owned(), serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())));
+                let Some((k, v)) = kv.split_once('=') else {
+                    bail!("invalid --context `{kv}`: expected KEY=VALUE")
+                };
+                ctx.insert(
+                    k.to_owned(),
+                    serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
+                );
             }
-            let request = ActionRequest { action, resource, environment, context: ctx, justification, principal, on_behalf_of };
+            let request = ActionRequest {
+                action,
+                resource,
+                environment,
+                context: ctx,
+                justification,
+                principal,
+                on_behalf_of,
+            };
             request.validate()?;
-            let explanation = set.explain(&EvalInput { request: &request, principal_groups: &groups, gate: &gate });
+            let explanation = set.explain(&EvalInput {
+                request: &request,
+                principal_groups: &groups,
+                gate: &gate,
+            });
             if json {
                 println!("{}", serde_json::to_string_pretty(&explanation)?);
             } else {

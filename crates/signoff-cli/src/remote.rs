@@ -49,7 +49,10 @@ impl ActionArgs {
             if k.is_empty() {
                 bail!("invalid --context `{kv}`: empty key");
             }
-            if map.insert(k.to_owned(), Value::String(v.to_owned())).is_some() {
+            if map
+                .insert(k.to_owned(), Value::String(v.to_owned()))
+                .is_some()
+            {
                 bail!("--context key `{k}` given twice");
             }
         }
@@ -141,7 +144,9 @@ pub async fn request(args: RequestArgs) -> Result<i32> {
             if left.is_zero() {
                 break;
             }
-            view = client.wait(&view.id, left.min(Duration::from_secs(60))).await?;
+            view = client
+                .wait(&view.id, left.min(Duration::from_secs(60)))
+                .await?;
         }
     }
     if args.json || !output::stdout_is_terminal() {
@@ -177,7 +182,9 @@ pub struct LsArgs {
 pub async fn ls(args: LsArgs) -> Result<i32> {
     if let Some(s) = &args.status {
         for part in s.split(',') {
-            part.trim().parse::<RequestStatus>().map_err(anyhow::Error::msg)?;
+            part.trim()
+                .parse::<RequestStatus>()
+                .map_err(anyhow::Error::msg)?;
         }
     }
     let client = client(&args.remote)?;
@@ -207,14 +214,22 @@ pub async fn show(remote: &Remote, id: &str, json: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub async fn review(remote: &Remote, id: &str, decision: ReviewDecision, reason: Option<String>) -> Result<i32> {
+pub async fn review(
+    remote: &Remote,
+    id: &str,
+    decision: ReviewDecision,
+    reason: Option<String>,
+) -> Result<i32> {
     let view = client(remote)?.review(id, decision, reason).await?;
     let verb = match decision {
         ReviewDecision::Approve => "approved",
         ReviewDecision::Deny => "denied",
     };
     let progress = match (&view.status, &view.verdict.requirement) {
-        (RequestStatus::Pending, Some(req)) => format!("; still pending: approvals so far {} of {req}", view.approved_by.join(", ")),
+        (RequestStatus::Pending, Some(req)) => format!(
+            "; still pending: approvals so far {} of {req}",
+            view.approved_by.join(", ")
+        ),
         (status, _) => format!("; request is now {status}"),
     };
     println!("{verb} {id}{progress}");
@@ -247,8 +262,16 @@ pub enum AuditCmd {
 
 pub async fn audit(cmd: AuditCmd) -> Result<i32> {
     match cmd {
-        AuditCmd::Events { from, limit, json, remote } => {
-            let page = client(&remote)?.events(from, limit).await.context("cannot read audit events")?;
+        AuditCmd::Events {
+            from,
+            limit,
+            json,
+            remote,
+        } => {
+            let page = client(&remote)?
+                .events(from, limit)
+                .await
+                .context("cannot read audit events")?;
             for e in &page.events {
                 if json {
                     println!("{}", serde_json::to_string(e)?);
@@ -260,7 +283,10 @@ pub async fn audit(cmd: AuditCmd) -> Result<i32> {
                         e.kind.as_str(),
                         e.actor,
                         e.request_id.as_deref().unwrap_or("-"),
-                        e.reason.as_deref().map(|r| format!("  {r}")).unwrap_or_default()
+                        e.reason
+                            .as_deref()
+                            .map(|r| format!("  {r}"))
+                            .unwrap_or_default()
                     );
                 }
             }

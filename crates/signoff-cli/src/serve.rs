@@ -15,11 +15,19 @@ use std::sync::Arc;
 pub async fn engine(config: &Config) -> Result<Arc<Engine>> {
     let store = signoff_store::open(&config.database)
         .await
-        .with_context(|| format!("cannot open database {}", signoff_store::redact(&config.database)))?;
+        .with_context(|| {
+            format!(
+                "cannot open database {}",
+                signoff_store::redact(&config.database)
+            )
+        })?;
     let engine = Engine::start(
         store,
         Arc::new(SystemClock),
-        EngineConfig { policy_dir: config.policies.clone(), deadlines: config.deadlines()? },
+        EngineConfig {
+            policy_dir: config.policies.clone(),
+            deadlines: config.deadlines()?,
+        },
     )
     .await
     .with_context(|| format!("cannot load policies from {}", config.policies.display()))?;
@@ -39,7 +47,10 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
         config.listen = l;
     }
     let engine = engine(&config).await?;
-    engine.record_policy_active("system:serve").await.context("cannot record the active policy set")?;
+    engine
+        .record_policy_active("system:serve")
+        .await
+        .context("cannot record the active policy set")?;
     if let Some(setup) = &dev_setup {
         crate::dev::ensure_principals(&engine, setup).await?;
     }
@@ -53,12 +64,19 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
         None => {
             println!("signoff listening on {url}");
             println!("  database  {}", signoff_store::redact(&config.database));
-            println!("  policies  {} ({} policies, set {})", config.policies.display(), engine.policy_info().policy_ids.len(), short(&engine.policy_info().hash));
+            println!(
+                "  policies  {} ({} policies, set {})",
+                config.policies.display(),
+                engine.policy_info().policy_ids.len(),
+                short(&engine.policy_info().hash)
+            );
         }
     }
     tracing::info!(%url, "listening");
     spawn_reload_on_sighup(engine.clone());
-    signoff_server::serve(engine, listener, shutdown_signal()).await.context("server failed")?;
+    signoff_server::serve(engine, listener, shutdown_signal())
+        .await
+        .context("server failed")?;
     tracing::info!("stopped");
     Ok(0)
 }
@@ -70,20 +88,24 @@ fn short(hash: &str) -> &str {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -98,11 +120,18 @@ async fn shutdown_signal() {
 fn spawn_reload_on_sighup(engine: Arc<Engine>) {
     #[cfg(unix)]
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
         while hup.recv().await.is_some() {
             match engine.reload_policies("system:sighup").await {
-                Ok(info) => tracing::info!(hash = %info.hash, policies = info.policy_ids.len(), "policies reloaded"),
-                Err(e) => tracing::error!(error = %e, "policy reload rejected; previous policy set stays active"),
+                Ok(info) => {
+                    tracing::info!(hash = %info.hash, policies = info.policy_ids.len(), "policies reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "policy reload rejected; previous policy set stays active")
+                }
             }
         }
     });
@@ -112,12 +141,41 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
     match cmd {
         PrincipalCmd::Add(add) => {
             let (config, new) = match add {
-                AddCmd::Agent { name, owner, groups, config } => {
-                    (config, NewPrincipal { kind: PrincipalKind::Agent, name, role: None, email: None, groups, owner })
-                }
-                AddCmd::User { name, email, groups, role, config } => {
+                AddCmd::Agent {
+                    name,
+                    owner,
+                    groups,
+                    config,
+                } => (
+                    config,
+                    NewPrincipal {
+                        kind: PrincipalKind::Agent,
+                        name,
+                        role: None,
+                        email: None,
+                        groups,
+                        owner,
+                    },
+                ),
+                AddCmd::User {
+                    name,
+                    email,
+                    groups,
+                    role,
+                    config,
+                } => {
                     let role = role.parse().map_err(anyhow::Error::msg)?;
-                    (config, NewPrincipal { kind: PrincipalKind::User, name, role: Some(role), email, groups, owner: None })
+                    (
+                        config,
+                        NewPrincipal {
+                            kind: PrincipalKind::User,
+                            name,
+                            role: Some(role),
+                            email,
+                            groups,
+                            owner: None,
+                        },
+                    )
                 }
             };
             let engine = engine(&Config::load(&config)?).await?;

@@ -63,7 +63,11 @@ fn export_body() -> Value {
 }
 
 fn exec(action: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
-    let (resource, env) = if action == "test.export" { (EXPORT[1], EXPORT[2]) } else { ("customers", "dev") };
+    let (resource, env) = if action == "test.export" {
+        (EXPORT[1], EXPORT[2])
+    } else {
+        ("customers", "dev")
+    };
     exec_args(action, resource, env, extra, command)
 }
 
@@ -71,7 +75,14 @@ fn exec(action: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
 /// passed through, and the request ends `executed` with the outcome.
 fn allowed_command_runs_and_outcome_is_recorded(b: Backend) {
     let gw = Gateway::start(b);
-    let out = gw.cli_as("bot", exec("test.read", &[], &["sh", "-c", "echo hello from the command; echo noise >&2"]));
+    let out = gw.cli_as(
+        "bot",
+        exec(
+            "test.read",
+            &[],
+            &["sh", "-c", "echo hello from the command; echo noise >&2"],
+        ),
+    );
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout, "hello from the command\n", "{out}");
     assert!(out.stderr.contains("noise"), "{out}");
@@ -80,12 +91,22 @@ fn allowed_command_runs_and_outcome_is_recorded(b: Backend) {
     assert_eq!(r["status"], "executed", "{r:#}");
     assert_eq!(r["principal"], "agent:bot");
     assert_eq!(r["gate"], "exec");
-    assert_eq!(r["context"]["command"], "sh -c 'echo hello from the command; echo noise >&2'");
+    assert_eq!(
+        r["context"]["command"],
+        "sh -c 'echo hello from the command; echo noise >&2'"
+    );
     assert_eq!(r["outcome"]["exit_code"], 0, "{r:#}");
-    assert_eq!(r["outcome"]["output_sha256"], sha256_hex(b"hello from the command\n"), "stdout hash: {r:#}");
+    assert_eq!(
+        r["outcome"]["output_sha256"],
+        sha256_hex(b"hello from the command\n"),
+        "stdout hash: {r:#}"
+    );
 
     let out = gw.cli_as("bot", exec("test.read", &[], &["sh", "-c", "exit 3"]));
-    assert_eq!(out.code, 3, "exec must exit with the command's own status: {out}");
+    assert_eq!(
+        out.code, 3,
+        "exec must exit with the command's own status: {out}"
+    );
     let r = gw.request(&out.request_id());
     assert_eq!(r["status"], "executed");
     assert_eq!(r["outcome"]["exit_code"], 3);
@@ -99,7 +120,10 @@ fn forbidden_command_exits_77_without_running(b: Backend) {
     let out = gw.cli_as("bot", exec("test.drop", &[], &["touch", &plain(&marker)]));
     assert_eq!(out.code, 77, "{out}");
     assert!(!marker.exists(), "a forbidden command ran: {out}");
-    assert!(out.stderr.contains("dropping is never allowed"), "stderr should say why: {out}");
+    assert!(
+        out.stderr.contains("dropping is never allowed"),
+        "stderr should say why: {out}"
+    );
     let r = gw.request(&out.request_id());
     assert_eq!(r["status"], "denied");
     assert_eq!(r["verdict"]["decision"], "deny", "{r:#}");
@@ -112,16 +136,25 @@ fn approval_by_two_reviewers_lets_waiting_exec_run(b: Backend) {
     let gw = Gateway::start(b);
     let marker = gw.path("exported");
     let script = format!("touch {} && echo exported", plain(&marker));
-    let mut bg = gw.spawn_as("bot", exec("test.export", &["--wait", "30s"], &["sh", "-c", &script]));
+    let mut bg = gw.spawn_as(
+        "bot",
+        exec("test.export", &["--wait", "30s"], &["sh", "-c", &script]),
+    );
     let id = gw.pending_id("test.export");
     std::thread::sleep(Duration::from_millis(300));
     assert!(bg.running() && !marker.exists(), "ran before any approval");
 
     let out = gw.cli_as("alice", ["approve", &id]);
     assert_eq!(out.code, 0, "{out}");
-    assert!(out.stdout.contains(&id) && out.stdout.contains("pending"), "{out}");
+    assert!(
+        out.stdout.contains(&id) && out.stdout.contains("pending"),
+        "{out}"
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(bg.running() && !marker.exists(), "ran after only one of two approvals");
+    assert!(
+        bg.running() && !marker.exists(),
+        "ran after only one of two approvals"
+    );
     assert_eq!(gw.request(&id)["status"], "pending");
 
     let out = gw.cli_as("bob", ["approve", &id, "--reason", "looks fine"]);
@@ -139,7 +172,10 @@ fn approval_by_two_reviewers_lets_waiting_exec_run(b: Backend) {
 /// 4. A second approval by the same reviewer does not count.
 fn second_approval_by_same_reviewer_does_not_count(b: Backend) {
     let gw = Gateway::start(b);
-    let id = gw.submit("bot", export_body())["id"].as_str().unwrap().to_owned();
+    let id = gw.submit("bot", export_body())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let out = gw.cli_as("alice", ["approve", &id]);
     assert_eq!(out.code, 0, "{out}");
     let out = gw.cli_as("alice", ["approve", &id]);
@@ -174,7 +210,10 @@ fn self_approval_is_refused_and_recorded(b: Backend) {
         let id = req["id"].as_str().unwrap();
         let out = gw.cli_as(who, ["approve", id]);
         assert_ne!(out.code, 0, "{who} approved their own request: {out}");
-        assert!(out.stderr.contains("cannot review this request") && out.stderr.contains(why), "{out}");
+        assert!(
+            out.stderr.contains("cannot review this request") && out.stderr.contains(why),
+            "{out}"
+        );
         let r = gw.request(id);
         assert_eq!(r["status"], "pending", "{r:#}");
         assert_eq!(r["approved_by"], json!([]));
@@ -184,8 +223,16 @@ fn self_approval_is_refused_and_recorded(b: Backend) {
             .into_iter()
             .filter(|e| e["kind"] == "review_refused" && e["actor"] == format!("user:{who}"))
             .collect();
-        assert_eq!(refused.len(), 1, "refusal of {who} on {id} not recorded exactly once: {refused:#?}");
-        assert!(refused[0]["reason"].as_str().unwrap_or("").contains(why), "{:#}", refused[0]);
+        assert_eq!(
+            refused.len(),
+            1,
+            "refusal of {who} on {id} not recorded exactly once: {refused:#?}"
+        );
+        assert!(
+            refused[0]["reason"].as_str().unwrap_or("").contains(why),
+            "{:#}",
+            refused[0]
+        );
     }
     // the owner cannot deny either, even as an admin
     let id = owned["id"].as_str().unwrap();
@@ -198,14 +245,24 @@ fn self_approval_is_refused_and_recorded(b: Backend) {
 fn deny_stops_waiting_exec(b: Backend) {
     let gw = Gateway::start(b);
     let marker = gw.path("exported");
-    let bg = gw.spawn_as("bot", exec("test.export", &["--wait", "30s"], &["touch", &plain(&marker)]));
+    let bg = gw.spawn_as(
+        "bot",
+        exec(
+            "test.export",
+            &["--wait", "30s"],
+            &["touch", &plain(&marker)],
+        ),
+    );
     let id = gw.pending_id("test.export");
     let out = gw.cli_as("alice", ["deny", &id, "--reason", "not during the freeze"]);
     assert_eq!(out.code, 0, "{out}");
     let out = bg.finish(Duration::from_secs(20));
     assert_eq!(out.code, 77, "{out}");
     assert!(!marker.exists(), "a denied command ran: {out}");
-    assert!(out.stderr.contains("not during the freeze") && out.stderr.contains(&id), "{out}");
+    assert!(
+        out.stderr.contains("not during the freeze") && out.stderr.contains(&id),
+        "{out}"
+    );
     let r = gw.request(&id);
     assert_eq!(r["status"], "denied");
     assert_eq!(r["claimed_at"], Value::Null);
@@ -217,42 +274,72 @@ fn expiry_gives_75_and_sweeper_expires_on_time(b: Backend) {
     let gw = Gateway::start(b);
     let marker = gw.path("quick");
     let started = Instant::now();
-    let out = gw.spawn_as("bot", exec("test.quick", &[], &["touch", &plain(&marker)])).finish(Duration::from_secs(20));
+    let out = gw
+        .spawn_as("bot", exec("test.quick", &[], &["touch", &plain(&marker)]))
+        .finish(Duration::from_secs(20));
     let took = started.elapsed();
     assert_eq!(out.code, 75, "{out}");
     assert!(!marker.exists(), "an expired command ran");
     assert!(out.stderr.contains("expired"), "{out}");
-    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(8), "ttl is 2s, exec took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+        "ttl is 2s, exec took {took:?}"
+    );
     let id = out.request_id();
-    assert_eq!(gw.request(&id)["status"], "expired", "as seen by the auditor");
-    assert_eq!(gw.get_as("alice", &format!("/v1/requests/{id}")).expect(200)["status"], "expired", "as seen by a reviewer");
+    assert_eq!(
+        gw.request(&id)["status"],
+        "expired",
+        "as seen by the auditor"
+    );
+    let out = gw.cli_as(
+        "bot",
+        exec(
+            "test.export",
+            &["--wait", "1s"],
+            &["touch", &plain(&marker)],
+        ),
+    );
+    assert_eq!(out.code, 75, "the wait ran out: {out}");
+    assert!(out.stderr.contains("still pending"), "{out}");
+    assert!(!marker.exists(), "ran after the wait ran out");
+    assert_eq!(gw.request(&out.request_id())["status"], "pending");
+    assert_eq!(
+        gw.get_as("alice", &format!("/v1/requests/{id}"))
+            .expect(200)["status"],
+        "expired",
+        "as seen by a reviewer"
+    );
 
     // nobody waits on this one: only the sweeper can expire it
     let submitted = Instant::now();
-    let id = gw.submit("bot", json!({ "action": "test.quick", "resource": "customers", "environment": "dev" }))["id"]
+    let id = gw.submit(
+        "bot",
+        json!({ "action": "test.quick", "resource": "customers", "environment": "dev" }),
+    )["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let mut last_pending = Duration::ZERO;
-    let expired_after = poll(Duration::from_millis(4500), Duration::from_millis(100), || {
-        let status = gw.request(&id)["status"].as_str().unwrap_or("").to_owned();
-        match status.as_str() {
-            "pending" => {
-                last_pending = submitted.elapsed();
-                None
-            }
-            _ => Some((status, submitted.elapsed())),
-        }
-    });
+    let expired_after = poll(
+        Duration::from_millis(4500),
+        Duration::from_millis(100),
+        || {
+            let status = gw.request(&id)["status"].as_str().unwrap_or("").to_owned();
+            (status != "pending").then(|| (status, submitted.elapsed()))
+        },
+    );
     let Some((status, at)) = expired_after else {
         panic!("request {id} still pending 4.5s after submission with a 2s ttl: the sweeper did not expire it");
     };
     assert_eq!(status, "expired");
-    assert!(at >= Duration::from_millis(1500), "expired after {at:?}, before its 2s ttl");
-    assert!(last_pending < Duration::from_millis(2200), "still pending at {last_pending:?}");
+    assert!(
+        at >= Duration::from_millis(1500),
+        "expired after {at:?}, before its 2s ttl"
+    );
     let events = gw.events_for(&id);
     assert!(
-        events.iter().any(|e| e["kind"] == "request_expired" && e["actor"] == "system"),
+        events
+            .iter()
+            .any(|e| e["kind"] == "request_expired" && e["actor"] == "system"),
         "{:?}",
         kinds(&events)
     );
@@ -269,26 +356,60 @@ fn approval_is_bound_to_command_and_single_use(b: Backend) {
         body["context"] = json!({ "command": approved_cmd.join(" ") });
         let id = gw.submit("bot", body)["id"].as_str().unwrap().to_owned();
         gw.review("alice", &id, "approve", None).expect(200);
-        assert_eq!(gw.review("bob", &id, "approve", None).expect(200)["status"], "approved");
+        assert_eq!(
+            gw.review("bob", &id, "approve", None).expect(200)["status"],
+            "approved"
+        );
         id
     };
-    let exec_request = |id: &str, cmd: &[&str]| gw.cli_as("bot", exec("test.export", &["--request", id], cmd));
+    let exec_request =
+        |id: &str, cmd: &[&str]| gw.cli_as("bot", exec("test.export", &["--request", id], cmd));
 
     let id = submit_approved();
     let out = exec_request(&id, &["touch", &plain(&other)]);
     assert_eq!(out.code, 77, "{out}");
-    assert!(out.stderr.contains("does not match the approved action"), "digest mismatch should be named: {out}");
-    assert!(!other.exists() && !marker.exists(), "a command ran on someone else's approval");
-    assert_eq!(gw.request(&id)["status"], "approved", "a refused claim must not consume the approval");
-    assert!(gw.events_for(&id).iter().any(|e| e["kind"] == "claim_refused"), "refused claim not recorded");
+    assert!(
+        out.stderr.contains("does not match the approved action"),
+        "digest mismatch should be named: {out}"
+    );
+    assert!(
+        !other.exists() && !marker.exists(),
+        "a command ran on someone else's approval"
+    );
+    assert_eq!(
+        gw.request(&id)["status"],
+        "approved",
+        "a refused claim must not consume the approval"
+    );
+    assert!(
+        gw.events_for(&id)
+            .iter()
+            .any(|e| e["kind"] == "claim_refused"),
+        "refused claim not recorded"
+    );
 
     let digest = gw.request(&id)["digest"].clone();
-    let claim = gw.post_as("bot", &format!("/v1/requests/{id}/claim"), json!({ "digest": digest }));
+    let claim = gw.post_as(
+        "bot",
+        &format!("/v1/requests/{id}/claim"),
+        json!({ "digest": digest }),
+    );
     assert_eq!(claim.expect(200)["status"], "executing");
-    gw.post_as("bot", &format!("/v1/requests/{id}/claim"), json!({ "digest": digest })).assert_problem(409);
-    let out = exec_request(&id, &approved_cmd.iter().map(String::as_str).collect::<Vec<_>>());
+    gw.post_as(
+        "bot",
+        &format!("/v1/requests/{id}/claim"),
+        json!({ "digest": digest }),
+    )
+    .assert_problem(409);
+    let out = exec_request(
+        &id,
+        &approved_cmd.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert_eq!(out.code, 77, "{out}");
-    assert!(!marker.exists(), "ran on an already claimed approval: {out}");
+    assert!(
+        !marker.exists(),
+        "ran on an already claimed approval: {out}"
+    );
 
     // the exec gate itself uses an approval once
     let id = submit_approved();
@@ -306,7 +427,10 @@ fn approval_is_bound_to_command_and_single_use(b: Backend) {
 /// 9. An agent token cannot approve: 403 problem+json, recorded.
 fn agent_token_cannot_approve(b: Backend) {
     let gw = Gateway::start(b);
-    let id = gw.submit("bot", export_body())["id"].as_str().unwrap().to_owned();
+    let id = gw.submit("bot", export_body())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for agent in ["bot2", "bot"] {
         gw.review(agent, &id, "approve", None).assert_problem(403);
         let refused = gw
@@ -336,7 +460,10 @@ impl Matrix<'_> {
                 self.failures.push(m);
             }
         } else if resp.status != status {
-            self.failures.push(format!("{}: expected {status}, got {} {}", resp.what, resp.status, resp.body));
+            self.failures.push(format!(
+                "{}: expected {status}, got {} {}",
+                resp.what, resp.status, resp.body
+            ));
         }
         resp
     }
@@ -356,62 +483,134 @@ fn role_matrix_over_http(b: Backend) {
     // principals created by the admin over the API get revoked below
     let (agent, other, reviewer, auditor, admin) = ("bot", "bot2", "alice", "audrey", "root");
     let read = json!({ "action": "test.read", "resource": "customers", "environment": "dev" });
-    let mut m = Matrix { gw: &gw, failures: Vec::new() };
+    let mut m = Matrix {
+        gw: &gw,
+        failures: Vec::new(),
+    };
 
     // submit
     for (who, status) in [(agent, 201), (reviewer, 201), (auditor, 403), (admin, 201)] {
         m.post(who, "/v1/requests", read.clone(), status);
     }
-    let mine = m.post(other, "/v1/requests", read.clone(), 201).json()["id"].as_str().unwrap().to_owned();
-    let id = m.post(agent, "/v1/requests", read.clone(), 201).json()["id"].as_str().unwrap().to_owned();
+    let mine = m.post(other, "/v1/requests", read.clone(), 201).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = m.post(agent, "/v1/requests", read.clone(), 201).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // list: everyone may, agents see only their own
     for who in [agent, other, reviewer, auditor, admin] {
         let page = m.get(who, "/v1/requests", 200).json();
-        let principals: Vec<&str> = page["requests"].as_array().map(|a| a.iter().filter_map(|r| r["principal"].as_str()).collect()).unwrap_or_default();
-        let ids: Vec<&str> = page["requests"].as_array().map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect()).unwrap_or_default();
+        let principals: Vec<&str> = page["requests"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["principal"].as_str()).collect())
+            .unwrap_or_default();
+        let ids: Vec<&str> = page["requests"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect())
+            .unwrap_or_default();
         match who {
             "bot" | "bot2" => {
                 if principals.iter().any(|p| *p != format!("agent:{who}")) {
-                    m.failures.push(format!("{who} sees other principals' requests: {principals:?}"));
+                    m.failures.push(format!(
+                        "{who} sees other principals' requests: {principals:?}"
+                    ));
                 }
             }
             _ => {
                 if !(ids.contains(&id.as_str()) && ids.contains(&mine.as_str())) {
-                    m.failures.push(format!("{who} does not see every request: {ids:?}"));
+                    m.failures
+                        .push(format!("{who} does not see every request: {ids:?}"));
                 }
             }
         }
     }
 
     // get and wait: an agent gets 404 for another agent's request
-    for (who, status) in [(agent, 200), (other, 404), (reviewer, 200), (auditor, 200), (admin, 200)] {
+    for (who, status) in [
+        (agent, 200),
+        (other, 404),
+        (reviewer, 200),
+        (auditor, 200),
+        (admin, 200),
+    ] {
         m.get(who, &format!("/v1/requests/{id}"), status);
         m.get(who, &format!("/v1/requests/{id}/wait?timeout=1"), status);
     }
 
     // review, each on a fresh pending request
-    for (who, decision, status) in
-        [(agent, "approve", 403), (other, "approve", 403), (auditor, "approve", 403), (reviewer, "approve", 200), (admin, "deny", 200)]
-    {
-        let pending = gw.submit(agent, export_body())["id"].as_str().unwrap().to_owned();
-        m.post(who, &format!("/v1/requests/{pending}/reviews"), json!({ "decision": decision, "reason": "matrix" }), status);
+    for (who, decision, status) in [
+        (agent, "approve", 403),
+        (other, "approve", 403),
+        (auditor, "approve", 403),
+        (reviewer, "approve", 200),
+        (admin, "deny", 200),
+    ] {
+        let pending = gw.submit(agent, export_body())["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        m.post(
+            who,
+            &format!("/v1/requests/{pending}/reviews"),
+            json!({ "decision": decision, "reason": "matrix" }),
+            status,
+        );
     }
 
     // cancel: only the requester or an admin
-    for (who, status) in [(agent, 200), (other, 404), (reviewer, 403), (auditor, 403), (admin, 200)] {
-        let pending = gw.submit(agent, export_body())["id"].as_str().unwrap().to_owned();
-        m.post(who, &format!("/v1/requests/{pending}/cancel"), json!({ "reason": "matrix" }), status);
+    for (who, status) in [
+        (agent, 200),
+        (other, 404),
+        (reviewer, 403),
+        (auditor, 403),
+        (admin, 200),
+    ] {
+        let pending = gw.submit(agent, export_body())["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        m.post(
+            who,
+            &format!("/v1/requests/{pending}/cancel"),
+            json!({ "reason": "matrix" }),
+            status,
+        );
     }
 
     // claim and outcome: only the requester
     let digest = gw.request(&id)["digest"].clone();
-    for (who, status) in [(other, 404), (reviewer, 403), (auditor, 403), (admin, 403), (agent, 200)] {
-        m.post(who, &format!("/v1/requests/{id}/claim"), json!({ "digest": digest }), status);
+    for (who, status) in [
+        (other, 404),
+        (reviewer, 403),
+        (auditor, 403),
+        (admin, 403),
+        (agent, 200),
+    ] {
+        m.post(
+            who,
+            &format!("/v1/requests/{id}/claim"),
+            json!({ "digest": digest }),
+            status,
+        );
     }
     let outcome = json!({ "exit_code": 0, "duration_ms": 12 });
-    for (who, status) in [(other, 404), (reviewer, 403), (auditor, 403), (admin, 403), (agent, 200)] {
-        m.post(who, &format!("/v1/requests/{id}/outcome"), outcome.clone(), status);
+    for (who, status) in [
+        (other, 404),
+        (reviewer, 403),
+        (auditor, 403),
+        (admin, 403),
+        (agent, 200),
+    ] {
+        m.post(
+            who,
+            &format!("/v1/requests/{id}/outcome"),
+            outcome.clone(),
+            status,
+        );
     }
 
     // audit trail: auditor and admin only
@@ -431,7 +630,14 @@ fn role_matrix_over_http(b: Backend) {
         m.post(who, "/v1/principals", body, status);
         m.post(who, "/v1/principals/carl/revoke", json!({}), status);
     }
-    let created = m.post(admin, "/v1/principals", json!({ "kind": "user", "name": "newbie", "groups": ["sre"] }), 201).json();
+    let created = m
+        .post(
+            admin,
+            "/v1/principals",
+            json!({ "kind": "user", "name": "newbie", "groups": ["sre"] }),
+            201,
+        )
+        .json();
     let failures = std::mem::take(&mut m.failures);
     drop(m);
     let newbie = created["token"].as_str().map(str::to_owned);
@@ -448,42 +654,80 @@ fn role_matrix_over_http(b: Backend) {
     } else {
         failures.push(format!("admin-created principal has no token: {created}"));
     }
-    assert!(failures.is_empty(), "role matrix mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "role matrix mismatches:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// 11. Bad input gets precise problems.
 fn bad_input_gets_precise_problems(b: Backend) {
     let mut gw = Gateway::start(b);
     let agent = gw.token("bot");
-    let post_raw = |ct: &'static str, bytes: Vec<u8>| gw.http("POST", "/v1/requests", Some(&agent), Body::Raw(ct, bytes), &[]);
+    let post_raw = |ct: &'static str, bytes: Vec<u8>| {
+        gw.http(
+            "POST",
+            "/v1/requests",
+            Some(&agent),
+            Body::Raw(ct, bytes),
+            &[],
+        )
+    };
 
     post_raw("application/json", br#"{"action": "test.read","#.to_vec()).assert_problem(400);
-    let p = post_raw("application/json", br#"{"action":"test.read","resource":"r","bogus_field":1}"#.to_vec()).assert_problem(422);
-    assert!(p["detail"].as_str().unwrap().contains("bogus_field"), "422 must name the field: {p}");
-    post_raw("text/plain", br#"{"action":"test.read","resource":"r"}"#.to_vec()).assert_problem(415);
-    let big = serde_json::to_vec(&json!({ "action": "test.read", "resource": "r", "justification": "x".repeat(70 * 1024) })).unwrap();
+    let p = post_raw(
+        "application/json",
+        br#"{"action":"test.read","resource":"r","bogus_field":1}"#.to_vec(),
+    )
+    .assert_problem(422);
+    assert!(
+        p["detail"].as_str().unwrap().contains("bogus_field"),
+        "422 must name the field: {p}"
+    );
+    post_raw(
+        "text/plain",
+        br#"{"action":"test.read","resource":"r"}"#.to_vec(),
+    )
+    .assert_problem(415);
+    let big = serde_json::to_vec(
+        &json!({ "action": "test.read", "resource": "r", "justification": "x".repeat(70 * 1024) }),
+    )
+    .unwrap();
     post_raw("application/json", big).assert_problem(413);
 
     let unknown = "01J00000000000000000000000";
-    let p = gw.get_as("audrey", &format!("/v1/requests/{unknown}")).assert_problem(404);
+    let p = gw
+        .get_as("audrey", &format!("/v1/requests/{unknown}"))
+        .assert_problem(404);
     assert!(p["detail"].as_str().unwrap().contains(unknown), "{p}");
-    gw.review("alice", unknown, "approve", None).assert_problem(404);
+    gw.review("alice", unknown, "approve", None)
+        .assert_problem(404);
 
     for (label, token) in [("missing", None), ("invalid", Some("so_not-a-real-token"))] {
         let r = gw.http("GET", "/v1/requests", token, Body::Empty, &[]);
         r.assert_problem(401);
-        assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{label} token: 401 needs WWW-Authenticate");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer"),
+            "{label} token: 401 needs WWW-Authenticate"
+        );
     }
 
     // revoked token
     let temp = gw.add_principal("temp", &["user", "temp", "--group", "sre"]);
-    gw.http("GET", "/v1/whoami", Some(&temp), Body::Empty, &[]).expect(200);
+    gw.http("GET", "/v1/whoami", Some(&temp), Body::Empty, &[])
+        .expect(200);
     let out = std::process::Command::new(BIN)
         .args(["principal", "revoke", "temp", "--config"])
         .arg(&gw.config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "principal revoke: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "principal revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The gateway caches successful token lookups for 2 s (AUTH_CACHE_TTL), so
     // a revocation made by another process (the console here, or another
     // replica) takes effect within that bound; allow 1 s of slack.
@@ -495,30 +739,53 @@ fn bad_input_gets_precise_problems(b: Backend) {
     revoked.assert_problem(401);
     assert_eq!(revoked.header("www-authenticate"), Some("Bearer"));
     std::thread::sleep(Duration::from_millis(300));
-    gw.http("GET", "/v1/whoami", Some(&temp), Body::Empty, &[]).assert_problem(401);
+    gw.http("GET", "/v1/whoami", Some(&temp), Body::Empty, &[])
+        .assert_problem(401);
 
     // duplicate review, review after decision
-    let id = gw.submit("bot", export_body())["id"].as_str().unwrap().to_owned();
+    let id = gw.submit("bot", export_body())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     gw.review("alice", &id, "approve", None).expect(200);
     let p = gw.review("alice", &id, "approve", None).assert_problem(409);
-    assert!(p["type"].as_str().unwrap().ends_with("already-reviewed"), "{p}");
+    assert!(
+        p["type"].as_str().unwrap().ends_with("already-reviewed"),
+        "{p}"
+    );
     gw.review("bob", &id, "deny", Some("no")).expect(200);
     gw.review("carl", &id, "approve", None).assert_problem(409);
     gw.review("carl", &id, "deny", None).assert_problem(422);
 
     // idempotency
     let post_key = |key: &str, body: Value| {
-        gw.http("POST", "/v1/requests", Some(&agent), Body::Json(body), &[("Idempotency-Key", key)])
+        gw.http(
+            "POST",
+            "/v1/requests",
+            Some(&agent),
+            Body::Json(body),
+            &[("Idempotency-Key", key)],
+        )
     };
     let first = post_key("key-1", export_body());
     let first_id = first.expect(201)["id"].clone();
     let again = post_key("key-1", export_body());
-    assert_eq!(again.expect(200)["id"], first_id, "same key + same body must replay the same request");
+    assert_eq!(
+        again.expect(200)["id"],
+        first_id,
+        "same key + same body must replay the same request"
+    );
     let mut different = export_body();
     different["resource"] = json!("payments");
     post_key("key-1", different).assert_problem(422);
-    let pending = gw.get_as("audrey", "/v1/requests?status=pending&action=test.export").expect(200);
-    assert_eq!(pending["requests"].as_array().unwrap().len(), 1, "idempotent retries created extra requests: {pending}");
+    let pending = gw
+        .get_as("audrey", "/v1/requests?status=pending&action=test.export")
+        .expect(200);
+    assert_eq!(
+        pending["requests"].as_array().unwrap().len(),
+        1,
+        "idempotent retries created extra requests: {pending}"
+    );
 }
 
 /// 12. A broken policy reload is rejected with file:line:col, the old set
@@ -532,11 +799,19 @@ fn bad_policy_reload_keeps_old_set(b: Backend) {
                   \n\
                   permit(principal, action, resource) when { context.x == };\n";
     std::fs::write(gw.policies.join("broken.cedar"), broken).unwrap();
-    let p = gw.post_as("root", "/v1/policy/reload", json!({})).assert_problem(422);
+    let p = gw
+        .post_as("root", "/v1/policy/reload", json!({}))
+        .assert_problem(422);
     let detail = p["detail"].as_str().unwrap();
-    assert!(detail.contains("broken.cedar:5:"), "detail must name file:line:col: {detail}");
+    assert!(
+        detail.contains("broken.cedar:5:57"),
+        "detail must name file:line:col of the `}}`: {detail}"
+    );
     let after = gw.get_as("root", "/v1/policy").expect(200);
-    assert_eq!(after["hash"], before["hash"], "the active policy set changed");
+    assert_eq!(
+        after["hash"], before["hash"],
+        "the active policy set changed"
+    );
 
     let marker = gw.path("read-ran");
     let out = gw.cli_as("bot", exec("test.read", &[], &["touch", &plain(&marker)]));
@@ -545,20 +820,35 @@ fn bad_policy_reload_keeps_old_set(b: Backend) {
     let out = gw.cli_as("bot", exec("test.drop", &[], &["true"]));
     assert_eq!(out.code, 77, "old set should still forbid test.drop: {out}");
 
-    let rejected: Vec<Value> = gw.events().into_iter().filter(|e| e["kind"] == "policy_set_rejected").collect();
+    let rejected: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "policy_set_rejected")
+        .collect();
     assert_eq!(rejected.len(), 1, "{rejected:#?}");
     assert_eq!(rejected[0]["actor"], "user:root");
-    assert!(rejected[0]["reason"].as_str().unwrap_or("").contains("broken.cedar:5:"), "{:#}", rejected[0]);
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("broken.cedar:5:57"),
+        "{:#}",
+        rejected[0]
+    );
 
     // and once fixed, reloading works
     std::fs::remove_file(gw.policies.join("broken.cedar")).unwrap();
-    gw.post_as("root", "/v1/policy/reload", json!({})).expect(200);
+    gw.post_as("root", "/v1/policy/reload", json!({}))
+        .expect(200);
 }
 
 /// 13. A full approval flow leaves exactly its events, in order, with dense indexes.
 fn every_state_change_has_its_audit_event(b: Backend) {
     let gw = Gateway::start(b);
-    let bg = gw.spawn_as("bot", exec("test.export", &["--wait", "30s"], &["echo", "done"]));
+    let bg = gw.spawn_as(
+        "bot",
+        exec("test.export", &["--wait", "30s"], &["echo", "done"]),
+    );
     let id = gw.pending_id("test.export");
     assert_eq!(gw.cli_as("alice", ["approve", &id]).code, 0);
     assert_eq!(gw.cli_as("bob", ["approve", &id]).code, 0);
@@ -566,17 +856,47 @@ fn every_state_change_has_its_audit_event(b: Backend) {
     assert_eq!(out.code, 0, "{out}");
 
     let all = gw.events();
-    let indexes: Vec<u64> = all.iter().map(|e| e["index"].as_u64().expect("index")).collect();
-    assert_eq!(indexes, (0..all.len() as u64).collect::<Vec<_>>(), "indexes are not dense from 0");
+    let indexes: Vec<u64> = all
+        .iter()
+        .map(|e| e["index"].as_u64().expect("index"))
+        .collect();
+    assert_eq!(
+        indexes,
+        (0..all.len() as u64).collect::<Vec<_>>(),
+        "indexes are not dense from 0"
+    );
     let mine: Vec<&Value> = all.iter().filter(|e| e["request_id"] == id).collect();
     assert_eq!(
         kinds(&mine.iter().map(|e| (*e).clone()).collect::<Vec<_>>()),
-        ["request_submitted", "review_recorded", "review_recorded", "request_approved", "request_claimed", "outcome_recorded"],
+        [
+            "request_submitted",
+            "review_recorded",
+            "review_recorded",
+            "request_approved",
+            "request_claimed",
+            "outcome_recorded"
+        ],
     );
-    let actors: Vec<&str> = mine.iter().map(|e| e["actor"].as_str().unwrap_or("")).collect();
-    assert_eq!(actors, ["agent:bot", "user:alice", "user:bob", "user:bob", "agent:bot", "agent:bot"]);
+    let actors: Vec<&str> = mine
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            "agent:bot",
+            "user:alice",
+            "user:bob",
+            "user:bob",
+            "agent:bot",
+            "agent:bot"
+        ]
+    );
     let digest = gw.request(&id)["digest"].clone();
-    assert!(mine.iter().all(|e| e["digest"] == digest), "every event carries the request digest");
+    assert!(
+        mine.iter().all(|e| e["digest"] == digest),
+        "every event carries the request digest"
+    );
 }
 
 /// 14. `signoff ls --json` and `signoff show ID --json`.
@@ -585,19 +905,33 @@ fn ls_and_show_print_json(b: Backend) {
     let out = gw.cli_as("bot", exec("test.read", &[], &["true"]));
     assert_eq!(out.code, 0, "{out}");
     let ran = out.request_id();
-    let pending = gw.submit("bot", export_body())["id"].as_str().unwrap().to_owned();
+    let pending = gw.submit("bot", export_body())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let out = gw.cli_as("audrey", ["ls", "--json"]);
     assert_eq!(out.code, 0, "{out}");
-    let list: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("ls --json is not JSON ({e}): {out}"));
-    let items = list.as_array().unwrap_or_else(|| panic!("ls --json must print an array: {out}"));
+    let list: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("ls --json is not JSON ({e}): {out}"));
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("ls --json must print an array: {out}"));
     assert_eq!(items.len(), 2, "{out}");
     for item in items {
         for key in ["id", "action", "resource", "status"] {
-            assert!(item[key].is_string(), "ls item lacks string `{key}`: {item:#}");
+            assert!(
+                item[key].is_string(),
+                "ls item lacks string `{key}`: {item:#}"
+            );
         }
     }
-    let find = |id: &str| items.iter().find(|i| i["id"] == id).unwrap_or_else(|| panic!("{id} not listed: {out}"));
+    let find = |id: &str| {
+        items
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {out}"))
+    };
     assert_eq!(find(&ran)["status"], "executed");
     assert_eq!(find(&ran)["action"], "test.read");
     assert_eq!(find(&pending)["status"], "pending");
@@ -605,13 +939,23 @@ fn ls_and_show_print_json(b: Backend) {
 
     let out = gw.cli_as("audrey", ["ls", "--status", "pending", "--json"]);
     let list: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(list.as_array().map(|a| a.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()), Some(vec![json!(pending)]), "{out}");
+    assert_eq!(
+        list.as_array()
+            .map(|a| a.iter().map(|i| i["id"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!(pending)]),
+        "{out}"
+    );
     let out = gw.cli_as("bot2", ["ls", "--json"]);
-    assert_eq!(out.stdout.trim(), "[]", "another agent's requests leak through ls: {out}");
+    assert_eq!(
+        out.stdout.trim(),
+        "[]",
+        "another agent's requests leak through ls: {out}"
+    );
 
     let out = gw.cli_as("audrey", ["show", &ran, "--json"]);
     assert_eq!(out.code, 0, "{out}");
-    let shown: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("show --json is not JSON ({e}): {out}"));
+    let shown: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("show --json is not JSON ({e}): {out}"));
     assert_eq!(shown["id"], ran.as_str());
     assert_eq!(shown["status"], "executed");
     assert_eq!(shown["outcome"]["exit_code"], 0);
@@ -622,60 +966,130 @@ fn ls_and_show_print_json(b: Backend) {
 /// 15. With its database gone, the gateway fails closed (exec 75, nothing
 /// runs, /readyz 503) and recovers once the database is back.
 fn database_outage_fails_closed_and_recovers() {
+    let t0 = Instant::now();
     let pg = PrivatePg::start();
-    let gw = Gateway::start_on(tempfile::Builder::new().prefix("signoff-e2e-").tempdir().unwrap(), pg.url(), None);
+    eprintln!("pg up {:?}", t0.elapsed());
+    let gw = Gateway::start_on(
+        tempfile::Builder::new()
+            .prefix("signoff-e2e-")
+            .tempdir()
+            .unwrap(),
+        pg.url(),
+        None,
+    );
     let out = gw.cli_as("bot", exec("test.read", &[], &["echo", "before"]));
     assert_eq!(out.code, 0, "{out}");
-    assert_eq!(gw.http("GET", "/readyz", None, Body::Empty, &[]).status, 200);
+    assert_eq!(
+        gw.http("GET", "/readyz", None, Body::Empty, &[]).status,
+        200
+    );
 
+    eprintln!("first exec {:?}", t0.elapsed());
     pg.stop_server();
+    eprintln!("pg down {:?}", t0.elapsed());
     let marker = gw.path("during-outage");
     let out = gw.cli_as("bot", exec("test.read", &[], &["touch", &plain(&marker)]));
-    assert_eq!(out.code, 75, "exec must fail closed with 75 while the database is down: {out}");
-    assert!(!marker.exists(), "a command ran without a recorded decision: {out}");
+    assert_eq!(
+        out.code, 75,
+        "exec must fail closed with 75 while the database is down: {out}"
+    );
+    assert!(
+        !marker.exists(),
+        "a command ran without a recorded decision: {out}"
+    );
+    eprintln!("outage exec {:?} {}", t0.elapsed(), out.stderr);
     let stderr = out.stderr.to_lowercase();
-    assert!(stderr.contains("database") && stderr.contains("unavailable"), "stderr should say the database is unavailable: {out}");
-    gw.http("GET", "/readyz", None, Body::Empty, &[]).assert_problem(503);
-    gw.http("GET", "/healthz", None, Body::Empty, &[]).expect_text(200);
+    assert!(
+        stderr.contains("database") && stderr.contains("unavailable"),
+        "stderr should say the database is unavailable: {out}"
+    );
+    gw.http("GET", "/readyz", None, Body::Empty, &[])
+        .assert_problem(503);
+    gw.http("GET", "/healthz", None, Body::Empty, &[])
+        .expect_text(200);
 
+    eprintln!("before restart {:?}", t0.elapsed());
     pg.start_server();
+    eprintln!("pg restarted {:?}", t0.elapsed());
     let recovered = poll(Duration::from_secs(15), Duration::from_millis(300), || {
         let out = gw.cli_as("bot", exec("test.read", &[], &["echo", "after"]));
         (out.code == 0).then_some(out)
     });
-    let out = recovered.expect("the gateway did not recover within 15s of the database coming back");
+    let out =
+        recovered.expect("the gateway did not recover within 15s of the database coming back");
+    eprintln!("recovered {:?}", t0.elapsed());
     assert_eq!(out.stdout, "after\n");
-    assert_eq!(gw.http("GET", "/readyz", None, Body::Empty, &[]).status, 200);
+    assert_eq!(
+        gw.http("GET", "/readyz", None, Body::Empty, &[]).status,
+        200
+    );
     assert_eq!(gw.request(&out.request_id())["status"], "executed");
 }
 
 /// 16. `signoff serve --dev` prints URL and tokens, and the demo export flow works.
 fn dev_mode_demo_flow() {
     let gw = Gateway::start_dev();
+    // each demo principal is shown on a line with its own token
+    let names = ["etl-bot", "alice", "bob", "carol"];
+    let shown = |s: &str, n: &str| s.lines().any(|l| l.contains(n) && l.contains(&gw.token(n)));
     let banner = poll(Duration::from_secs(10), Duration::from_millis(50), || {
         let s = gw.server_stdout();
-        ["etl-bot", "alice", "bob", "carol"].iter().all(|n| s.contains(&gw.token(n))).then_some(s)
+        names.iter().all(|n| shown(&s, n)).then_some(s)
     })
-    .unwrap_or_else(|| panic!("the dev banner does not print every demo token:\n{}", gw.server_stdout()));
-    assert!(banner.starts_with(&format!("signoff listening on {}", gw.url)), "{banner}");
+    .unwrap_or_else(|| {
+        panic!(
+            "the dev banner does not show every demo principal with its token:\n{}",
+            gw.server_stdout()
+        )
+    });
+    assert!(
+        banner.starts_with(&format!("signoff listening on {}", gw.url)),
+        "{banner}"
+    );
 
-    let out = gw.cli_as("etl-bot", exec_args("db.read", "customers", "prod", &[], &["echo", "read ok"]));
+    let out = gw.cli_as(
+        "etl-bot",
+        exec_args("db.read", "customers", "prod", &[], &["echo", "read ok"]),
+    );
     assert_eq!((out.code, out.stdout.as_str()), (0, "read ok\n"), "{out}");
     let marker = gw.path("dropped");
-    let out = gw.cli_as("etl-bot", exec_args("db.drop", "customers", "prod", &[], &["touch", &plain(&marker)]));
+    let out = gw.cli_as(
+        "etl-bot",
+        exec_args(
+            "db.drop",
+            "customers",
+            "prod",
+            &[],
+            &["touch", &plain(&marker)],
+        ),
+    );
     assert_eq!(out.code, 77, "{out}");
     assert!(!marker.exists());
 
     let bg = gw.spawn_as(
         "etl-bot",
-        exec_args("db.export", "customers", "prod", &["--justification", "Q3 report", "--wait", "30s"], &["echo", "exported"]),
+        exec_args(
+            "db.export",
+            "customers",
+            "prod",
+            &["--justification", "Q3 report", "--wait", "30s"],
+            &["echo", "exported"],
+        ),
     );
     let id = gw.pending_id("db.export");
     let out = gw.cli_as("carol", ["approve", &id]);
-    assert_ne!(out.code, 0, "carol owns etl-bot and must not approve: {out}");
-    assert!(out.stderr.contains("they own the requesting agent"), "{out}");
+    assert_ne!(
+        out.code, 0,
+        "carol owns etl-bot and must not approve: {out}"
+    );
     assert!(
-        gw.events_for(&id).iter().any(|e| e["kind"] == "review_refused" && e["actor"] == "user:carol"),
+        out.stderr.contains("they own the requesting agent"),
+        "{out}"
+    );
+    assert!(
+        gw.events_for(&id)
+            .iter()
+            .any(|e| e["kind"] == "review_refused" && e["actor"] == "user:carol"),
         "carol's refused approval is not recorded"
     );
     assert_eq!(gw.cli_as("alice", ["approve", &id]).code, 0);

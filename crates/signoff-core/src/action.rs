@@ -12,7 +12,8 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 
 /// Context keys that signoff itself sets for Cedar; a request may not supply them.
-pub const RESERVED_CONTEXT_KEYS: [&str; 4] = ["environment", "justification", "gate", "on_behalf_of"];
+pub const RESERVED_CONTEXT_KEYS: [&str; 4] =
+    ["environment", "justification", "gate", "on_behalf_of"];
 
 /// Upper bounds that keep a request reviewable and storable.
 pub mod limits {
@@ -51,7 +52,10 @@ impl std::str::FromStr for PrincipalRef {
             .ok_or_else(|| format!("invalid principal `{s}`: expected agent:NAME or user:NAME"))?;
         let kind: PrincipalKind = kind.parse()?;
         crate::principal::validate_name("principal name", name)?;
-        Ok(Self { kind, name: name.to_owned() })
+        Ok(Self {
+            kind,
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -149,7 +153,8 @@ impl ActionRequest {
             check_len("justification", j, limits::JUSTIFICATION)?;
         }
         if let Some(user) = &self.on_behalf_of {
-            crate::principal::validate_name("on_behalf_of user", user).map_err(ActionError::OnBehalfOf)?;
+            crate::principal::validate_name("on_behalf_of user", user)
+                .map_err(ActionError::OnBehalfOf)?;
         }
         for key in self.context.keys() {
             if RESERVED_CONTEXT_KEYS.contains(&key.as_str()) {
@@ -159,7 +164,9 @@ impl ActionRequest {
         for (key, value) in &self.context {
             check_context_value(key, value)?;
         }
-        let size = serde_json::to_vec(&self.context).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&self.context)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > limits::CONTEXT_BYTES {
             return Err(ActionError::ContextTooLarge);
         }
@@ -212,7 +219,10 @@ pub fn is_valid_action(action: &str) -> bool {
     !action.is_empty()
         && action.len() <= limits::ACTION
         && action.split('.').all(|seg| {
-            !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
 }
 
@@ -228,7 +238,10 @@ fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), ActionE
 /// that holds them, rather than failing obscurely during evaluation.
 fn check_context_value(key: &str, value: &Value) -> Result<(), ActionError> {
     match value {
-        Value::Null => Err(ActionError::ContextValue { key: key.to_owned(), problem: "null is not allowed" }),
+        Value::Null => Err(ActionError::ContextValue {
+            key: key.to_owned(),
+            problem: "null is not allowed",
+        }),
         Value::Number(n) if n.as_i64().is_none() => Err(ActionError::ContextValue {
             key: key.to_owned(),
             problem: "only integers between -2^63 and 2^63-1 are allowed",
@@ -251,7 +264,10 @@ mod tests {
             action: "db.export".into(),
             resource: "customers".into(),
             environment: Some("prod".into()),
-            context: json!({"rows": 1000, "format": "csv"}).as_object().cloned().unwrap_or_default(),
+            context: json!({"rows": 1000, "format": "csv"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             justification: Some("quarterly report".into()),
             principal: "agent:etl-bot".parse().unwrap(),
             on_behalf_of: Some("carol".into()),
@@ -309,7 +325,10 @@ mod tests {
         assert_eq!(r.validate().unwrap_err().to_string(), "invalid action `db..export`: use dot-separated segments of letters, digits, '_' or '-', e.g. db.export");
         let mut r = sample();
         r.context.insert("gate".into(), json!("x"));
-        assert_eq!(r.validate().unwrap_err(), ActionError::ReservedContextKey("gate".into()));
+        assert_eq!(
+            r.validate().unwrap_err(),
+            ActionError::ReservedContextKey("gate".into())
+        );
         let mut r = sample();
         r.context.insert("ratio".into(), json!({"inner": 0.5}));
         assert_eq!(
@@ -318,13 +337,19 @@ mod tests {
         );
         let mut r = sample();
         r.resource = String::new();
-        assert_eq!(r.validate().unwrap_err().to_string(), "resource must be 1-1024 characters");
+        assert_eq!(
+            r.validate().unwrap_err().to_string(),
+            "resource must be 1-1024 characters"
+        );
         assert!(sample().validate().is_ok());
     }
 
     #[test]
     fn action_ancestors_are_dotted_prefixes() {
-        assert_eq!(action_ancestors("k8s.namespace.delete"), vec!["k8s.namespace", "k8s"]);
+        assert_eq!(
+            action_ancestors("k8s.namespace.delete"),
+            vec!["k8s.namespace", "k8s"]
+        );
         assert!(action_ancestors("deploy").is_empty());
     }
 

@@ -30,7 +30,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock frozen at `start`.
     pub fn new(start: Timestamp) -> Self {
-        Self { millis: AtomicI64::new(start.as_millisecond()) }
+        Self {
+            millis: AtomicI64::new(start.as_millisecond()),
+        }
     }
 
     /// Moves the clock forward by `by`.

@@ -14,13 +14,13 @@ pub mod request;
 pub mod verdict;
 pub mod wire;
 
-pub use action::{ActionRequest, ActionError, Digest, PrincipalRef};
+pub use action::{ActionError, ActionRequest, Digest, PrincipalRef};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{AuditEvent, EventKind};
 pub use principal::{Principal, PrincipalKind, Role};
 pub use quorum::{GroupQuorum, Requirement, RequirementError};
 pub use request::{
-    ClaimRefusal, Outcome, RequestRecord, RequestStatus, Review, ReviewDecision, ReviewRefusal,
-    Reviewer, SelfRelation, TransitionRefusal, Deadlines,
+    ClaimRefusal, Deadlines, Outcome, RequestRecord, RequestStatus, Review, ReviewDecision,
+    ReviewRefusal, Reviewer, SelfRelation, Submission, TransitionRefusal,
 };
 pub use verdict::{Decision, Verdict};

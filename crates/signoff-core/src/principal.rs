@@ -38,7 +38,9 @@ impl std::str::FromStr for PrincipalKind {
         match s {
             "agent" => Ok(Self::Agent),
             "user" => Ok(Self::User),
-            other => Err(format!("unknown principal kind `{other}` (expected agent or user)")),
+            other => Err(format!(
+                "unknown principal kind `{other}` (expected agent or user)"
+            )),
         }
     }
 }
@@ -117,7 +119,10 @@ pub struct Principal {
 impl Principal {
     /// The reference used in action requests and audit events.
     pub fn reference(&self) -> crate::PrincipalRef {
-        crate::PrincipalRef { kind: self.kind, name: self.name.clone() }
+        crate::PrincipalRef {
+            kind: self.kind,
+            name: self.name.clone(),
+        }
     }
 
     /// Whether the principal can still authenticate.
@@ -130,7 +135,10 @@ impl Principal {
 /// `.`, `_`, `-` or `@`, starting with a letter or digit.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     let ok_len = !name.is_empty() && name.len() <= 64;
-    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));

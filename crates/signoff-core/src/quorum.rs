@@ -34,7 +34,9 @@ pub enum RequirementError {
     #[error("invalid group `{0}` in approval requirement")]
     Group(String),
     /// A count is not a number from 1 to 100.
-    #[error("invalid count `{count}` for group `{group}`: expected a number from 1 to {MAX_COUNT}")]
+    #[error(
+        "invalid count `{count}` for group `{group}`: expected a number from 1 to {MAX_COUNT}"
+    )]
     Count {
         /// The group the count belongs to.
         group: String,
@@ -63,7 +65,10 @@ impl std::str::FromStr for Requirement {
                 Some(c) => match c.parse::<u32>() {
                     Ok(n) if (1..=MAX_COUNT).contains(&n) => n,
                     _ => {
-                        return Err(RequirementError::Count { group: group.to_owned(), count: c.to_owned() })
+                        return Err(RequirementError::Count {
+                            group: group.to_owned(),
+                            count: c.to_owned(),
+                        })
                     }
                 },
             };
@@ -73,7 +78,12 @@ impl std::str::FromStr for Requirement {
         if groups.is_empty() {
             return Err(RequirementError::Empty);
         }
-        Ok(Requirement(groups.into_iter().map(|(group, count)| GroupQuorum { group, count }).collect()))
+        Ok(Requirement(
+            groups
+                .into_iter()
+                .map(|(group, count)| GroupQuorum { group, count })
+                .collect(),
+        ))
     }
 }
 
@@ -98,7 +108,13 @@ impl Requirement {
             *seat = (*seat).max(q.count);
         }
         Requirement(
-            groups.into_iter().map(|(g, count)| GroupQuorum { group: g.to_owned(), count }).collect(),
+            groups
+                .into_iter()
+                .map(|(g, count)| GroupQuorum {
+                    group: g.to_owned(),
+                    count,
+                })
+                .collect(),
         )
     }
 
@@ -166,7 +182,12 @@ where
     matched
 }
 
-fn augment(a: usize, adj: &[Vec<usize>], owner: &mut [Option<usize>], visited: &mut [bool]) -> bool {
+fn augment(
+    a: usize,
+    adj: &[Vec<usize>],
+    owner: &mut [Option<usize>],
+    visited: &mut [bool],
+) -> bool {
     for &s in &adj[a] {
         if visited[s] {
             continue;
@@ -207,7 +228,10 @@ mod tests {
 
     #[test]
     fn merge_takes_highest_count_per_group() {
-        assert_eq!(req("sre:2,dba").merge(&req("sre:1,security:2")).to_string(), "dba:1,security:2,sre:2");
+        assert_eq!(
+            req("sre:2,dba").merge(&req("sre:1,security:2")).to_string(),
+            "dba:1,security:2,sre:2"
+        );
     }
 
     #[test]
@@ -222,7 +246,11 @@ mod tests {
     fn matching_finds_assignment_greedy_would_miss() {
         // greedy could seat alice in sre and leave security empty
         let r = req("sre:1,security:1");
-        assert!(r.is_met_by([vec!["sre", "security"], vec!["security"]].iter().map(|g| g.iter().copied())));
+        assert!(r.is_met_by(
+            [vec!["sre", "security"], vec!["security"]]
+                .iter()
+                .map(|g| g.iter().copied())
+        ));
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl RequestStatus {
 
     /// Whether nothing more can happen to the request.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Denied | Self::Expired | Self::Cancelled | Self::Executed | Self::Lapsed)
+        matches!(
+            self,
+            Self::Denied | Self::Expired | Self::Cancelled | Self::Executed | Self::Lapsed
+        )
     }
 }
 
@@ -83,12 +86,15 @@ impl fmt::Display for RequestStatus {
 impl std::str::FromStr for RequestStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown status `{s}` (expected one of: {})",
-                Self::ALL.map(|s| s.as_str()).join(", ")
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status `{s}` (expected one of: {})",
+                    Self::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
     }
 }
 
@@ -309,6 +315,23 @@ pub struct RequestRecord {
     pub version: i64,
 }
 
+/// Everything a new request is made of.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// Unique, time-sortable id.
+    pub id: String,
+    /// What is asked.
+    pub action: ActionRequest,
+    /// Which gate submits it.
+    pub gate: Option<String>,
+    /// The owner of the requesting agent, if any.
+    pub principal_owner: Option<String>,
+    /// The policy's verdict.
+    pub verdict: Verdict,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
 /// Settings for time bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
@@ -329,16 +352,15 @@ impl Default for Deadlines {
 
 impl RequestRecord {
     /// A new request with the verdict of the policy; returns the submission event.
-    pub fn submit(
-        id: String,
-        action: ActionRequest,
-        gate: Option<String>,
-        principal_owner: Option<String>,
-        verdict: Verdict,
-        idempotency_key: Option<String>,
-        now: Timestamp,
-        deadlines: Deadlines,
-    ) -> (Self, AuditEvent) {
+    pub fn submit(new: Submission, now: Timestamp, deadlines: Deadlines) -> (Self, AuditEvent) {
+        let Submission {
+            id,
+            action,
+            gate,
+            principal_owner,
+            verdict,
+            idempotency_key,
+        } = new;
         let (status, expires_at, decided_at) = match verdict.decision {
             // auto-allowed requests never lapse: the claim re-checks the policy anyway
             Decision::Allow => (RequestStatus::Approved, None, Some(now)),
@@ -352,7 +374,8 @@ impl RequestRecord {
                 (RequestStatus::Pending, Some(add(now, ttl)), None)
             }
         };
-        let status_reason = (verdict.decision == Decision::Deny).then(|| verdict.reasons.join("; "));
+        let status_reason =
+            (verdict.decision == Decision::Deny).then(|| verdict.reasons.join("; "));
         let record = RequestRecord {
             id,
             digest: action.digest(),
@@ -371,7 +394,11 @@ impl RequestRecord {
             idempotency_key,
             version: 0,
         };
-        let mut event = record.event(EventKind::RequestSubmitted, now, record.action.principal.to_string());
+        let mut event = record.event(
+            EventKind::RequestSubmitted,
+            now,
+            record.action.principal.to_string(),
+        );
         event.detail = serde_json::json!({
             "action": record.action,
             "gate": record.gate,
@@ -397,14 +424,19 @@ impl RequestRecord {
 
     /// Approvals recorded so far.
     pub fn approvals(&self) -> impl Iterator<Item = &Review> {
-        self.reviews.iter().filter(|r| r.decision == ReviewDecision::Approve)
+        self.reviews
+            .iter()
+            .filter(|r| r.decision == ReviewDecision::Approve)
     }
 
     /// Whether the current approvals meet the current requirement.
     pub fn requirement_met(&self) -> bool {
         match &self.verdict.requirement {
             None => true,
-            Some(req) => req.is_met_by(self.approvals().map(|r| r.groups.iter().map(String::as_str))),
+            Some(req) => req.is_met_by(
+                self.approvals()
+                    .map(|r| r.groups.iter().map(String::as_str)),
+            ),
         }
     }
 
@@ -417,13 +449,13 @@ impl RequestRecord {
         reason: Option<String>,
         now: Timestamp,
         deadlines: Deadlines,
-    ) -> Result<Vec<AuditEvent>, (ReviewRefusal, AuditEvent)> {
+    ) -> Result<Vec<AuditEvent>, (ReviewRefusal, Box<AuditEvent>)> {
         if let Err(refusal) = self.check_reviewer(reviewer, decision, now) {
             let event = self
                 .event(EventKind::ReviewRefused, now, reviewer.actor())
                 .with_reason(refusal.to_string())
                 .with_detail(serde_json::json!({ "decision": decision }));
-            return Err((refusal, event));
+            return Err((refusal, Box::new(event)));
         }
         self.reviews.push(Review {
             reviewer: reviewer.name.clone(),
@@ -445,9 +477,10 @@ impl RequestRecord {
                     Some(r) => format!("denied by {}: {r}", reviewer.name),
                     None => format!("denied by {}", reviewer.name),
                 });
-                events.push(self.event(EventKind::RequestDenied, now, reviewer.actor()).with_reason(
-                    self.status_reason.clone().unwrap_or_default(),
-                ));
+                events.push(
+                    self.event(EventKind::RequestDenied, now, reviewer.actor())
+                        .with_reason(self.status_reason.clone().unwrap_or_default()),
+                );
             }
             ReviewDecision::Approve if self.requirement_met() => {
                 self.status = RequestStatus::Approved;
@@ -464,29 +497,48 @@ impl RequestRecord {
         Ok(events)
     }
 
-    fn check_reviewer(&self, reviewer: &Reviewer, decision: ReviewDecision, now: Timestamp) -> Result<(), ReviewRefusal> {
+    fn check_reviewer(
+        &self,
+        reviewer: &Reviewer,
+        decision: ReviewDecision,
+        now: Timestamp,
+    ) -> Result<(), ReviewRefusal> {
         if reviewer.kind == PrincipalKind::Agent || reviewer.role == Role::Agent {
-            return Err(ReviewRefusal::Agent { name: reviewer.name.clone() });
+            return Err(ReviewRefusal::Agent {
+                name: reviewer.name.clone(),
+            });
         }
         if reviewer.role == Role::Auditor {
-            return Err(ReviewRefusal::Role { name: reviewer.name.clone(), role: reviewer.role });
+            return Err(ReviewRefusal::Role {
+                name: reviewer.name.clone(),
+                role: reviewer.role,
+            });
         }
         // Separation of duties comes before state checks, so that a
         // self-approval attempt is always recorded as what it is.
         if let Some(relation) = self.self_relation(&reviewer.name) {
-            return Err(ReviewRefusal::SelfReview { name: reviewer.name.clone(), relation });
+            return Err(ReviewRefusal::SelfReview {
+                name: reviewer.name.clone(),
+                relation,
+            });
         }
         if self.status != RequestStatus::Pending {
-            return Err(ReviewRefusal::NotPending { status: self.status });
+            return Err(ReviewRefusal::NotPending {
+                status: self.status,
+            });
         }
         if let Some(at) = self.expires_at.filter(|at| *at <= now) {
             return Err(ReviewRefusal::Expired { at });
         }
         if self.reviews.iter().any(|r| r.reviewer == reviewer.name) {
-            return Err(ReviewRefusal::AlreadyReviewed { name: reviewer.name.clone() });
+            return Err(ReviewRefusal::AlreadyReviewed {
+                name: reviewer.name.clone(),
+            });
         }
         let requirement = self.verdict.requirement.clone().unwrap_or_default();
-        let in_group = requirement.groups().any(|g| reviewer.groups.iter().any(|rg| rg == g));
+        let in_group = requirement
+            .groups()
+            .any(|g| reviewer.groups.iter().any(|rg| rg == g));
         // An admin may stop any pending request, but approves only as a group member.
         let admin_deny = reviewer.role == Role::Admin && decision == ReviewDecision::Deny;
         if !in_group && !admin_deny {
@@ -521,9 +573,15 @@ impl RequestRecord {
         now: Timestamp,
     ) -> Result<Vec<AuditEvent>, TransitionRefusal> {
         if by != &self.action.principal && !is_admin {
-            return Err(TransitionRefusal::NotAllowed(format!("the requester {} or an admin", self.action.principal)));
+            return Err(TransitionRefusal::NotAllowed(format!(
+                "the requester {} or an admin",
+                self.action.principal
+            )));
         }
-        if !matches!(self.status, RequestStatus::Pending | RequestStatus::Approved) {
+        if !matches!(
+            self.status,
+            RequestStatus::Pending | RequestStatus::Approved
+        ) {
             return Err(TransitionRefusal::WrongStatus(self.status));
         }
         self.status = RequestStatus::Cancelled;
@@ -541,10 +599,20 @@ impl RequestRecord {
     /// Expires a pending request or lapses an unclaimed approval whose deadline
     /// has passed; returns no events when nothing is due.
     pub fn expire_if_due(&mut self, now: Timestamp) -> Vec<AuditEvent> {
-        let Some(at) = self.expires_at.filter(|at| *at <= now) else { return Vec::new() };
+        let Some(at) = self.expires_at.filter(|at| *at <= now) else {
+            return Vec::new();
+        };
         let (status, kind, reason) = match self.status {
-            RequestStatus::Pending => (RequestStatus::Expired, EventKind::RequestExpired, "no decision before the deadline"),
-            RequestStatus::Approved => (RequestStatus::Lapsed, EventKind::ApprovalLapsed, "approval not claimed before the deadline"),
+            RequestStatus::Pending => (
+                RequestStatus::Expired,
+                EventKind::RequestExpired,
+                "no decision before the deadline",
+            ),
+            RequestStatus::Approved => (
+                RequestStatus::Lapsed,
+                EventKind::ApprovalLapsed,
+                "approval not claimed before the deadline",
+            ),
             _ => return Vec::new(),
         };
         self.status = status;
@@ -575,45 +643,72 @@ impl RequestRecord {
             Err((refusal, vec![e]))
         };
         if by != &self.action.principal {
-            return refuse(self, ClaimRefusal::NotRequester { owner: self.action.principal.to_string() });
+            return refuse(
+                self,
+                ClaimRefusal::NotRequester {
+                    owner: self.action.principal.to_string(),
+                },
+            );
         }
         if presented != &self.digest {
             return refuse(
                 self,
-                ClaimRefusal::DigestMismatch { presented: presented.0.clone(), approved: self.digest.0.clone() },
+                ClaimRefusal::DigestMismatch {
+                    presented: presented.0.clone(),
+                    approved: self.digest.0.clone(),
+                },
             );
         }
         if self.status == RequestStatus::Approved {
             if let Some(at) = self.expires_at.filter(|at| *at <= now) {
                 let mut events = self.expire_if_due(now);
                 let refusal = ClaimRefusal::Lapsed { at };
-                events.extend(refuse(self, refusal.clone()).err().map(|(_, e)| e).unwrap_or_default());
+                events.extend(
+                    refuse(self, refusal.clone())
+                        .err()
+                        .map(|(_, e)| e)
+                        .unwrap_or_default(),
+                );
                 return Err((refusal, events));
             }
         }
         if self.status != RequestStatus::Approved {
-            return refuse(self, ClaimRefusal::NotApproved { status: self.status });
+            return refuse(
+                self,
+                ClaimRefusal::NotApproved {
+                    status: self.status,
+                },
+            );
         }
         match recheck.decision {
             Decision::Deny => {
                 let why = recheck.summary();
                 let refusal = ClaimRefusal::PolicyNowDenies(why.clone());
-                let mut events = refuse(self, refusal.clone()).err().map(|(_, e)| e).unwrap_or_default();
+                let mut events = refuse(self, refusal.clone())
+                    .err()
+                    .map(|(_, e)| e)
+                    .unwrap_or_default();
                 self.verdict = recheck;
                 self.status = RequestStatus::Denied;
                 self.decided_at = Some(now);
                 self.expires_at = None;
                 self.status_reason = Some(format!("policy changed before execution: {why}"));
-                events.push(self.event(EventKind::RequestDenied, now, "system").with_reason(
-                    self.status_reason.clone().unwrap_or_default(),
-                ));
+                events.push(
+                    self.event(EventKind::RequestDenied, now, "system")
+                        .with_reason(self.status_reason.clone().unwrap_or_default()),
+                );
                 return Err((refusal, events));
             }
             Decision::ApprovalRequired => {
                 let previous = self.verdict.clone();
                 self.verdict = recheck;
                 if !self.requirement_met() {
-                    let needed = self.verdict.requirement.clone().unwrap_or_default().to_string();
+                    let needed = self
+                        .verdict
+                        .requirement
+                        .clone()
+                        .unwrap_or_default()
+                        .to_string();
                     let refusal = ClaimRefusal::PolicyNeedsMore(needed.clone());
                     let ttl = self
                         .verdict
@@ -621,7 +716,10 @@ impl RequestRecord {
                         .and_then(|s| i64::try_from(s).ok())
                         .map(SignedDuration::from_secs)
                         .unwrap_or(deadlines.default_ttl);
-                    let mut events = refuse(self, refusal.clone()).err().map(|(_, e)| e).unwrap_or_default();
+                    let mut events = refuse(self, refusal.clone())
+                        .err()
+                        .map(|(_, e)| e)
+                        .unwrap_or_default();
                     self.status = RequestStatus::Pending;
                     self.decided_at = None;
                     self.expires_at = Some(add(now, ttl));
@@ -636,19 +734,33 @@ impl RequestRecord {
         self.status = RequestStatus::Executing;
         self.claimed_at = Some(now);
         self.expires_at = None;
-        Ok(vec![self.event(EventKind::RequestClaimed, now, by.to_string())])
+        Ok(vec![self.event(
+            EventKind::RequestClaimed,
+            now,
+            by.to_string(),
+        )])
     }
 
     /// Records what happened when the action ran. Only the requester may report.
-    pub fn record_outcome(&mut self, by: &PrincipalRef, outcome: Outcome) -> Result<Vec<AuditEvent>, TransitionRefusal> {
+    pub fn record_outcome(
+        &mut self,
+        by: &PrincipalRef,
+        outcome: Outcome,
+    ) -> Result<Vec<AuditEvent>, TransitionRefusal> {
         if by != &self.action.principal {
-            return Err(TransitionRefusal::NotAllowed(self.action.principal.to_string()));
+            return Err(TransitionRefusal::NotAllowed(
+                self.action.principal.to_string(),
+            ));
         }
         if self.status != RequestStatus::Executing {
             return Err(TransitionRefusal::WrongStatus(self.status));
         }
         self.status = RequestStatus::Executed;
-        let mut e = self.event(EventKind::OutcomeRecorded, outcome.reported_at, by.to_string());
+        let mut e = self.event(
+            EventKind::OutcomeRecorded,
+            outcome.reported_at,
+            by.to_string(),
+        );
         e.reason = outcome.summary.clone();
         e.detail = serde_json::to_value(&outcome).unwrap_or_default();
         self.outcome = Some(outcome);

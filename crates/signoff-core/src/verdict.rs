@@ -40,7 +40,9 @@ impl std::str::FromStr for Decision {
             "allow" => Ok(Self::Allow),
             "deny" => Ok(Self::Deny),
             "approval_required" | "approval" => Ok(Self::ApprovalRequired),
-            other => Err(format!("unknown verdict `{other}` (expected allow, deny or approval_required)")),
+            other => Err(format!(
+                "unknown verdict `{other}` (expected allow, deny or approval_required)"
+            )),
         }
     }
 }

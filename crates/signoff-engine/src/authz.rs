@@ -75,11 +75,19 @@ mod tests {
     #[test]
     fn matrix() {
         use Permission::*;
-        let all = [Submit, ReadAll, Review, ReadAudit, ManagePrincipals, ManagePolicy];
-        let grid: Vec<(Role, Vec<Permission>)> = [Role::Agent, Role::Reviewer, Role::Auditor, Role::Admin]
-            .into_iter()
-            .map(|r| (r, all.into_iter().filter(|p| allows(r, *p)).collect()))
-            .collect();
+        let all = [
+            Submit,
+            ReadAll,
+            Review,
+            ReadAudit,
+            ManagePrincipals,
+            ManagePolicy,
+        ];
+        let grid: Vec<(Role, Vec<Permission>)> =
+            [Role::Agent, Role::Reviewer, Role::Auditor, Role::Admin]
+                .into_iter()
+                .map(|r| (r, all.into_iter().filter(|p| allows(r, *p)).collect()))
+                .collect();
         assert_eq!(
             grid,
             vec![

@@ -17,7 +17,9 @@ pub enum EngineError {
     #[error("{0}")]
     Invalid(String),
     /// An idempotency key was reused for a different action.
-    #[error("idempotency key `{key}` was already used for a different action (request {request_id})")]
+    #[error(
+        "idempotency key `{key}` was already used for a different action (request {request_id})"
+    )]
     IdempotencyMismatch {
         /// The key.
         key: String,
@@ -53,10 +55,14 @@ pub enum EngineError {
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => EngineError::Unavailable(format!("database unavailable: {m}")),
+            StoreError::Unavailable(m) => {
+                EngineError::Unavailable(format!("database unavailable: {m}"))
+            }
             StoreError::Duplicate(m) => EngineError::Duplicate(m),
             StoreError::NotFound(m) => EngineError::NotFound(m),
-            StoreError::Conflict(id) => EngineError::Busy(format!("request {id} is being changed concurrently; retry")),
+            StoreError::Conflict(id) => {
+                EngineError::Busy(format!("request {id} is being changed concurrently; retry"))
+            }
             other => EngineError::Internal(other.to_string()),
         }
     }

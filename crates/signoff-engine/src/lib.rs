@@ -12,15 +12,15 @@ pub mod principals;
 mod waiters;
 
 pub use authz::Permission;
-pub use principals::AUTH_CACHE_TTL;
 pub use error::EngineError;
+pub use principals::AUTH_CACHE_TTL;
 
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use signoff_core::wire::{OutcomeBody, PolicySetInfo, SubmitRequest};
 use signoff_core::{
-    ActionRequest, AuditEvent, Clock, Deadlines, Digest, EventKind, Outcome, Principal, PrincipalKind,
-    RequestRecord, ReviewDecision, Reviewer,
+    ActionRequest, AuditEvent, Clock, Deadlines, Digest, EventKind, Outcome, Principal,
+    PrincipalKind, RequestRecord, ReviewDecision, Reviewer,
 };
 use signoff_policy::{EvalInput, PolicyError, PolicySet};
 use signoff_store::{Change, Commit, RequestFilter, Store, StoreError};
@@ -64,7 +64,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,12 +84,20 @@ impl Engine {
     /// Loads the policy directory and returns the engine. Fails if the
     /// policies do not load: a gateway without a valid policy must not start.
     /// The server then calls [`Engine::record_policy_active`].
-    pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
-        let set = PolicySet::load_dir(&config.policy_dir).map_err(|e| EngineError::Policy(e.to_string()))?;
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Arc<Self>, EngineError> {
+        let set = PolicySet::load_dir(&config.policy_dir)
+            .map_err(|e| EngineError::Policy(e.to_string()))?;
         let now = clock.now();
         let engine = Arc::new(Engine {
             store,
-            policies: ArcSwap::from_pointee(LoadedPolicies { set, loaded_at: now }),
+            policies: ArcSwap::from_pointee(LoadedPolicies {
+                set,
+                loaded_at: now,
+            }),
             clock,
             config,
             waiters: Waiters::default(),
@@ -101,7 +111,12 @@ impl Engine {
     /// from now on (called once when serving starts).
     pub async fn record_policy_active(&self, actor: &str) -> Result<(), EngineError> {
         let event = policy_loaded_event(&self.policies.load().set, self.now(), actor);
-        self.store.commit(Commit { changes: vec![], events: vec![event] }).await?;
+        self.store
+            .commit(Commit {
+                changes: vec![],
+                events: vec![event],
+            })
+            .await?;
         Ok(())
     }
 
@@ -123,7 +138,11 @@ impl Engine {
     /// Describes the active policy set.
     pub fn policy_info(&self) -> PolicySetInfo {
         let p = self.policies.load();
-        PolicySetInfo { hash: p.set.hash().to_owned(), policy_ids: p.set.policy_ids(), loaded_at: p.loaded_at }
+        PolicySetInfo {
+            hash: p.set.hash().to_owned(),
+            policy_ids: p.set.policy_ids(),
+            loaded_at: p.loaded_at,
+        }
     }
 
     /// Reloads the policy directory. On failure the old set stays active and
@@ -133,13 +152,26 @@ impl Engine {
         match PolicySet::load_dir(&self.config.policy_dir) {
             Ok(set) => {
                 let event = policy_loaded_event(&set, now, actor);
-                self.store.commit(Commit { changes: vec![], events: vec![event] }).await?;
-                self.policies.store(Arc::new(LoadedPolicies { set, loaded_at: now }));
+                self.store
+                    .commit(Commit {
+                        changes: vec![],
+                        events: vec![event],
+                    })
+                    .await?;
+                self.policies.store(Arc::new(LoadedPolicies {
+                    set,
+                    loaded_at: now,
+                }));
                 Ok(self.policy_info())
             }
             Err(err) => {
                 let event = policy_rejected_event(&err, &self.policies.load().set, now, actor);
-                self.store.commit(Commit { changes: vec![], events: vec![event] }).await?;
+                self.store
+                    .commit(Commit {
+                        changes: vec![],
+                        events: vec![event],
+                    })
+                    .await?;
                 Err(EngineError::Policy(err.to_string()))
             }
         }
@@ -159,7 +191,9 @@ impl Engine {
                 self.auth_cache.put(hash, p.clone());
                 Ok(p)
             }
-            _ => Err(EngineError::Unauthenticated("invalid or revoked token".into())),
+            _ => Err(EngineError::Unauthenticated(
+                "invalid or revoked token".into(),
+            )),
         }
     }
 
@@ -173,7 +207,9 @@ impl Engine {
         authz::require(caller, Permission::Submit)?;
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.len() > 255 {
-                return Err(EngineError::Invalid("idempotency key must be 1-255 characters".into()));
+                return Err(EngineError::Invalid(
+                    "idempotency key must be 1-255 characters".into(),
+                ));
             }
         }
         let gate = input.gate.unwrap_or_else(|| "api".to_owned());
@@ -189,7 +225,9 @@ impl Engine {
             principal: caller.reference(),
             on_behalf_of: input.on_behalf_of,
         };
-        action.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
+        action
+            .validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         if let Some(key) = &idempotency_key {
             if let Some(existing) = self.replay(caller, key, &action).await? {
                 return Ok((existing, Submitted::Replayed));
@@ -201,22 +239,34 @@ impl Engine {
             gate: &gate,
         });
         let now = self.now();
-        let id = ulid::Ulid::from_datetime(std::time::UNIX_EPOCH + Duration::from_millis(now.as_millisecond().max(0) as u64)).to_string();
+        let id = ulid::Ulid::from_datetime(
+            std::time::UNIX_EPOCH + Duration::from_millis(now.as_millisecond().max(0) as u64),
+        )
+        .to_string();
         let owner = match caller.kind {
             PrincipalKind::Agent => caller.owner.clone(),
             PrincipalKind::User => None,
         };
         let (record, event) = RequestRecord::submit(
-            id,
-            action.clone(),
-            Some(gate),
-            owner,
-            verdict,
-            idempotency_key.clone(),
+            signoff_core::Submission {
+                id,
+                action: action.clone(),
+                gate: Some(gate),
+                principal_owner: owner,
+                verdict,
+                idempotency_key: idempotency_key.clone(),
+            },
             now,
             self.config.deadlines,
         );
-        match self.store.commit(Commit { changes: vec![Change::InsertRequest(record.clone())], events: vec![event] }).await {
+        match self
+            .store
+            .commit(Commit {
+                changes: vec![Change::InsertRequest(record.clone())],
+                events: vec![event],
+            })
+            .await
+        {
             Ok(_) => {}
             Err(StoreError::Duplicate(_)) if idempotency_key.is_some() => {
                 // lost a race with a concurrent retry carrying the same key
@@ -234,11 +284,23 @@ impl Engine {
         Ok((record, Submitted::Created))
     }
 
-    async fn replay(&self, caller: &Principal, key: &str, action: &ActionRequest) -> Result<Option<RequestRecord>, EngineError> {
+    async fn replay(
+        &self,
+        caller: &Principal,
+        key: &str,
+        action: &ActionRequest,
+    ) -> Result<Option<RequestRecord>, EngineError> {
         let principal = caller.reference().to_string();
-        match self.store.request_by_idempotency_key(&principal, key).await? {
+        match self
+            .store
+            .request_by_idempotency_key(&principal, key)
+            .await?
+        {
             Some(existing) if existing.digest == action.digest() => Ok(Some(existing)),
-            Some(existing) => Err(EngineError::IdempotencyMismatch { key: key.to_owned(), request_id: existing.id }),
+            Some(existing) => Err(EngineError::IdempotencyMismatch {
+                key: key.to_owned(),
+                request_id: existing.id,
+            }),
             None => Ok(None),
         }
     }
@@ -247,14 +309,20 @@ impl Engine {
     /// else's id they get NotFound, so ids cannot be probed.
     pub async fn get(&self, caller: &Principal, id: &str) -> Result<RequestRecord, EngineError> {
         let record = self.store.request(id).await?.ok_or_else(|| not_found(id))?;
-        if authz::require(caller, Permission::ReadAll).is_err() && record.action.principal != caller.reference() {
+        if authz::require(caller, Permission::ReadAll).is_err()
+            && record.action.principal != caller.reference()
+        {
             return Err(not_found(id));
         }
         Ok(record)
     }
 
     /// Requests matching `filter`; agents and non-readers see only their own.
-    pub async fn list(&self, caller: &Principal, mut filter: RequestFilter) -> Result<Vec<RequestRecord>, EngineError> {
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        mut filter: RequestFilter,
+    ) -> Result<Vec<RequestRecord>, EngineError> {
         if authz::require(caller, Permission::ReadAll).is_err() {
             filter.principal = Some(caller.reference().to_string());
         }
@@ -263,7 +331,12 @@ impl Engine {
 
     /// Waits until the request is no longer pending, or `timeout` passes, and
     /// returns it as it then is. Wakes on the commit itself, not by polling.
-    pub async fn wait(&self, caller: &Principal, id: &str, timeout: Duration) -> Result<RequestRecord, EngineError> {
+    pub async fn wait(
+        &self,
+        caller: &Principal,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<RequestRecord, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let subscription = self.waiters.subscribe(id);
@@ -282,10 +355,16 @@ impl Engine {
             }
             let until_expiry = record
                 .expires_at
-                .map(|at| Duration::from_millis((at.as_millisecond() - self.now().as_millisecond()).max(0) as u64 + 1))
+                .map(|at| {
+                    Duration::from_millis(
+                        (at.as_millisecond() - self.now().as_millisecond()).max(0) as u64 + 1,
+                    )
+                })
                 .unwrap_or(timeout);
             let wake = deadline.min(tokio::time::Instant::now() + until_expiry);
-            if tokio::time::timeout_at(wake, notified).await.is_err() && tokio::time::Instant::now() >= deadline {
+            if tokio::time::timeout_at(wake, notified).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
                 return self.get(caller, id).await;
             }
         }
@@ -300,11 +379,14 @@ impl Engine {
         decision: ReviewDecision,
         reason: Option<String>,
     ) -> Result<RequestRecord, EngineError> {
-        if decision == ReviewDecision::Deny && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        if decision == ReviewDecision::Deny && reason.as_deref().is_none_or(|r| r.trim().is_empty())
+        {
             return Err(EngineError::Invalid("a reason is required to deny".into()));
         }
         if reason.as_ref().is_some_and(|r| r.len() > 4096) {
-            return Err(EngineError::Invalid("reason must be at most 4096 characters".into()));
+            return Err(EngineError::Invalid(
+                "reason must be at most 4096 characters".into(),
+            ));
         }
         let who = Reviewer {
             name: reviewer.name.clone(),
@@ -320,7 +402,7 @@ impl Engine {
                     Ok(events)
                 }
                 Err((refusal, event)) => {
-                    events.push(event);
+                    events.push(*event);
                     Err((EngineError::ReviewRefused(refusal), events))
                 }
             }
@@ -329,7 +411,12 @@ impl Engine {
     }
 
     /// Withdraws a pending or approved request (requester or admin).
-    pub async fn cancel(&self, caller: &Principal, id: &str, reason: Option<String>) -> Result<RequestRecord, EngineError> {
+    pub async fn cancel(
+        &self,
+        caller: &Principal,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<RequestRecord, EngineError> {
         // existence check that does not leak other agents' ids
         self.get(caller, id).await?;
         let by = caller.reference();
@@ -349,27 +436,47 @@ impl Engine {
 
     /// Claims an approval for the action with `digest`, right before it
     /// runs. The policy is evaluated again; the claim is single-use.
-    pub async fn claim(&self, caller: &Principal, id: &str, digest: &Digest) -> Result<RequestRecord, EngineError> {
+    pub async fn claim(
+        &self,
+        caller: &Principal,
+        id: &str,
+        digest: &Digest,
+    ) -> Result<RequestRecord, EngineError> {
         self.get(caller, id).await?;
         let by = caller.reference();
         let groups = caller.groups.clone();
         let policies = self.policies.load_full();
         self.transition(id, |record, now, deadlines| {
             let gate = record.gate.clone().unwrap_or_else(|| "api".into());
-            let recheck = policies.set.evaluate(&EvalInput { request: &record.action, principal_groups: &groups, gate: &gate });
-            record.claim(&by, digest, recheck, now, deadlines).map_err(|(refusal, events)| (EngineError::ClaimRefused(refusal), events))
+            let recheck = policies.set.evaluate(&EvalInput {
+                request: &record.action,
+                principal_groups: &groups,
+                gate: &gate,
+            });
+            record
+                .claim(&by, digest, recheck, now, deadlines)
+                .map_err(|(refusal, events)| (EngineError::ClaimRefused(refusal), events))
         })
         .await
     }
 
     /// Records what happened when the claimed action ran.
-    pub async fn record_outcome(&self, caller: &Principal, id: &str, body: OutcomeBody) -> Result<RequestRecord, EngineError> {
+    pub async fn record_outcome(
+        &self,
+        caller: &Principal,
+        id: &str,
+        body: OutcomeBody,
+    ) -> Result<RequestRecord, EngineError> {
         if body.summary.as_ref().is_some_and(|s| s.len() > 1000) {
-            return Err(EngineError::Invalid("summary must be at most 1000 characters".into()));
+            return Err(EngineError::Invalid(
+                "summary must be at most 1000 characters".into(),
+            ));
         }
         if let Some(h) = &body.output_sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(EngineError::Invalid(format!("output_sha256 `{h}` is not 64 hex digits")));
+                return Err(EngineError::Invalid(format!(
+                    "output_sha256 `{h}` is not 64 hex digits"
+                )));
             }
         }
         self.get(caller, id).await?;
@@ -383,7 +490,9 @@ impl Engine {
                 summary: body.summary.clone(),
                 reported_at: now,
             };
-            record.record_outcome(&by, outcome).map_err(|r| (EngineError::Transition(r), Vec::new()))
+            record
+                .record_outcome(&by, outcome)
+                .map_err(|r| (EngineError::Transition(r), Vec::new()))
         })
         .await
     }
@@ -393,7 +502,11 @@ impl Engine {
     /// that record the refused attempt (and possibly a changed record).
     async fn transition<F>(&self, id: &str, apply: F) -> Result<RequestRecord, EngineError>
     where
-        F: Fn(&mut RequestRecord, Timestamp, Deadlines) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
+        F: Fn(
+            &mut RequestRecord,
+            Timestamp,
+            Deadlines,
+        ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
     {
         for _ in 0..MAX_RETRIES {
             let before = self.store.request(id).await?.ok_or_else(|| not_found(id))?;
@@ -422,12 +535,16 @@ impl Engine {
             }
             return result.map(|()| record);
         }
-        Err(EngineError::Busy(format!("request {id} is being changed concurrently; retry")))
+        Err(EngineError::Busy(format!(
+            "request {id} is being changed concurrently; retry"
+        )))
     }
 
     /// Expires or lapses one request if its deadline has passed.
     async fn expire_one(&self, id: &str) -> Result<(), EngineError> {
-        self.transition(id, |record, now, _| Ok(record.expire_if_due(now))).await.map(|_| ())
+        self.transition(id, |record, now, _| Ok(record.expire_if_due(now)))
+            .await
+            .map(|_| ())
     }
 
     /// Expires every request whose deadline has passed; returns how many.
@@ -459,7 +576,9 @@ impl Engine {
                 tracing::warn!(error = %e, "expiry sweep failed; retrying");
             }
             let sleep_for = match self.store.next_deadline().await {
-                Ok(Some(at)) => Duration::from_millis((at.as_millisecond() - self.now().as_millisecond()).clamp(0, 60_000) as u64),
+                Ok(Some(at)) => Duration::from_millis(
+                    (at.as_millisecond() - self.now().as_millisecond()).clamp(0, 60_000) as u64,
+                ),
                 Ok(None) => Duration::from_secs(60),
                 Err(_) => Duration::from_secs(1),
             };
@@ -472,7 +591,12 @@ impl Engine {
     }
 
     /// Audit events from index `from`, for auditors.
-    pub async fn events(&self, caller: &Principal, from: u64, limit: usize) -> Result<Vec<AuditEvent>, EngineError> {
+    pub async fn events(
+        &self,
+        caller: &Principal,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, EngineError> {
         authz::require(caller, Permission::ReadAudit)?;
         Ok(self.store.events(from, limit.clamp(1, 1000)).await?)
     }
@@ -494,8 +618,14 @@ fn policy_loaded_event(set: &PolicySet, now: Timestamp, actor: &str) -> AuditEve
     e
 }
 
-fn policy_rejected_event(err: &PolicyError, active: &PolicySet, now: Timestamp, actor: &str) -> AuditEvent {
-    let mut e = AuditEvent::new(EventKind::PolicySetRejected, now, actor).with_reason(err.to_string());
+fn policy_rejected_event(
+    err: &PolicyError,
+    active: &PolicySet,
+    now: Timestamp,
+    actor: &str,
+) -> AuditEvent {
+    let mut e =
+        AuditEvent::new(EventKind::PolicySetRejected, now, actor).with_reason(err.to_string());
     e.policy_set_hash = Some(active.hash().to_owned());
     e
 }

@@ -27,7 +27,9 @@ pub(crate) struct AuthCache {
 impl AuthCache {
     pub(crate) fn get(&self, hash: &str) -> Option<Principal> {
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(hash).filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL).map(|(p, _)| p.clone())
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL)
+            .map(|(p, _)| p.clone())
     }
 
     pub(crate) fn put(&self, hash: String, principal: Principal) {
@@ -52,7 +54,10 @@ pub(crate) fn token_hash(token: &str) -> String {
 fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// Who is managing principals: an authenticated admin, or the operator at
@@ -79,7 +84,11 @@ impl Operator<'_> {
 
 impl Engine {
     /// Adds a principal and returns it with its new bearer token.
-    pub async fn add_principal(&self, operator: Operator<'_>, new: NewPrincipal) -> Result<(Principal, String), EngineError> {
+    pub async fn add_principal(
+        &self,
+        operator: Operator<'_>,
+        new: NewPrincipal,
+    ) -> Result<(Principal, String), EngineError> {
         let actor = operator.authorize()?;
         validate_name("principal name", &new.name).map_err(EngineError::Invalid)?;
         for g in &new.groups {
@@ -88,7 +97,9 @@ impl Engine {
         let role = match (new.kind, new.role) {
             (PrincipalKind::Agent, None | Some(Role::Agent)) => Role::Agent,
             (PrincipalKind::Agent, Some(r)) => {
-                return Err(EngineError::Invalid(format!("an agent cannot have role {r}; agents always have role agent")))
+                return Err(EngineError::Invalid(format!(
+                    "an agent cannot have role {r}; agents always have role agent"
+                )))
             }
             (PrincipalKind::User, None) => Role::Reviewer,
             (PrincipalKind::User, Some(Role::Agent)) => {
@@ -122,29 +133,39 @@ impl Engine {
             revoked_at: None,
         };
         let token = new_token();
-        let event = AuditEvent::new(EventKind::PrincipalAdded, now, actor).with_detail(serde_json::json!({
-            "name": principal.name,
-            "kind": principal.kind,
-            "role": principal.role,
-            "groups": principal.groups,
-            "owner": principal.owner,
-            "email": principal.email,
-        }));
+        let event =
+            AuditEvent::new(EventKind::PrincipalAdded, now, actor).with_detail(serde_json::json!({
+                "name": principal.name,
+                "kind": principal.kind,
+                "role": principal.role,
+                "groups": principal.groups,
+                "owner": principal.owner,
+                "email": principal.email,
+            }));
         self.store
             .commit(Commit {
-                changes: vec![Change::InsertPrincipal { principal: principal.clone(), token_hash: token_hash(&token) }],
+                changes: vec![Change::InsertPrincipal {
+                    principal: principal.clone(),
+                    token_hash: token_hash(&token),
+                }],
                 events: vec![event],
             })
             .await
             .map_err(|e| match e {
-                signoff_store::StoreError::Duplicate(_) => EngineError::Duplicate(format!("principal `{}`", principal.name)),
+                signoff_store::StoreError::Duplicate(_) => {
+                    EngineError::Duplicate(format!("principal `{}`", principal.name))
+                }
                 other => other.into(),
             })?;
         Ok((principal, token))
     }
 
     /// Revokes a principal's token; it can no longer authenticate.
-    pub async fn revoke_principal(&self, operator: Operator<'_>, name: &str) -> Result<Principal, EngineError> {
+    pub async fn revoke_principal(
+        &self,
+        operator: Operator<'_>,
+        name: &str,
+    ) -> Result<Principal, EngineError> {
         let actor = operator.authorize()?;
         let existing = self
             .store
@@ -152,19 +173,34 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("principal `{name}`")))?;
         if existing.revoked_at.is_some() {
-            return Err(EngineError::Invalid(format!("principal `{name}` is already revoked")));
+            return Err(EngineError::Invalid(format!(
+                "principal `{name}` is already revoked"
+            )));
         }
         let now = self.now();
-        let event = AuditEvent::new(EventKind::PrincipalRevoked, now, actor).with_detail(serde_json::json!({ "name": name }));
+        let event = AuditEvent::new(EventKind::PrincipalRevoked, now, actor)
+            .with_detail(serde_json::json!({ "name": name }));
         self.store
-            .commit(Commit { changes: vec![Change::RevokePrincipal { name: name.to_owned(), at: now }], events: vec![event] })
+            .commit(Commit {
+                changes: vec![Change::RevokePrincipal {
+                    name: name.to_owned(),
+                    at: now,
+                }],
+                events: vec![event],
+            })
             .await?;
         self.auth_cache.forget(name);
-        Ok(Principal { revoked_at: Some(now), ..existing })
+        Ok(Principal {
+            revoked_at: Some(now),
+            ..existing
+        })
     }
 
     /// All principals.
-    pub async fn list_principals(&self, operator: Operator<'_>) -> Result<Vec<Principal>, EngineError> {
+    pub async fn list_principals(
+        &self,
+        operator: Operator<'_>,
+    ) -> Result<Vec<Principal>, EngineError> {
         operator.authorize()?;
         Ok(self.store.list_principals().await?)
     }

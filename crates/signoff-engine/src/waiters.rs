@@ -27,7 +27,10 @@ impl Drop for Subscription<'_> {
     fn drop(&mut self) {
         let mut map = self.waiters.by_id.lock().unwrap_or_else(|p| p.into_inner());
         // the map holds one reference and we hold one: we are the last waiter
-        if map.get(&self.id).is_some_and(|n| Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) == 2) {
+        if map
+            .get(&self.id)
+            .is_some_and(|n| Arc::ptr_eq(n, &self.notify) && Arc::strong_count(n) == 2)
+        {
             map.remove(&self.id);
         }
     }
@@ -37,7 +40,11 @@ impl Waiters {
     pub(crate) fn subscribe(&self, id: &str) -> Subscription<'_> {
         let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
         let notify = map.entry(id.to_owned()).or_default().clone();
-        Subscription { waiters: self, id: id.to_owned(), notify }
+        Subscription {
+            waiters: self,
+            id: id.to_owned(),
+            notify,
+        }
     }
 
     pub(crate) fn notify(&self, id: &str) {

@@ -1,8 +1,11 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests and benches may panic on setup failures
 //! Use-case tests over a real SQLite store with a manual clock.
 
 use jiff::{SignedDuration, Timestamp};
 use signoff_core::wire::{NewPrincipal, SubmitRequest};
-use signoff_core::{Decision, EventKind, ManualClock, Principal, PrincipalKind, RequestStatus, ReviewDecision, Role};
+use signoff_core::{
+    Decision, EventKind, ManualClock, Principal, PrincipalKind, RequestStatus, ReviewDecision, Role,
+};
 use signoff_engine::principals::Operator;
 use signoff_engine::{Engine, EngineConfig, EngineError};
 use std::path::Path;
@@ -32,11 +35,22 @@ async fn fixture() -> Fixture {
     let policies = dir.path().join("policies");
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("p.cedar"), POLICY).unwrap();
-    let store = signoff_store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-    let clock = Arc::new(ManualClock::new("2026-11-23T10:00:00Z".parse::<Timestamp>().unwrap()));
-    let engine = Engine::start(store, clock.clone(), EngineConfig { policy_dir: policies.clone(), deadlines: Default::default() })
+    let store = signoff_store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
         .await
         .unwrap();
+    let clock = Arc::new(ManualClock::new(
+        "2026-11-23T10:00:00Z".parse::<Timestamp>().unwrap(),
+    ));
+    let engine = Engine::start(
+        store,
+        clock.clone(),
+        EngineConfig {
+            policy_dir: policies.clone(),
+            deadlines: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
     let add = |kind, name: &str, role, groups: &[&str], owner: Option<&str>| NewPrincipal {
         kind,
         name: name.into(),
@@ -48,11 +62,35 @@ async fn fixture() -> Fixture {
     let mut made = Vec::new();
     for new in [
         add(PrincipalKind::Agent, "bot", None, &[], Some("olga")),
-        add(PrincipalKind::User, "alice", Some(Role::Reviewer), &["sre"], None),
-        add(PrincipalKind::User, "bob", Some(Role::Reviewer), &["sre"], None),
-        add(PrincipalKind::User, "audrey", Some(Role::Auditor), &["sre"], None),
+        add(
+            PrincipalKind::User,
+            "alice",
+            Some(Role::Reviewer),
+            &["sre"],
+            None,
+        ),
+        add(
+            PrincipalKind::User,
+            "bob",
+            Some(Role::Reviewer),
+            &["sre"],
+            None,
+        ),
+        add(
+            PrincipalKind::User,
+            "audrey",
+            Some(Role::Auditor),
+            &["sre"],
+            None,
+        ),
     ] {
-        made.push(engine.add_principal(Operator::Console, new).await.unwrap().0);
+        made.push(
+            engine
+                .add_principal(Operator::Console, new)
+                .await
+                .unwrap()
+                .0,
+        );
     }
     let mut it = made.into_iter();
     Fixture {
@@ -68,7 +106,12 @@ async fn fixture() -> Fixture {
 }
 
 fn export() -> SubmitRequest {
-    SubmitRequest { action: "db.export".into(), resource: "customers".into(), environment: Some("prod".into()), ..Default::default() }
+    SubmitRequest {
+        action: "db.export".into(),
+        resource: "customers".into(),
+        environment: Some("prod".into()),
+        ..Default::default()
+    }
 }
 
 fn dir_write(dir: &Path, text: &str) {
@@ -93,12 +136,23 @@ async fn expiry_happens_on_time_without_anyone_asking() {
 async fn claim_rechecks_a_policy_that_changed_after_approval() {
     let f = fixture().await;
     let (r, _) = f.engine.submit(&f.agent, export(), None).await.unwrap();
-    f.engine.review(&f.alice, &r.id, ReviewDecision::Approve, None).await.unwrap();
-    let r = f.engine.review(&f.bob, &r.id, ReviewDecision::Approve, None).await.unwrap();
+    f.engine
+        .review(&f.alice, &r.id, ReviewDecision::Approve, None)
+        .await
+        .unwrap();
+    let r = f
+        .engine
+        .review(&f.bob, &r.id, ReviewDecision::Approve, None)
+        .await
+        .unwrap();
     assert_eq!(r.status, RequestStatus::Approved);
     dir_write(&f.policies, "@id(\"no-exports\") forbid(principal, action == Action::\"db.export\", resource);\n@id(\"all\") permit(principal, action, resource);\n");
     f.engine.reload_policies("test").await.unwrap();
-    let err = f.engine.claim(&f.agent, &r.id, &r.digest).await.unwrap_err();
+    let err = f
+        .engine
+        .claim(&f.agent, &r.id, &r.digest)
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::ClaimRefused(_)), "{err}");
     let r = f.engine.get(&f.agent, &r.id).await.unwrap();
     assert_eq!(r.status, RequestStatus::Denied);
@@ -110,14 +164,23 @@ async fn claim_rechecks_a_policy_that_changed_after_approval() {
 async fn bad_policy_reload_keeps_old_set_and_is_recorded() {
     let f = fixture().await;
     let before = f.engine.policy_info();
-    dir_write(&f.policies, "permit(principal, action, resource) when { context.x > };\n");
-    let err = f.engine.reload_policies("test").await.unwrap_err().to_string();
+    dir_write(
+        &f.policies,
+        "permit(principal, action, resource) when { context.x > };\n",
+    );
+    let err = f
+        .engine
+        .reload_policies("test")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("p.cedar:1:"), "{err}");
     assert_eq!(f.engine.policy_info(), before);
     let (r, _) = f.engine.submit(&f.agent, export(), None).await.unwrap();
     assert_eq!(r.verdict.decision, Decision::ApprovalRequired);
     let events = f.engine.events(&f.auditor, 0, 100).await.unwrap();
-    assert!(events.iter().any(|e| e.kind == EventKind::PolicySetRejected && e.reason.as_deref().is_some_and(|r| r.contains("p.cedar"))));
+    assert!(events.iter().any(|e| e.kind == EventKind::PolicySetRejected
+        && e.reason.as_deref().is_some_and(|r| r.contains("p.cedar"))));
 }
 
 #[tokio::test]
@@ -126,11 +189,19 @@ async fn wait_returns_when_decided_not_by_polling() {
     let (r, _) = f.engine.submit(&f.agent, export(), None).await.unwrap();
     let engine = f.engine.clone();
     let (agent, id) = (f.agent.clone(), r.id.clone());
-    let waiter = tokio::spawn(async move { engine.wait(&agent, &id, Duration::from_secs(30)).await });
+    let waiter =
+        tokio::spawn(async move { engine.wait(&agent, &id, Duration::from_secs(30)).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished());
-    f.engine.review(&f.alice, &r.id, ReviewDecision::Deny, Some("no".into())).await.unwrap();
-    let decided = tokio::time::timeout(Duration::from_secs(2), waiter).await.unwrap().unwrap().unwrap();
+    f.engine
+        .review(&f.alice, &r.id, ReviewDecision::Deny, Some("no".into()))
+        .await
+        .unwrap();
+    let decided = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(decided.status, RequestStatus::Denied);
 }
 
@@ -138,25 +209,50 @@ async fn wait_returns_when_decided_not_by_polling() {
 async fn idempotent_submission() {
     let f = fixture().await;
     let key = Some("k1".to_string());
-    let (a, _) = f.engine.submit(&f.agent, export(), key.clone()).await.unwrap();
-    let (b, how) = f.engine.submit(&f.agent, export(), key.clone()).await.unwrap();
+    let (a, _) = f
+        .engine
+        .submit(&f.agent, export(), key.clone())
+        .await
+        .unwrap();
+    let (b, how) = f
+        .engine
+        .submit(&f.agent, export(), key.clone())
+        .await
+        .unwrap();
     assert_eq!(a.id, b.id);
     assert_eq!(how, signoff_engine::Submitted::Replayed);
     let mut other = export();
     other.resource = "payments".into();
-    assert!(matches!(f.engine.submit(&f.agent, other, key).await, Err(EngineError::IdempotencyMismatch { .. })));
+    assert!(matches!(
+        f.engine.submit(&f.agent, other, key).await,
+        Err(EngineError::IdempotencyMismatch { .. })
+    ));
 }
 
 #[tokio::test]
 async fn auditors_cannot_submit_and_agents_see_only_their_own() {
     let f = fixture().await;
-    assert!(matches!(f.engine.submit(&f.auditor, export(), None).await, Err(EngineError::Forbidden(_))));
+    assert!(matches!(
+        f.engine.submit(&f.auditor, export(), None).await,
+        Err(EngineError::Forbidden(_))
+    ));
     let (mine, _) = f.engine.submit(&f.alice, export(), None).await.unwrap();
-    assert!(matches!(f.engine.get(&f.agent, &mine.id).await, Err(EngineError::NotFound(_))));
+    assert!(matches!(
+        f.engine.get(&f.agent, &mine.id).await,
+        Err(EngineError::NotFound(_))
+    ));
     let listed = f.engine.list(&f.agent, Default::default()).await.unwrap();
     assert!(listed.is_empty());
     // alice cannot approve her own request; bob alone is not enough
-    assert!(f.engine.review(&f.alice, &mine.id, ReviewDecision::Approve, None).await.is_err());
-    let r = f.engine.review(&f.bob, &mine.id, ReviewDecision::Approve, None).await.unwrap();
+    assert!(f
+        .engine
+        .review(&f.alice, &mine.id, ReviewDecision::Approve, None)
+        .await
+        .is_err());
+    let r = f
+        .engine
+        .review(&f.bob, &mine.id, ReviewDecision::Approve, None)
+        .await
+        .unwrap();
     assert_eq!(r.status, RequestStatus::Pending);
 }

@@ -3,8 +3,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use signoff_core::wire::{
-    CancelBody, ClaimBody, EventPage, OutcomeBody, PolicySetInfo, Problem, RequestPage, RequestView, ReviewBody,
-    SubmitRequest, WhoAmI,
+    CancelBody, ClaimBody, EventPage, OutcomeBody, PolicySetInfo, Problem, RequestPage,
+    RequestView, ReviewBody, SubmitRequest, WhoAmI,
 };
 use signoff_core::{Digest, ReviewDecision};
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub enum ClientError {
     #[error("{} ({})", .problem.detail, .problem.status)]
     Api {
         /// The problem details.
-        problem: Problem,
+        problem: Box<Problem>,
     },
     /// The gateway's answer could not be understood.
     #[error("unexpected answer from the gateway: {0}")]
@@ -38,7 +38,9 @@ impl ClientError {
     /// The problem's type slug (`digest-mismatch`, …), if the API answered one.
     pub fn problem_slug(&self) -> Option<&str> {
         match self {
-            ClientError::Api { problem } => problem.problem_type.strip_prefix("urn:signoff:problem:"),
+            ClientError::Api { problem } => {
+                problem.problem_type.strip_prefix("urn:signoff:problem:")
+            }
             _ => None,
         }
     }
@@ -69,19 +71,29 @@ impl Client {
     /// A client for `base_url` (e.g. `http://127.0.0.1:8470`) using `token`.
     pub fn new(base_url: &str, token: &str) -> Result<Self, ClientError> {
         if base_url.is_empty() {
-            return Err(ClientError::Config("no gateway URL: set SIGNOFF_URL or pass --url".into()));
+            return Err(ClientError::Config(
+                "no gateway URL: set SIGNOFF_URL or pass --url".into(),
+            ));
         }
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(ClientError::Config(format!("invalid gateway URL `{base_url}`: expected http:// or https://")));
+            return Err(ClientError::Config(format!(
+                "invalid gateway URL `{base_url}`: expected http:// or https://"
+            )));
         }
         if token.is_empty() {
-            return Err(ClientError::Config("no token: set SIGNOFF_TOKEN or pass --token".into()));
+            return Err(ClientError::Config(
+                "no token: set SIGNOFF_TOKEN or pass --token".into(),
+            ));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build HTTP client: {e}")))?;
-        Ok(Client { http, base: base_url.trim_end_matches('/').to_owned(), token: token.to_owned() })
+        Ok(Client {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
     }
 
     /// The gateway's base URL.
@@ -89,18 +101,25 @@ impl Client {
         &self.base
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, timeout: Duration) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
         let resp = req
             .bearer_auth(&self.token)
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: describe(&e) })?;
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: describe(&e),
+            })?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: describe(&e) })?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: describe(&e),
+        })?;
         if status.is_success() {
             serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
         } else {
@@ -108,11 +127,17 @@ impl Client {
                 problem_type: "about:blank".into(),
                 title: status.canonical_reason().unwrap_or("error").into(),
                 status: status.as_u16(),
-                detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>()),
+                detail: format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
                 instance: None,
                 request_id: None,
             });
-            Err(ClientError::Api { problem })
+            Err(ClientError::Api { problem: Box::new(problem) })
         }
     }
 
@@ -120,22 +145,39 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
-        self.send(self.http.post(self.url(path)).json(body), Duration::from_secs(30)).await
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(
+            self.http.post(self.url(path)).json(body),
+            Duration::from_secs(30),
+        )
+        .await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(self.http.get(self.url(path)), Duration::from_secs(30)).await
+        self.send(self.http.get(self.url(path)), Duration::from_secs(30))
+            .await
     }
 
     /// Submits an action request. Transient failures are retried a few times
     /// with the same idempotency key, so a retry can never create a second
     /// request.
-    pub async fn submit(&self, body: &SubmitRequest, idempotency_key: &str) -> Result<RequestView, ClientError> {
+    pub async fn submit(
+        &self,
+        body: &SubmitRequest,
+        idempotency_key: &str,
+    ) -> Result<RequestView, ClientError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
-            let req = self.http.post(self.url("/v1/requests")).header("Idempotency-Key", idempotency_key).json(body);
+            let req = self
+                .http
+                .post(self.url("/v1/requests"))
+                .header("Idempotency-Key", idempotency_key)
+                .json(body);
             match self.send(req, Duration::from_secs(30)).await {
                 Err(e) if e.is_transient() && attempt < 3 => {
                     attempt += 1;
@@ -160,23 +202,48 @@ impl Client {
     /// Long-polls until the request is decided or `timeout` passes.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<RequestView, ClientError> {
         let secs = timeout.as_secs().clamp(1, 300);
-        let req = self.http.get(self.url(&format!("/v1/requests/{}/wait?timeout={secs}", encode(id))));
+        let req = self
+            .http
+            .get(self.url(&format!("/v1/requests/{}/wait?timeout={secs}", encode(id))));
         self.send(req, Duration::from_secs(secs + 15)).await
     }
 
     /// Approves or denies.
-    pub async fn review(&self, id: &str, decision: ReviewDecision, reason: Option<String>) -> Result<RequestView, ClientError> {
-        self.post(&format!("/v1/requests/{}/reviews", encode(id)), &ReviewBody { decision, reason }).await
+    pub async fn review(
+        &self,
+        id: &str,
+        decision: ReviewDecision,
+        reason: Option<String>,
+    ) -> Result<RequestView, ClientError> {
+        self.post(
+            &format!("/v1/requests/{}/reviews", encode(id)),
+            &ReviewBody { decision, reason },
+        )
+        .await
     }
 
     /// Cancels.
-    pub async fn cancel(&self, id: &str, reason: Option<String>) -> Result<RequestView, ClientError> {
-        self.post(&format!("/v1/requests/{}/cancel", encode(id)), &CancelBody { reason }).await
+    pub async fn cancel(
+        &self,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<RequestView, ClientError> {
+        self.post(
+            &format!("/v1/requests/{}/cancel", encode(id)),
+            &CancelBody { reason },
+        )
+        .await
     }
 
     /// Claims the approval for the action with `digest`.
     pub async fn claim(&self, id: &str, digest: &Digest) -> Result<RequestView, ClientError> {
-        self.post(&format!("/v1/requests/{}/claim", encode(id)), &ClaimBody { digest: digest.clone() }).await
+        self.post(
+            &format!("/v1/requests/{}/claim", encode(id)),
+            &ClaimBody {
+                digest: digest.clone(),
+            },
+        )
+        .await
     }
 
     /// Reports the outcome; retried on transient failures so it is not lost.
@@ -184,7 +251,10 @@ impl Client {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0;
         loop {
-            match self.post(&format!("/v1/requests/{}/outcome", encode(id)), body).await {
+            match self
+                .post(&format!("/v1/requests/{}/outcome", encode(id)), body)
+                .await
+            {
                 Err(e) if e.is_transient() && attempt < 5 => {
                     attempt += 1;
                     tokio::time::sleep(delay).await;
@@ -202,7 +272,8 @@ impl Client {
 
     /// Audit events from index `from`.
     pub async fn events(&self, from: u64, limit: usize) -> Result<EventPage, ClientError> {
-        self.get(&format!("/v1/audit/events?from={from}&limit={limit}")).await
+        self.get(&format!("/v1/audit/events?from={from}&limit={limit}"))
+            .await
     }
 
     /// Asks the gateway to reload its policies.
@@ -216,7 +287,9 @@ fn encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

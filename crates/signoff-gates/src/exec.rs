@@ -70,7 +70,10 @@ pub struct ExecEnd {
 pub fn shell_join(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -103,7 +106,10 @@ impl ExecSpec {
     }
 
     /// The digest of what this gate is about to run, for `principal`.
-    fn local_digest(&self, principal: signoff_core::PrincipalRef) -> Result<signoff_core::Digest, String> {
+    fn local_digest(
+        &self,
+        principal: signoff_core::PrincipalRef,
+    ) -> Result<signoff_core::Digest, String> {
         let action = ActionRequest {
             action: self.action.clone(),
             resource: self.resource.clone(),
@@ -118,7 +124,11 @@ impl ExecSpec {
 }
 
 fn end(exit_code: i32, message: String, id: Option<&str>) -> ExecEnd {
-    ExecEnd { exit_code, message, request_id: id.map(str::to_owned) }
+    ExecEnd {
+        exit_code,
+        message,
+        request_id: id.map(str::to_owned),
+    }
 }
 
 fn unavailable(e: &ClientError, id: Option<&str>) -> ExecEnd {
@@ -126,7 +136,11 @@ fn unavailable(e: &ClientError, id: Option<&str>) -> ExecEnd {
         Some(id) => format!(" (request {id})"),
         None => String::new(),
     };
-    end(EXIT_TEMPFAIL, format!("not running the command: {e}{what}"), id)
+    end(
+        EXIT_TEMPFAIL,
+        format!("not running the command: {e}{what}"),
+        id,
+    )
 }
 
 /// Runs the gate: submit (or resume), wait for a decision, claim, run, report.
@@ -146,7 +160,15 @@ pub async fn run(client: &Client, spec: &ExecSpec, observer: &mut dyn ExecObserv
     let mut view = match submitted {
         Ok(v) => v,
         Err(e @ ClientError::Api { .. }) if !e.is_transient() => {
-            return end(if e.status() == Some(401) || e.status() == Some(403) { EXIT_DENIED } else { 2 }, format!("not running the command: {e}"), None)
+            return end(
+                if e.status() == Some(401) || e.status() == Some(403) {
+                    EXIT_DENIED
+                } else {
+                    2
+                },
+                format!("not running the command: {e}"),
+                None,
+            )
         }
         Err(e) => return unavailable(&e, None),
     };
@@ -165,11 +187,17 @@ pub async fn run(client: &Client, spec: &ExecSpec, observer: &mut dyn ExecObserv
                     observer.finish_waiting();
                     return end(
                         EXIT_TEMPFAIL,
-                        format!("gave up waiting after {}; request {id} is still pending", human(started.elapsed())),
+                        format!(
+                            "gave up waiting after {}; request {id} is still pending",
+                            human(started.elapsed())
+                        ),
                         Some(&id),
                     );
                 }
-                let slice = remaining.unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(30)).max(Duration::from_secs(1));
+                let slice = remaining
+                    .unwrap_or(Duration::from_secs(30))
+                    .min(Duration::from_secs(30))
+                    .max(Duration::from_secs(1));
                 view = tokio::select! {
                     r = client.wait(&id, slice) => match r {
                         Ok(v) => v,
@@ -198,22 +226,46 @@ pub async fn run(client: &Client, spec: &ExecSpec, observer: &mut dyn ExecObserv
                         };
                     }
                     Err(e) if e.is_transient() => return unavailable(&e, Some(&id)),
-                    Err(e) => return end(EXIT_DENIED, format!("not running the command: {e} (request {id})"), Some(&id)),
+                    Err(e) => {
+                        return end(
+                            EXIT_DENIED,
+                            format!("not running the command: {e} (request {id})"),
+                            Some(&id),
+                        )
+                    }
                 }
             }
             RequestStatus::Denied | RequestStatus::Cancelled => {
                 observer.finish_waiting();
-                let why = view.status_reason.clone().unwrap_or_else(|| view.verdict.reasons.join("; "));
-                return end(EXIT_DENIED, format!("{}: {why} (request {id})", view.status), Some(&id));
+                let why = view
+                    .status_reason
+                    .clone()
+                    .unwrap_or_else(|| view.verdict.reasons.join("; "));
+                return end(
+                    EXIT_DENIED,
+                    format!("{}: {why} (request {id})", view.status),
+                    Some(&id),
+                );
             }
             RequestStatus::Expired | RequestStatus::Lapsed => {
                 observer.finish_waiting();
                 let why = view.status_reason.clone().unwrap_or_default();
-                return end(EXIT_TEMPFAIL, format!("{}: {why} (request {id})", view.status), Some(&id));
+                return end(
+                    EXIT_TEMPFAIL,
+                    format!("{}: {why} (request {id})", view.status),
+                    Some(&id),
+                );
             }
             RequestStatus::Executing | RequestStatus::Executed => {
                 observer.finish_waiting();
-                return end(EXIT_DENIED, format!("request {id} was already used (status {}); an approval runs once", view.status), Some(&id));
+                return end(
+                    EXIT_DENIED,
+                    format!(
+                        "request {id} was already used (status {}); an approval runs once",
+                        view.status
+                    ),
+                    Some(&id),
+                );
             }
         }
     }
@@ -233,18 +285,42 @@ async fn execute(client: &Client, spec: &ExecSpec, claimed: &RequestView) -> Exe
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             let summary = format!("could not start `{}`: {e}", spec.command[0]);
-            let body = OutcomeBody { exit_code: Some(code), signal: None, duration_ms: 0, output_sha256: None, summary: Some(summary.clone()) };
+            let body = OutcomeBody {
+                exit_code: Some(code),
+                signal: None,
+                duration_ms: 0,
+                output_sha256: None,
+                summary: Some(summary.clone()),
+            };
             let report = client.outcome(&id, &body).await.err();
-            return end(code, with_report_warning(format!("{summary} (request {id})"), report), Some(&id));
+            return end(
+                code,
+                with_report_warning(format!("{summary} (request {id})"), report),
+                Some(&id),
+            );
         }
     };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        return end(EXIT_TEMPFAIL, format!("could not capture output of `{}` (request {id})", spec.command[0]), Some(&id));
+        return end(
+            EXIT_TEMPFAIL,
+            format!(
+                "could not capture output of `{}` (request {id})",
+                spec.command[0]
+            ),
+            Some(&id),
+        );
     };
-    let (stdout, stderr, status) =
-        tokio::join!(pump(out, tokio::io::stdout()), pump(err, tokio::io::stderr()), child.wait());
+    let (stdout, stderr, status) = tokio::join!(
+        pump(out, tokio::io::stdout()),
+        pump(err, tokio::io::stderr()),
+        child.wait()
+    );
     let duration = started.elapsed();
     let (exit_code, signal) = match &status {
         Ok(s) => (s.code(), unix_signal(s)),
@@ -270,7 +346,17 @@ async fn execute(client: &Client, spec: &ExecSpec, claimed: &RequestView) -> Exe
     };
     let report = client.outcome(&id, &body).await.err();
     let code = exit_code.unwrap_or_else(|| 128 + signal.unwrap_or(0));
-    end(code, with_report_warning(format!("ran `{}`: {shown} (request {id})", shell_join(&spec.command)), report), Some(&id))
+    end(
+        code,
+        with_report_warning(
+            format!(
+                "ran `{}`: {shown} (request {id})",
+                shell_join(&spec.command)
+            ),
+            report,
+        ),
+        Some(&id),
+    )
 }
 
 fn with_report_warning(message: String, report_error: Option<ClientError>) -> String {
@@ -288,7 +374,10 @@ struct Pumped {
 /// Copies a child stream to ours, hashing it on the way.
 async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) -> Pumped {
     let mut buf = vec![0u8; 16 * 1024];
-    let mut p = Pumped { bytes: 0, hasher: Sha256::new() };
+    let mut p = Pumped {
+        bytes: 0,
+        hasher: Sha256::new(),
+    };
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -333,8 +422,14 @@ mod tests {
 
     #[test]
     fn shell_join_quotes_only_when_needed() {
-        let argv: Vec<String> = ["pg_dump", "-t", "customers", "a b", "it's", ""].iter().map(|s| s.to_string()).collect();
-        assert_eq!(shell_join(&argv), r#"pg_dump -t customers 'a b' 'it'\''s' ''"#);
+        let argv: Vec<String> = ["pg_dump", "-t", "customers", "a b", "it's", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            shell_join(&argv),
+            r#"pg_dump -t customers 'a b' 'it'\''s' ''"#
+        );
     }
 
     #[test]
@@ -354,7 +449,8 @@ mod tests {
         let a = spec.local_digest(p.clone()).unwrap();
         spec.command[1] = "b".into();
         assert_ne!(a, spec.local_digest(p).unwrap());
-        spec.context.insert("command".into(), Value::String("x".into()));
+        spec.context
+            .insert("command".into(), Value::String("x".into()));
         assert!(spec.submit_body().is_err());
     }
 

@@ -11,7 +11,8 @@ const MAX_TTL_SECONDS: u64 = 366 * 24 * 3600;
 /// `d`, `h`, `m`, `s` (e.g. `30m`, `1h30m`, `90s`, `2d`), optionally separated
 /// by spaces. The result must be positive and at most a year.
 pub(crate) fn parse_ttl(text: &str) -> Result<u64, String> {
-    let invalid = || format!("invalid @ttl `{text}`: expected a duration such as 90s, 30m, 1h30m or 2d");
+    let invalid =
+        || format!("invalid @ttl `{text}`: expected a duration such as 90s, 30m, 1h30m or 2d");
     let mut total: u64 = 0;
     let mut digits = String::new();
     let mut parts = 0;
@@ -33,7 +34,10 @@ pub(crate) fn parse_ttl(text: &str) -> Result<u64, String> {
         let n: u64 = digits.parse().map_err(|_| invalid())?;
         digits.clear();
         parts += 1;
-        total = n.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(invalid)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(invalid)?;
     }
     if parts == 0 || !digits.is_empty() {
         return Err(invalid());
@@ -49,10 +53,12 @@ pub(crate) fn parse_ttl(text: &str) -> Result<u64, String> {
 
 /// Parses `@approval`, naming the annotation in the error.
 pub(crate) fn parse_approval(text: &str) -> Result<Requirement, String> {
-    text.parse::<Requirement>().map_err(|e| format!("invalid @approval `{text}`: {e}"))
+    text.parse::<Requirement>()
+        .map_err(|e| format!("invalid @approval `{text}`: {e}"))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -68,10 +74,23 @@ mod tests {
 
     #[test]
     fn ttl_rejects_nonsense() {
-        for bad in ["", "30", "m", "1x", "1.5h", "-1h", "h1", "99999999999999999999s", "367d"] {
+        for bad in [
+            "",
+            "30",
+            "m",
+            "1x",
+            "1.5h",
+            "-1h",
+            "h1",
+            "99999999999999999999s",
+            "367d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad} should be rejected");
         }
-        assert_eq!(parse_ttl("0s"), Err("invalid @ttl `0s`: must be greater than zero".into()));
+        assert_eq!(
+            parse_ttl("0s"),
+            Err("invalid @ttl `0s`: must be greater than zero".into())
+        );
     }
 
     #[test]
@@ -80,6 +99,9 @@ mod tests {
             parse_approval("sre:0").unwrap_err(),
             "invalid @approval `sre:0`: invalid count `0` for group `sre`: expected a number from 1 to 100"
         );
-        assert_eq!(parse_approval("sre:2,security").unwrap().to_string(), "security:1,sre:2");
+        assert_eq!(
+            parse_approval("sre:2,security").unwrap().to_string(),
+            "security:1,sre:2"
+        );
     }
 }

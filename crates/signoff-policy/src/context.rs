@@ -36,6 +36,7 @@ pub(crate) fn to_cedar(key: &str, value: &Value) -> Result<RestrictedExpression,
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -21,17 +21,29 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// A diagnostic at byte `offset` of `text`.
 pub(crate) fn at(file: &str, text: &str, offset: usize, message: impl Into<String>) -> Diagnostic {
     let (line, column) = line_col(text, offset);
-    Diagnostic { file: file.to_owned(), line, column, message: message.into() }
+    Diagnostic {
+        file: file.to_owned(),
+        line,
+        column,
+        message: message.into(),
+    }
 }
 
 /// A diagnostic that concerns a whole file or directory, not a position in it.
 pub(crate) fn unlocated(file: &str, message: impl Into<String>) -> Diagnostic {
-    Diagnostic { file: file.to_owned(), line: 0, column: 0, message: message.into() }
+    Diagnostic {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        message: message.into(),
+    }
 }
 
 /// The first label's offset of a miette diagnostic, if it has one.
 pub(crate) fn first_offset(err: &dyn miette::Diagnostic) -> Option<usize> {
-    err.labels().and_then(|mut labels| labels.next()).map(|l| l.offset())
+    err.labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| l.offset())
 }
 
 /// The message of a miette diagnostic with its help text, which for Cedar

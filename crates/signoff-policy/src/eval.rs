@@ -1,13 +1,15 @@
 //! Building the Cedar request for an action request and turning Cedar's
 //! answer into a signoff verdict.
 
+use crate::context;
 use crate::explain::{Effect, Explanation, PolicyStatus, PolicyTrace};
 use crate::index::Candidates;
+use crate::index::Needs;
 use crate::load::Compiled;
 use crate::EvalInput;
-use crate::context;
-use crate::index::Needs;
-use cedar_policy::{Context, Entities, Entity, EntityId, EntityUid, Request, Response, RestrictedExpression};
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityUid, Request, Response, RestrictedExpression,
+};
 use signoff_core::action::{action_ancestors, RESERVED_CONTEXT_KEYS};
 use signoff_core::principal::PrincipalKind;
 use signoff_core::{Decision, Requirement, Verdict};
@@ -31,12 +33,21 @@ impl Compiled {
             return c;
         }
         let positions = self.index.candidates(action);
-        let set = cedar_policy::PolicySet::from_policies(positions.iter().map(|&p| self.policies[p].policy.clone()))
-            // Ids are unique by construction, so this cannot fail; if it
-            // somehow did, the full set still gives the right answer.
-            .unwrap_or_else(|_| self.full.clone());
+        let set = cedar_policy::PolicySet::from_policies(
+            positions.iter().map(|&p| self.policies[p].policy.clone()),
+        )
+        // Ids are unique by construction, so this cannot fail; if it
+        // somehow did, the full set still gives the right answer.
+        .unwrap_or_else(|_| self.full.clone());
         let needs = Needs::of(positions.iter().map(|&p| &self.policies[p]), action);
-        self.cache.insert(action, Candidates { positions, set, needs })
+        self.cache.insert(
+            action,
+            Candidates {
+                positions,
+                set,
+                needs,
+            },
+        )
     }
 
     pub(crate) fn evaluate(&self, input: &EvalInput<'_>) -> Verdict {
@@ -48,7 +59,9 @@ impl Compiled {
         if candidates.positions.is_empty() {
             return Verdict::deny(self.hash.clone(), NO_PERMIT);
         }
-        let response = self.authorizer.is_authorized(&prepared.request, &candidates.set, &prepared.entities);
+        let response =
+            self.authorizer
+                .is_authorized(&prepared.request, &candidates.set, &prepared.entities);
         self.verdict(&response)
     }
 
@@ -61,7 +74,9 @@ impl Compiled {
             Ok(p) => p,
             Err(message) => return self.deny_invalid(message),
         };
-        let response = self.authorizer.is_authorized(&prepared.request, &self.full, &prepared.entities);
+        let response =
+            self.authorizer
+                .is_authorized(&prepared.request, &self.full, &prepared.entities);
         self.verdict(&response)
     }
 
@@ -93,24 +108,38 @@ impl Compiled {
         let entities = if needs.principal || needs.action {
             let mut list = Vec::with_capacity(4);
             if needs.principal {
-                let groups: HashSet<EntityUid> = input.principal_groups.iter().map(|g| uid(&n.group, g)).collect();
+                let groups: HashSet<EntityUid> = input
+                    .principal_groups
+                    .iter()
+                    .map(|g| uid(&n.group, g))
+                    .collect();
                 list.push(Entity::new_no_attrs(principal.clone(), groups));
             }
             if needs.action {
-                let ancestors: Vec<EntityUid> =
-                    action_ancestors(&req.action).into_iter().map(|a| uid(&n.action, a)).collect();
-                list.push(Entity::new_no_attrs(action.clone(), ancestors.iter().cloned().collect()));
+                let ancestors: Vec<EntityUid> = action_ancestors(&req.action)
+                    .into_iter()
+                    .map(|a| uid(&n.action, a))
+                    .collect();
+                list.push(Entity::new_no_attrs(
+                    action.clone(),
+                    ancestors.iter().cloned().collect(),
+                ));
                 // Each prefix's parents are the shorter prefixes after it.
                 for (i, a) in ancestors.iter().enumerate() {
-                    list.push(Entity::new_no_attrs(a.clone(), ancestors[i + 1..].iter().cloned().collect()));
+                    list.push(Entity::new_no_attrs(
+                        a.clone(),
+                        ancestors[i + 1..].iter().cloned().collect(),
+                    ));
                 }
             }
-            Entities::from_entities(list, None).map_err(|e| format!("invalid request entities: {e}"))?
+            Entities::from_entities(list, None)
+                .map_err(|e| format!("invalid request entities: {e}"))?
         } else {
             Entities::empty()
         };
 
-        let text = |v: &Option<String>| RestrictedExpression::new_string(v.clone().unwrap_or_default());
+        let text =
+            |v: &Option<String>| RestrictedExpression::new_string(v.clone().unwrap_or_default());
         let mut pairs = Vec::with_capacity(req.context.len() + 4);
         for (key, value) in &req.context {
             // signoff's own keys win; the request validation rejects them anyway
@@ -120,16 +149,25 @@ impl Compiled {
         }
         pairs.push(("environment".into(), text(&req.environment)));
         pairs.push(("justification".into(), text(&req.justification)));
-        pairs.push(("gate".into(), RestrictedExpression::new_string(input.gate.to_owned())));
+        pairs.push((
+            "gate".into(),
+            RestrictedExpression::new_string(input.gate.to_owned()),
+        ));
         pairs.push(("on_behalf_of".into(), text(&req.on_behalf_of)));
-        let context = Context::from_pairs(pairs).map_err(|e| format!("invalid request context: {e}"))?;
-        let request =
-            Request::new(principal, action, resource, context, None).map_err(|e| format!("invalid request: {e}"))?;
+        let context =
+            Context::from_pairs(pairs).map_err(|e| format!("invalid request context: {e}"))?;
+        let request = Request::new(principal, action, resource, context, None)
+            .map_err(|e| format!("invalid request: {e}"))?;
         Ok(Prepared { request, entities })
     }
 
-    fn positions_of<'a>(&self, ids: impl Iterator<Item = &'a cedar_policy::PolicyId>) -> Vec<usize> {
-        let mut out: Vec<usize> = ids.filter_map(|id| self.by_id.get(AsRef::<str>::as_ref(id)).copied()).collect();
+    fn positions_of<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a cedar_policy::PolicyId>,
+    ) -> Vec<usize> {
+        let mut out: Vec<usize> = ids
+            .filter_map(|id| self.by_id.get(AsRef::<str>::as_ref(id)).copied())
+            .collect();
         out.sort_unstable_by(|a, b| self.policies[*a].id.cmp(&self.policies[*b].id));
         out.dedup();
         out
@@ -153,23 +191,42 @@ impl Compiled {
             return v;
         }
         let determining = self.positions_of(diagnostics.reason());
-        let ids = || determining.iter().map(|&p| self.policies[p].id.clone()).collect::<Vec<_>>();
+        let ids = || {
+            determining
+                .iter()
+                .map(|&p| self.policies[p].id.clone())
+                .collect::<Vec<_>>()
+        };
         match response.decision() {
-            cedar_policy::Decision::Deny if determining.is_empty() => Verdict::deny(self.hash.clone(), NO_PERMIT),
+            cedar_policy::Decision::Deny if determining.is_empty() => {
+                Verdict::deny(self.hash.clone(), NO_PERMIT)
+            }
             cedar_policy::Decision::Deny => {
                 let reasons = determining
                     .iter()
                     .map(|&p| {
                         let m = &self.policies[p];
-                        m.reason.clone().unwrap_or_else(|| format!("forbidden by policy {}", m.id))
+                        m.reason
+                            .clone()
+                            .unwrap_or_else(|| format!("forbidden by policy {}", m.id))
                     })
                     .collect();
-                Verdict { policy_ids: ids(), reasons, ..Verdict::deny(self.hash.clone(), "") }
+                Verdict {
+                    policy_ids: ids(),
+                    reasons,
+                    ..Verdict::deny(self.hash.clone(), "")
+                }
             }
             cedar_policy::Decision::Allow => {
-                let approving: Vec<_> = determining.iter().map(|&p| &self.policies[p]).filter(|m| m.approval.is_some()).collect();
+                let approving: Vec<_> = determining
+                    .iter()
+                    .map(|&p| &self.policies[p])
+                    .filter(|m| m.approval.is_some())
+                    .collect();
                 let (decision, requirement, ttl_seconds, reasons) = if approving.is_empty() {
-                    let reasons = determining.iter().filter_map(|&p| self.policies[p].reason.clone());
+                    let reasons = determining
+                        .iter()
+                        .filter_map(|&p| self.policies[p].reason.clone());
                     (Decision::Allow, None, None, reasons.collect())
                 } else {
                     let requirement = approving
@@ -204,11 +261,23 @@ impl Compiled {
             // evaluation (a satisfied forbid hides satisfied permits), so
             // permits and forbids are evaluated apart.
             for effect in [Effect::Permit, Effect::Forbid] {
-                let subset = candidates.positions.iter().map(|&p| &self.policies[p]).filter(|m| m.effect == effect);
-                let Ok(set) = cedar_policy::PolicySet::from_policies(subset.map(|m| m.policy.clone())) else { continue };
-                let response = self.authorizer.is_authorized(&prepared.request, &set, &prepared.entities);
+                let subset = candidates
+                    .positions
+                    .iter()
+                    .map(|&p| &self.policies[p])
+                    .filter(|m| m.effect == effect);
+                let Ok(set) =
+                    cedar_policy::PolicySet::from_policies(subset.map(|m| m.policy.clone()))
+                else {
+                    continue;
+                };
+                let response =
+                    self.authorizer
+                        .is_authorized(&prepared.request, &set, &prepared.entities);
                 satisfied.extend(response.diagnostics().reason().map(|id| id.to_string()));
-                for cedar_policy::AuthorizationError::PolicyEvaluationError(e) in response.diagnostics().errors() {
+                for cedar_policy::AuthorizationError::PolicyEvaluationError(e) in
+                    response.diagnostics().errors()
+                {
                     errored.insert(e.policy_id().to_string(), e.to_string());
                 }
             }
@@ -239,11 +308,18 @@ impl Compiled {
                 }
             })
             .collect();
-        Explanation { verdict, policies, skipped }
+        Explanation {
+            verdict,
+            policies,
+            skipped,
+        }
     }
 }
 
 fn dedup_keep_order(items: Vec<String>) -> Vec<String> {
     let mut seen = HashSet::new();
-    items.into_iter().filter(|s| seen.insert(s.clone())).collect()
+    items
+        .into_iter()
+        .filter(|s| seen.insert(s.clone()))
+        .collect()
 }

@@ -101,8 +101,18 @@ impl Explanation {
             self.policies.len(),
             self.skipped
         );
-        let id_w = self.policies.iter().map(|p| p.id.chars().count()).max().unwrap_or(0);
-        let st_w = self.policies.iter().map(|p| p.status.label().len()).max().unwrap_or(0);
+        let id_w = self
+            .policies
+            .iter()
+            .map(|p| p.id.chars().count())
+            .max()
+            .unwrap_or(0);
+        let st_w = self
+            .policies
+            .iter()
+            .map(|p| p.status.label().len())
+            .max()
+            .unwrap_or(0);
         for p in &self.policies {
             let mut line = format!(
                 "  {:<st_w$}  {:<6}  {:<id_w$}  {}:{}:{}",

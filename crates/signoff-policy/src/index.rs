@@ -26,8 +26,15 @@ pub(crate) struct ActionIndex {
 impl ActionIndex {
     /// Files policy `pos` under its action scope. Scopes naming another
     /// entity type than signoff's `Action` can never match and are dropped.
-    pub(crate) fn insert(&mut self, pos: usize, constraint: &ActionConstraint, action_type: &EntityTypeName) {
-        let name = |uid: &EntityUid| (uid.type_name() == action_type).then(|| uid.id().unescaped().to_owned());
+    pub(crate) fn insert(
+        &mut self,
+        pos: usize,
+        constraint: &ActionConstraint,
+        action_type: &EntityTypeName,
+    ) {
+        let name = |uid: &EntityUid| {
+            (uid.type_name() == action_type).then(|| uid.id().unescaped().to_owned())
+        };
         match constraint {
             ActionConstraint::Any => self.any.push(pos),
             ActionConstraint::Eq(uid) => {
@@ -87,9 +94,19 @@ pub(crate) struct Needs {
 
 impl Needs {
     /// What `policies` need when evaluating `action`.
-    pub(crate) fn of<'a>(policies: impl IntoIterator<Item = &'a PolicyMeta>, action: &str) -> Needs {
-        let is_prefix = |lit: &str| action.len() > lit.len() && action.starts_with(lit) && action.as_bytes()[lit.len()] == b'.';
-        let mut needs = Needs { principal: false, action: false };
+    pub(crate) fn of<'a>(
+        policies: impl IntoIterator<Item = &'a PolicyMeta>,
+        action: &str,
+    ) -> Needs {
+        let is_prefix = |lit: &str| {
+            action.len() > lit.len()
+                && action.starts_with(lit)
+                && action.as_bytes()[lit.len()] == b'.'
+        };
+        let mut needs = Needs {
+            principal: false,
+            action: false,
+        };
         for m in policies {
             needs.principal |= m.mentions_group;
             needs.action |= m.action_literals.iter().any(|l| is_prefix(l));

@@ -125,7 +125,10 @@ impl PolicySet {
         load::load_dir(dir).map(|c| PolicySet { inner: Arc::new(c) })
     }
     /// Builds a set from in-memory files `(name, text)` and an optional schema.
-    pub fn from_files(files: &[(String, String)], schema: Option<(String, String)>) -> Result<PolicySet, PolicyError> {
+    pub fn from_files(
+        files: &[(String, String)],
+        schema: Option<(String, String)>,
+    ) -> Result<PolicySet, PolicyError> {
         load::compile(files, schema).map(|c| PolicySet { inner: Arc::new(c) })
     }
     /// SHA-256 (hex) over the sorted file names and contents.
@@ -162,4 +165,5 @@ impl PolicySet {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -50,7 +50,10 @@ pub(crate) struct Names {
 
 impl Names {
     fn new() -> Result<Self, String> {
-        let parse = |s: &str| EntityTypeName::from_str(s).map_err(|e| format!("internal error: entity type `{s}`: {e}"));
+        let parse = |s: &str| {
+            EntityTypeName::from_str(s)
+                .map_err(|e| format!("internal error: entity type `{s}`: {e}"))
+        };
         Ok(Names {
             agent: parse("Agent")?,
             user: parse("User")?,
@@ -79,7 +82,9 @@ pub(crate) struct Compiled {
 /// Reads `*.cedar` files and at most one `*.cedarschema` from `dir`.
 pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
     let shown = dir.display().to_string();
-    let fail = |message: String| PolicyError { diagnostics: vec![diag::unlocated(&shown, message)] };
+    let fail = |message: String| PolicyError {
+        diagnostics: vec![diag::unlocated(&shown, message)],
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -99,7 +104,10 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
                     names.push((name, path));
                 }
             }
-            Err(e) => diagnostics.push(diag::unlocated(&shown, format!("cannot list policy directory {shown}: {e}"))),
+            Err(e) => diagnostics.push(diag::unlocated(
+                &shown,
+                format!("cannot list policy directory {shown}: {e}"),
+            )),
         }
     }
     names.sort();
@@ -109,17 +117,31 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
         match std::fs::read_to_string(&path) {
             Ok(text) if name.ends_with(".cedarschema") => schemas.push((name, text)),
             Ok(text) => files.push((name, text)),
-            Err(e) => diagnostics.push(diag::unlocated(&name, format!("cannot read {}: {e}", path.display()))),
+            Err(e) => diagnostics.push(diag::unlocated(
+                &name,
+                format!("cannot read {}: {e}", path.display()),
+            )),
         }
     }
     if files.is_empty() && diagnostics.is_empty() {
         return Err(fail(format!("no *.cedar files in {shown}")));
     }
     if schemas.len() > 1 {
-        let listed = schemas.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
-        diagnostics.push(diag::unlocated(&shown, format!("more than one *.cedarschema file in {shown}: {listed}")));
+        let listed = schemas
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        diagnostics.push(diag::unlocated(
+            &shown,
+            format!("more than one *.cedarschema file in {shown}: {listed}"),
+        ));
     }
-    let schema = if schemas.len() == 1 { schemas.pop() } else { None };
+    let schema = if schemas.len() == 1 {
+        schemas.pop()
+    } else {
+        None
+    };
     match compile(&files, schema) {
         Ok(compiled) if diagnostics.is_empty() => Ok(compiled),
         Ok(_) => Err(PolicyError { diagnostics }),
@@ -131,12 +153,19 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
 }
 
 /// Parses, annotates, validates and indexes in-memory files.
-pub(crate) fn compile(files: &[(String, String)], schema: Option<(String, String)>) -> Result<Compiled, PolicyError> {
+pub(crate) fn compile(
+    files: &[(String, String)],
+    schema: Option<(String, String)>,
+) -> Result<Compiled, PolicyError> {
     let mut diagnostics = Vec::new();
     if files.is_empty() {
-        return Err(PolicyError { diagnostics: vec![diag::unlocated("", "no *.cedar files")] });
+        return Err(PolicyError {
+            diagnostics: vec![diag::unlocated("", "no *.cedar files")],
+        });
     }
-    let names = Names::new().map_err(|m| PolicyError { diagnostics: vec![diag::unlocated("", m)] })?;
+    let names = Names::new().map_err(|m| PolicyError {
+        diagnostics: vec![diag::unlocated("", m)],
+    })?;
 
     let mut sorted: Vec<&(String, String)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -151,7 +180,10 @@ pub(crate) fn compile(files: &[(String, String)], schema: Option<(String, String
                     file: parsed.file.clone(),
                     line: parsed.line,
                     column: parsed.column,
-                    message: format!("duplicate policy id `{}`: also defined at {}:{}:{}", parsed.id, f.file, f.line, f.column),
+                    message: format!(
+                        "duplicate policy id `{}`: also defined at {}:{}:{}",
+                        parsed.id, f.file, f.line, f.column
+                    ),
                 });
                 continue;
             }
@@ -173,7 +205,15 @@ pub(crate) fn compile(files: &[(String, String)], schema: Option<(String, String
     }
 
     if let Some((schema_file, schema_text)) = &schema {
-        validate(schema_file, schema_text, &full, &policies, &by_id, &sorted, &mut diagnostics);
+        validate(
+            schema_file,
+            schema_text,
+            &full,
+            &policies,
+            &by_id,
+            &sorted,
+            &mut diagnostics,
+        );
     }
 
     if !diagnostics.is_empty() {
@@ -200,7 +240,10 @@ pub(crate) fn compile(files: &[(String, String)], schema: Option<(String, String
         index.insert(pos, &meta.policy.action_constraint(), &names.action);
     }
 
-    let mut hashed: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let mut hashed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     if let Some((n, t)) = &schema {
         hashed.push((n, t));
     }
@@ -258,15 +301,19 @@ fn parse_file(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<
             ));
             continue;
         }
-        let Some(policy) = pset.policy(&cedar_id) else { continue };
+        let Some(policy) = pset.policy(&cedar_id) else {
+            continue;
+        };
         let source = policy.to_cedar().unwrap_or_default();
         let start = locate(text, &mut cursor, &source);
         let problem = |key: &str, message: String| {
             let at = source.find(&format!("@{key}")).map_or(start, |o| start + o);
             diag::at(file, text, at, message)
         };
-        let annotations: BTreeMap<String, String> =
-            policy.annotations().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let annotations: BTreeMap<String, String> = policy
+            .annotations()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         let id = match annotations.get("id") {
             Some(id) if id.trim().is_empty() => {
                 diagnostics.push(problem("id", "@id must not be empty".into()));
@@ -284,7 +331,12 @@ fn parse_file(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<
         let mut ttl_seconds = None;
         for key in ["approval", "ttl"] {
             if effect == Effect::Forbid && annotations.contains_key(key) {
-                diagnostics.push(problem(key, format!("@{key} on forbid policy `{id}`: only permit policies can require approval")));
+                diagnostics.push(problem(
+                    key,
+                    format!(
+                        "@{key} on forbid policy `{id}`: only permit policies can require approval"
+                    ),
+                ));
                 sound = false;
             }
         }
@@ -361,12 +413,17 @@ fn validate(
     };
     let result = Validator::new(schema).validate(full, ValidationMode::Strict);
     for err in result.validation_errors() {
-        let meta = by_id.get(AsRef::<str>::as_ref(err.policy_id())).and_then(|&i| policies.get(i));
+        let meta = by_id
+            .get(AsRef::<str>::as_ref(err.policy_id()))
+            .and_then(|&i| policies.get(i));
         let Some(meta) = meta else {
             diagnostics.push(diag::unlocated(schema_file, diag::message(err)));
             continue;
         };
-        let text = files.iter().find(|(n, _)| *n == meta.file).map_or("", |(_, t)| t.as_str());
+        let text = files
+            .iter()
+            .find(|(n, _)| *n == meta.file)
+            .map_or("", |(_, t)| t.as_str());
         let d = match diag::first_offset(err) {
             Some(offset) => diag::at(&meta.file, text, offset, diag::message(err)),
             None => Diagnostic {

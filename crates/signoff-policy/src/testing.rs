@@ -119,7 +119,12 @@ impl TestReport {
     /// failure, and a last line `N passed, M failed`.
     pub fn render_table(&self) -> String {
         let width = |f: fn(&CaseResult) -> &str, title: &str| {
-            self.cases.iter().map(|c| f(c).chars().count()).chain([title.len()]).max().unwrap_or(0)
+            self.cases
+                .iter()
+                .map(|c| f(c).chars().count())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
         };
         let name_w = width(|c| &c.name, "CASE");
         let exp_w = width(|c| &c.expected, "EXPECTED");
@@ -130,7 +135,12 @@ impl TestReport {
         };
         row("", "CASE", "EXPECTED", "GOT");
         for c in &self.cases {
-            row(if c.passed { "PASS" } else { "FAIL" }, &c.name, &c.expected, &c.got);
+            row(
+                if c.passed { "PASS" } else { "FAIL" },
+                &c.name,
+                &c.expected,
+                &c.got,
+            );
             if !c.passed && !c.message.is_empty() {
                 row("", &format!("  ↳ {}", c.message), "", "");
             }
@@ -181,11 +191,19 @@ struct Case {
 
 /// Runs every case of the test file at `path` against the policies named in
 /// the file (relative to it) or, when given, `policies_override`.
-pub fn run_file(path: &Path, policies_override: Option<&Path>) -> Result<TestReport, TestFileError> {
+pub fn run_file(
+    path: &Path,
+    policies_override: Option<&Path>,
+) -> Result<TestReport, TestFileError> {
     let file = path.to_path_buf();
-    let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Read { file: file.clone(), source })?;
-    let spec: TestFile =
-        toml::from_str(&text).map_err(|e| TestFileError::Parse { file: file.clone(), message: toml_message(&e) })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TestFileError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let spec: TestFile = toml::from_str(&text).map_err(|e| TestFileError::Parse {
+        file: file.clone(),
+        message: toml_message(&e),
+    })?;
     if spec.cases.is_empty() {
         return Err(TestFileError::NoCases { file });
     }
@@ -200,11 +218,21 @@ pub fn run_file(path: &Path, policies_override: Option<&Path>) -> Result<TestRep
         .enumerate()
         .map(|(i, c)| {
             let name = c.name.clone();
-            to_case(c).map_err(|message| TestFileError::Case { file: file.clone(), index: i + 1, name, message })
+            to_case(c).map_err(|message| TestFileError::Case {
+                file: file.clone(),
+                index: i + 1,
+                name,
+                message,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let set = PolicySet::load_dir(&dir).map_err(|source| TestFileError::Policies { file: file.clone(), source })?;
-    Ok(TestReport { cases: cases.iter().map(|c| run_case(&set, c)).collect() })
+    let set = PolicySet::load_dir(&dir).map_err(|source| TestFileError::Policies {
+        file: file.clone(),
+        source,
+    })?;
+    Ok(TestReport {
+        cases: cases.iter().map(|c| run_case(&set, c)).collect(),
+    })
 }
 
 /// toml's messages span several lines with a source excerpt; the first line
@@ -223,7 +251,10 @@ fn to_case(c: CaseSpec) -> Result<Case, String> {
     let approvals = c
         .approvals
         .as_deref()
-        .map(|a| a.parse::<Requirement>().map_err(|e| format!("invalid approvals `{a}`: {e}")))
+        .map(|a| {
+            a.parse::<Requirement>()
+                .map_err(|e| format!("invalid approvals `{a}`: {e}"))
+        })
         .transpose()?;
     if approvals.is_some() && expect != Decision::ApprovalRequired {
         return Err("`approvals` only makes sense with expect = \"approval_required\"".into());
@@ -267,25 +298,41 @@ fn toml_to_json(v: toml::Value) -> Value {
         toml::Value::Boolean(b) => Value::Bool(b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
     }
 }
 
 fn run_case(set: &PolicySet, case: &Case) -> CaseResult {
-    let verdict = set.evaluate(&EvalInput { request: &case.request, principal_groups: &case.groups, gate: &case.gate });
+    let verdict = set.evaluate(&EvalInput {
+        request: &case.request,
+        principal_groups: &case.groups,
+        gate: &case.gate,
+    });
     let mut problems = Vec::new();
     if verdict.decision != case.expect {
-        problems.push(format!("expected {}, got {}", case.expect, verdict.decision));
+        problems.push(format!(
+            "expected {}, got {}",
+            case.expect, verdict.decision
+        ));
     }
     if let Some(want) = &case.approvals {
         if verdict.requirement.as_ref() != Some(want) {
-            let got = verdict.requirement.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string);
+            let got = verdict
+                .requirement
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string);
             problems.push(format!("expected approvals {want}, got {got}"));
         }
     }
     if let Some(want) = &case.policy_ids {
         if &verdict.policy_ids != want {
-            problems.push(format!("expected policies [{}], got [{}]", want.join(", "), verdict.policy_ids.join(", ")));
+            problems.push(format!(
+                "expected policies [{}], got [{}]",
+                want.join(", "),
+                verdict.policy_ids.join(", ")
+            ));
         }
     }
     if !problems.is_empty() {
@@ -317,6 +364,7 @@ fn got_summary(v: &Verdict) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -412,19 +460,37 @@ approvals = "sre:1"
     #[test]
     fn override_dir_wins_and_missing_dir_is_an_error() {
         let (dir, file) = fixture(&CASES.replace("policies = \"policies\"", ""));
-        assert!(matches!(run_file(&file, None), Err(TestFileError::NoPolicies { .. })));
+        assert!(matches!(
+            run_file(&file, None),
+            Err(TestFileError::NoPolicies { .. })
+        ));
         let report = run_file(&file, Some(&dir.path().join("policies"))).unwrap();
         assert_eq!(report.cases.len(), 5);
-        let err = run_file(&file, Some(&dir.path().join("elsewhere"))).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("policies for test file {} failed to load:\n", file.display())), "{err}");
+        let err = run_file(&file, Some(&dir.path().join("elsewhere")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "policies for test file {} failed to load:\n",
+                file.display()
+            )),
+            "{err}"
+        );
         assert!(err.ends_with("does not exist"), "{err}");
     }
 
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
-        let (_dir, file) = fixture(&CASES.replace("gate = \"mcp\"", "gate = \"mcp\"\nexpected = \"allow\""));
+        let (_dir, file) =
+            fixture(&CASES.replace("gate = \"mcp\"", "gate = \"mcp\"\nexpected = \"allow\""));
         let err = run_file(&file, None).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("invalid test file {}: unknown field `expected`", file.display())), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "invalid test file {}: unknown field `expected`",
+                file.display()
+            )),
+            "{err}"
+        );
         let (_dir, file) = fixture(&format!("polices = \"p\"\n{CASES}"));
         let err = run_file(&file, None).unwrap_err().to_string();
         assert!(err.contains("unknown field `polices`"), "{err}");
@@ -432,7 +498,8 @@ approvals = "sre:1"
 
     #[test]
     fn bad_case_input_names_the_case() {
-        let (_dir, file) = fixture(&CASES.replace("principal = \"user:bob\"", "principal = \"robot:bob\""));
+        let (_dir, file) =
+            fixture(&CASES.replace("principal = \"user:bob\"", "principal = \"robot:bob\""));
         assert_eq!(
             run_file(&file, None).unwrap_err().to_string(),
             format!(
@@ -442,11 +509,20 @@ approvals = "sre:1"
         );
         let (_dir, file) = fixture(&CASES.replace("expect = \"allow\"\n", "expect = \"maybe\"\n"));
         let err = run_file(&file, None).unwrap_err().to_string();
-        assert!(err.contains("case #2 `dev export is allowed`: unknown verdict `maybe`"), "{err}");
+        assert!(
+            err.contains("case #2 `dev export is allowed`: unknown verdict `maybe`"),
+            "{err}"
+        );
         let (_dir, file) = fixture(&CASES.replace("format = \"csv\"", "gate = \"csv\""));
         let err = run_file(&file, None).unwrap_err().to_string();
-        assert!(err.contains("case #3 `huge export is forbidden`: context key `gate` is reserved"), "{err}");
+        assert!(
+            err.contains("case #3 `huge export is forbidden`: context key `gate` is reserved"),
+            "{err}"
+        );
         let (_dir, file) = fixture("policies = \"policies\"\n");
-        assert!(matches!(run_file(&file, None), Err(TestFileError::NoCases { .. })));
+        assert!(matches!(
+            run_file(&file, None),
+            Err(TestFileError::NoCases { .. })
+        ));
     }
 }

@@ -5,7 +5,9 @@ use serde_json::json;
 use signoff_core::Decision;
 
 fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect()
+    list.iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect()
 }
 
 fn set(list: &[(&str, &str)]) -> PolicySet {
@@ -21,7 +23,9 @@ fn one(text: &str) -> PolicySet {
 
 fn load_err(list: &[(&str, &str)], schema: Option<(&str, &str)>) -> String {
     let schema = schema.map(|(n, t)| (n.to_string(), t.to_string()));
-    PolicySet::from_files(&files(list), schema).unwrap_err().to_string()
+    PolicySet::from_files(&files(list), schema)
+        .unwrap_err()
+        .to_string()
 }
 
 fn req(principal: &str, action: &str) -> ActionRequest {
@@ -38,10 +42,18 @@ fn req(principal: &str, action: &str) -> ActionRequest {
 
 fn eval_with(s: &PolicySet, r: &ActionRequest, groups: &[&str], gate: &str) -> Verdict {
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    let input = EvalInput { request: r, principal_groups: &groups, gate };
+    let input = EvalInput {
+        request: r,
+        principal_groups: &groups,
+        gate,
+    };
     let v = s.evaluate(&input);
     // The index must never change a verdict.
-    assert_eq!(v, s.inner.evaluate_full(&input), "index and full set disagree");
+    assert_eq!(
+        v,
+        s.inner.evaluate_full(&input),
+        "index and full set disagree"
+    );
     v
 }
 
@@ -63,7 +75,9 @@ fn policy_set_is_shareable() {
 
 #[test]
 fn plain_permit_allows() {
-    let s = one(r#"@id("ok") @reason("routine") permit(principal, action == Action::"db.read", resource);"#);
+    let s = one(
+        r#"@id("ok") @reason("routine") permit(principal, action == Action::"db.read", resource);"#,
+    );
     let v = eval(&s, &req("agent:bot", "db.read"));
     assert_eq!(v.decision, Decision::Allow);
     assert_eq!(v.policy_ids, vec!["ok"]);
@@ -74,13 +88,11 @@ fn plain_permit_allows() {
 
 #[test]
 fn forbid_beats_permit() {
-    let s = one(
-        r#"
+    let s = one(r#"
         @id("all") permit(principal, action, resource);
         @id("no-drop") @reason("dropping tables is never automated") forbid(principal, action == Action::"db.drop", resource);
         @id("no-drop-2") forbid(principal, action in Action::"db", resource) when { context has rows && context.rows > 100 };
-        "#,
-    );
+        "#);
     let v = eval(&s, &req("agent:bot", "db.drop"));
     assert_eq!(v.decision, Decision::Deny);
     assert_eq!(v.policy_ids, vec!["no-drop"]);
@@ -90,14 +102,19 @@ fn forbid_beats_permit() {
     r.context.insert("rows".into(), json!(1000));
     let v = eval(&s, &r);
     assert_eq!(v.policy_ids, vec!["no-drop", "no-drop-2"]);
-    assert_eq!(v.reasons, vec!["dropping tables is never automated", "forbidden by policy no-drop-2"]);
+    assert_eq!(
+        v.reasons,
+        vec![
+            "dropping tables is never automated",
+            "forbidden by policy no-drop-2"
+        ]
+    );
     assert_eq!(decision(&s, &req("agent:bot", "db.read")), Decision::Allow);
 }
 
 #[test]
 fn approvals_merge_with_highest_count_and_shortest_ttl() {
-    let s = one(
-        r#"
+    let s = one(r#"
         @id("a") @approval("sre:2,security") @ttl("1h") @reason("prod export")
         permit(principal, action == Action::"db.export", resource) when { context.environment == "prod" };
         @id("b") @approval("sre:1,dba:3") @ttl("30m") @reason("large export")
@@ -105,14 +122,16 @@ fn approvals_merge_with_highest_count_and_shortest_ttl() {
         @id("c") @approval("legal")
         permit(principal, action == Action::"db.export", resource) when { context has pii };
         @id("plain") permit(principal, action == Action::"db.export", resource);
-        "#,
-    );
+        "#);
     let mut r = req("agent:etl", "db.export");
     r.environment = Some("prod".into());
     r.context.insert("rows".into(), json!(5000));
     let v = eval(&s, &r);
     assert_eq!(v.decision, Decision::ApprovalRequired);
-    assert_eq!(v.requirement.as_ref().map(ToString::to_string).as_deref(), Some("dba:3,security:1,sre:2"));
+    assert_eq!(
+        v.requirement.as_ref().map(ToString::to_string).as_deref(),
+        Some("dba:3,security:1,sre:2")
+    );
     assert_eq!(v.ttl_seconds, Some(1800));
     assert_eq!(v.policy_ids, vec!["a", "b", "plain"]);
     assert_eq!(v.reasons, vec!["prod export", "large export"]);
@@ -122,21 +141,25 @@ fn approvals_merge_with_highest_count_and_shortest_ttl() {
     r.context.insert("pii".into(), json!(true));
     let v = eval(&s, &r);
     assert_eq!(v.decision, Decision::ApprovalRequired);
-    assert_eq!(v.requirement.as_ref().map(ToString::to_string).as_deref(), Some("legal:1"));
+    assert_eq!(
+        v.requirement.as_ref().map(ToString::to_string).as_deref(),
+        Some("legal:1")
+    );
     assert_eq!(v.ttl_seconds, None);
 
     // Only the plain permit matches.
-    assert_eq!(decision(&s, &req("agent:etl", "db.export")), Decision::Allow);
+    assert_eq!(
+        decision(&s, &req("agent:etl", "db.export")),
+        Decision::Allow
+    );
 }
 
 #[test]
 fn approval_permit_wins_over_plain_permit() {
-    let s = one(
-        r#"
+    let s = one(r#"
         @id("plain") permit(principal, action, resource);
         @id("strict") @approval("sre") permit(principal, action == Action::"k8s.delete", resource);
-        "#,
-    );
+        "#);
     let v = eval(&s, &req("agent:bot", "k8s.delete"));
     assert_eq!(v.decision, Decision::ApprovalRequired);
     assert_eq!(v.policy_ids, vec!["plain", "strict"]);
@@ -151,25 +174,29 @@ fn nothing_permits_denies() {
     assert_eq!(v.reasons, vec!["no policy permits this action"]);
     let s = set(&[("only-comments.cedar", "// nothing yet\n")]);
     assert!(s.is_empty());
-    assert_eq!(eval(&s, &req("agent:bot", "db.write")).reasons, vec!["no policy permits this action"]);
+    assert_eq!(
+        eval(&s, &req("agent:bot", "db.write")).reasons,
+        vec!["no policy permits this action"]
+    );
 }
 
 #[test]
 fn evaluation_error_fails_closed() {
     // Cedar alone skips the erroring forbid and allows; signoff must deny.
-    let s = one(
-        r#"
+    let s = one(r#"
         @id("all") permit(principal, action, resource);
         @id("big") forbid(principal, action, resource) when { context.rows > 5 };
-        "#,
-    );
+        "#);
     let mut r = req("agent:bot", "db.export");
     r.context.insert("rows".into(), json!("lots"));
     let v = eval(&s, &r);
     assert_eq!(v.decision, Decision::Deny);
     assert_eq!(v.policy_ids, vec!["big"]);
     assert_eq!(v.reasons, vec!["policy evaluation failed"]);
-    assert_eq!(v.errors, vec!["error while evaluating policy `big`: type error: expected long, got string"]);
+    assert_eq!(
+        v.errors,
+        vec!["error while evaluating policy `big`: type error: expected long, got string"]
+    );
 
     // A missing attribute is an error too, even in a permit.
     let s = one(r#"@id("p") permit(principal, action, resource) when { context.rows > 5 };"#);
@@ -194,25 +221,39 @@ fn context_cedar_cannot_accept_denies() {
     assert_eq!(v.decision, Decision::Deny);
     assert_eq!(v.reasons, vec!["request context is not valid for cedar"]);
     assert_eq!(v.errors.len(), 1);
-    assert!(v.errors[0].starts_with("invalid request context"), "{:?}", v.errors);
+    assert!(
+        v.errors[0].starts_with("invalid request context"),
+        "{:?}",
+        v.errors
+    );
 }
 
 // ---- entities and context ----
 
 #[test]
 fn action_groups_follow_dotted_prefixes() {
-    let s = one(
-        r#"
+    let s = one(r#"
         @id("db") permit(principal, action in Action::"db", resource);
         @id("k8s") @approval("sre") permit(principal, action in [Action::"k8s", Action::"other"], resource);
         @id("ns") forbid(principal, action, resource) when { action in Action::"k8s.namespace" && context.environment == "prod" };
-        "#,
+        "#);
+    assert_eq!(
+        decision(&s, &req("agent:bot", "db.export")),
+        Decision::Allow
     );
-    assert_eq!(decision(&s, &req("agent:bot", "db.export")), Decision::Allow);
     assert_eq!(decision(&s, &req("agent:bot", "db")), Decision::Allow);
-    assert_eq!(decision(&s, &req("agent:bot", "dbx.export")), Decision::Deny);
-    assert_eq!(decision(&s, &req("agent:bot", "k8s.namespace.delete")), Decision::ApprovalRequired);
-    assert_eq!(decision(&s, &req("agent:bot", "other")), Decision::ApprovalRequired);
+    assert_eq!(
+        decision(&s, &req("agent:bot", "dbx.export")),
+        Decision::Deny
+    );
+    assert_eq!(
+        decision(&s, &req("agent:bot", "k8s.namespace.delete")),
+        Decision::ApprovalRequired
+    );
+    assert_eq!(
+        decision(&s, &req("agent:bot", "other")),
+        Decision::ApprovalRequired
+    );
     let mut r = req("agent:bot", "k8s.namespace.delete");
     r.environment = Some("prod".into());
     assert_eq!(eval(&s, &r).policy_ids, vec!["ns"]);
@@ -223,38 +264,49 @@ fn action_groups_follow_dotted_prefixes() {
 
 #[test]
 fn principal_groups_and_types() {
-    let s = one(
-        r#"
+    let s = one(r#"
         @id("sre") permit(principal in Group::"sre", action == Action::"k8s.restart", resource);
         @id("agents") permit(principal is Agent, action == Action::"ci.run", resource);
         @id("alice") permit(principal == User::"alice", action == Action::"db.read", resource);
         @id("bot-in-ops") permit(principal is Agent in Group::"ops", action == Action::"db.read", resource);
-        "#,
-    );
+        "#);
     let restart = req("user:bob", "k8s.restart");
-    assert_eq!(eval_with(&s, &restart, &["sre"], "exec").decision, Decision::Allow);
-    assert_eq!(eval_with(&s, &restart, &["dba", "sre"], "exec").decision, Decision::Allow);
-    assert_eq!(eval_with(&s, &restart, &["dba"], "exec").decision, Decision::Deny);
+    assert_eq!(
+        eval_with(&s, &restart, &["sre"], "exec").decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        eval_with(&s, &restart, &["dba", "sre"], "exec").decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        eval_with(&s, &restart, &["dba"], "exec").decision,
+        Decision::Deny
+    );
     assert_eq!(decision(&s, &req("agent:ci", "ci.run")), Decision::Allow);
     assert_eq!(decision(&s, &req("user:ci", "ci.run")), Decision::Deny);
     assert_eq!(decision(&s, &req("user:alice", "db.read")), Decision::Allow);
     assert_eq!(decision(&s, &req("agent:alice", "db.read")), Decision::Deny);
-    assert_eq!(eval_with(&s, &req("agent:etl", "db.read"), &["ops"], "exec").decision, Decision::Allow);
-    assert_eq!(eval_with(&s, &req("user:etl", "db.read"), &["ops"], "exec").decision, Decision::Deny);
+    assert_eq!(
+        eval_with(&s, &req("agent:etl", "db.read"), &["ops"], "exec").decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        eval_with(&s, &req("user:etl", "db.read"), &["ops"], "exec").decision,
+        Decision::Deny
+    );
 }
 
 #[test]
 fn context_carries_signoff_keys_and_request_keys() {
-    let s = one(
-        r#"
+    let s = one(r#"
         @id("env") permit(principal, action == Action::"a", resource) when { context.environment == "staging" };
         @id("obo") permit(principal, action == Action::"b", resource) when { context.on_behalf_of == "carol" };
         @id("gate") permit(principal, action == Action::"c", resource) when { context.gate == "mcp" };
         @id("just") permit(principal, action == Action::"d", resource) when { context.justification like "*INC-*" };
         @id("empty") permit(principal, action == Action::"e", resource) when { context.environment == "" && context.on_behalf_of == "" && context.justification == "" };
         @id("own") permit(principal, action == Action::"f", resource == Resource::"customers") when { context.rows <= 10 && context.tags.contains("ok") };
-        "#,
-    );
+        "#);
     let mut r = req("agent:bot", "a");
     assert_eq!(decision(&s, &r), Decision::Deny);
     r.environment = Some("staging".into());
@@ -290,7 +342,10 @@ fn ids_default_to_file_and_index() {
         ("b.cedar", "permit(principal, action, resource);\n@id(\"named\") permit(principal, action, resource);\npermit(principal, action, resource);"),
         ("a.cedar", "forbid(principal, action == Action::\"x\", resource);"),
     ]);
-    assert_eq!(s.policy_ids(), vec!["a.cedar:0", "b.cedar:0", "b.cedar:2", "named"]);
+    assert_eq!(
+        s.policy_ids(),
+        vec!["a.cedar:0", "b.cedar:0", "b.cedar:2", "named"]
+    );
     assert_eq!(s.len(), 4);
 }
 
@@ -316,17 +371,29 @@ fn parse_errors_are_located_and_all_reported() {
 fn duplicate_ids_name_both_locations() {
     let err = load_err(
         &[
-            ("a.cedar", "@id(\"same\")\npermit(principal, action, resource);"),
-            ("b.cedar", "\n\n  @id(\"same\") forbid(principal, action, resource);"),
+            (
+                "a.cedar",
+                "@id(\"same\")\npermit(principal, action, resource);",
+            ),
+            (
+                "b.cedar",
+                "\n\n  @id(\"same\") forbid(principal, action, resource);",
+            ),
         ],
         None,
     );
-    assert_eq!(err, "b.cedar:3:3: duplicate policy id `same`: also defined at a.cedar:1:1");
+    assert_eq!(
+        err,
+        "b.cedar:3:3: duplicate policy id `same`: also defined at a.cedar:1:1"
+    );
     let err = load_err(
         &[("a.cedar", "@id(\"a.cedar:1\") permit(principal, action, resource);\npermit(principal, action, resource);")],
         None,
     );
-    assert_eq!(err, "a.cedar:2:1: duplicate policy id `a.cedar:1`: also defined at a.cedar:1:1");
+    assert_eq!(
+        err,
+        "a.cedar:2:1: duplicate policy id `a.cedar:1`: also defined at a.cedar:1:1"
+    );
 }
 
 #[test]
@@ -379,10 +446,16 @@ fn schema_validation_errors_are_located() {
         "p.cedar:4:10: for policy `typo`, attribute `rowz` in context for Action::\"db.export\" not found (help: did you mean `rows`?)\n\
          p.cedar:5:37: for policy `bad-type`, unrecognized entity type `Robot` (help: did you mean `Agent`?)"
     );
-    let ok = PolicySet::from_files(&files(&[("p.cedar", policies.lines().next().unwrap())]), Some(("s.cedarschema".into(), SCHEMA.into())));
+    let ok = PolicySet::from_files(
+        &files(&[("p.cedar", policies.lines().next().unwrap())]),
+        Some(("s.cedarschema".into(), SCHEMA.into())),
+    );
     assert!(ok.is_ok(), "{ok:?}");
     assert_eq!(
-        load_err(&[("p.cedar", "permit(principal, action, resource);")], Some(("s.cedarschema", "entity Agent;\nentity bogus bogus;"))),
+        load_err(
+            &[("p.cedar", "permit(principal, action, resource);")],
+            Some(("s.cedarschema", "entity Agent;\nentity bogus bogus;"))
+        ),
         "s.cedarschema:2:14: error parsing schema: unexpected token `bogus`"
     );
 }
@@ -391,8 +464,16 @@ fn schema_validation_errors_are_located() {
 fn load_dir_reads_cedar_files_and_one_schema() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    std::fs::write(p.join("b.cedar"), "@id(\"b\") permit(principal, action == Action::\"db.export\", resource);").unwrap();
-    std::fs::write(p.join("a.cedar"), "@id(\"a\") permit(principal, action == Action::\"db.export\", resource);").unwrap();
+    std::fs::write(
+        p.join("b.cedar"),
+        "@id(\"b\") permit(principal, action == Action::\"db.export\", resource);",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("a.cedar"),
+        "@id(\"a\") permit(principal, action == Action::\"db.export\", resource);",
+    )
+    .unwrap();
     std::fs::write(p.join("README.md"), "not a policy").unwrap();
     std::fs::create_dir(p.join("sub.cedar")).unwrap();
     std::fs::write(p.join("s.cedarschema"), SCHEMA).unwrap();
@@ -411,8 +492,14 @@ fn load_dir_reads_cedar_files_and_one_schema() {
     assert_eq!(s.hash(), hex::encode(h.finalize()));
     let same = PolicySet::from_files(
         &[
-            ("b.cedar".into(), std::fs::read_to_string(p.join("b.cedar")).unwrap()),
-            ("a.cedar".into(), std::fs::read_to_string(p.join("a.cedar")).unwrap()),
+            (
+                "b.cedar".into(),
+                std::fs::read_to_string(p.join("b.cedar")).unwrap(),
+            ),
+            (
+                "a.cedar".into(),
+                std::fs::read_to_string(p.join("a.cedar")).unwrap(),
+            ),
         ],
         Some(("s.cedarschema".into(), SCHEMA.into())),
     )
@@ -421,19 +508,34 @@ fn load_dir_reads_cedar_files_and_one_schema() {
 
     std::fs::write(p.join("t.cedarschema"), SCHEMA).unwrap();
     let err = PolicySet::load_dir(p).unwrap_err().to_string();
-    assert_eq!(err, format!("{0}: more than one *.cedarschema file in {0}: s.cedarschema, t.cedarschema", p.display()));
+    assert_eq!(
+        err,
+        format!(
+            "{0}: more than one *.cedarschema file in {0}: s.cedarschema, t.cedarschema",
+            p.display()
+        )
+    );
 }
 
 #[test]
 fn load_dir_reports_empty_and_missing_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let shown = dir.path().display().to_string();
-    assert_eq!(PolicySet::load_dir(dir.path()).unwrap_err().to_string(), format!("{shown}: no *.cedar files in {shown}"));
+    assert_eq!(
+        PolicySet::load_dir(dir.path()).unwrap_err().to_string(),
+        format!("{shown}: no *.cedar files in {shown}")
+    );
     let missing = dir.path().join("nope");
     let e = PolicySet::load_dir(&missing).unwrap_err();
     assert_eq!(e.diagnostics[0].file, missing.display().to_string());
-    assert_eq!(e.diagnostics[0].message, format!("policy directory {} does not exist", missing.display()));
-    assert_eq!(PolicySet::from_files(&[], None).unwrap_err().to_string(), "no *.cedar files");
+    assert_eq!(
+        e.diagnostics[0].message,
+        format!("policy directory {} does not exist", missing.display())
+    );
+    assert_eq!(
+        PolicySet::from_files(&[], None).unwrap_err().to_string(),
+        "no *.cedar files"
+    );
 }
 
 // ---- index ----
@@ -442,15 +544,25 @@ fn load_dir_reports_empty_and_missing_dirs() {
 fn index_selects_only_matching_policies_and_caches() {
     let mut text = String::new();
     for i in 0..50 {
-        text.push_str(&format!("@id(\"p{i}\") permit(principal, action == Action::\"svc{i}.run\", resource);\n"));
+        text.push_str(&format!(
+            "@id(\"p{i}\") permit(principal, action == Action::\"svc{i}.run\", resource);\n"
+        ));
     }
     text.push_str("@id(\"grp\") permit(principal, action in Action::\"svc7\", resource);\n");
-    text.push_str("@id(\"any\") forbid(principal, action, resource) when { context.gate == \"mcp\" };\n");
-    text.push_str("@id(\"ns\") permit(principal, action == Other::Action::\"svc7.run\", resource);\n");
+    text.push_str(
+        "@id(\"any\") forbid(principal, action, resource) when { context.gate == \"mcp\" };\n",
+    );
+    text.push_str(
+        "@id(\"ns\") permit(principal, action == Other::Action::\"svc7.run\", resource);\n",
+    );
     let s = one(&text);
     let r = req("agent:bot", "svc7.run");
     let groups: Vec<String> = Vec::new();
-    let input = EvalInput { request: &r, principal_groups: &groups, gate: "exec" };
+    let input = EvalInput {
+        request: &r,
+        principal_groups: &groups,
+        gate: "exec",
+    };
     let e = s.explain(&input);
     let ids: Vec<&str> = e.policies.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, vec!["p7", "grp", "any"]);
@@ -481,25 +593,51 @@ impl Rng {
     }
 }
 
-const ACTIONS: [&str; 9] = ["svc0.read", "svc0.write", "svc1.read", "svc1.write.bulk", "svc2.read", "svc2", "svc3.admin.drop", "other", "svc1.write"];
+const ACTIONS: [&str; 9] = [
+    "svc0.read",
+    "svc0.write",
+    "svc1.read",
+    "svc1.write.bulk",
+    "svc2.read",
+    "svc2",
+    "svc3.admin.drop",
+    "other",
+    "svc1.write",
+];
 
 fn random_policy(rng: &mut Rng, i: usize) -> String {
     let effect = if rng.chance(20) { "forbid" } else { "permit" };
     let mut ann = format!("@id(\"g{i}\") ");
     if effect == "permit" && rng.chance(40) {
-        ann.push_str(&format!("@approval(\"{}\") ", rng.pick(&["sre", "sre:2", "security,sre", "dba:3"])));
+        ann.push_str(&format!(
+            "@approval(\"{}\") ",
+            rng.pick(&["sre", "sre:2", "security,sre", "dba:3"])
+        ));
         if rng.chance(50) {
             ann.push_str(&format!("@ttl(\"{}\") ", rng.pick(&["5m", "1h", "2d"])));
         }
     }
     let scope_action = match rng.next() % 6 {
         0 => "action".to_owned(),
-        1 => format!("action in Action::\"{}\"", rng.pick(&["svc0", "svc1", "svc1.write", "svc3.admin", "nothing"])),
-        2 => format!("action in [Action::\"{}\", Action::\"{}\"]", rng.pick(&["svc2", "svc0"]), rng.pick(&ACTIONS)),
+        1 => format!(
+            "action in Action::\"{}\"",
+            rng.pick(&["svc0", "svc1", "svc1.write", "svc3.admin", "nothing"])
+        ),
+        2 => format!(
+            "action in [Action::\"{}\", Action::\"{}\"]",
+            rng.pick(&["svc2", "svc0"]),
+            rng.pick(&ACTIONS)
+        ),
         3 => "action == Other::Action::\"svc0.read\"".to_owned(),
         _ => format!("action == Action::\"{}\"", rng.pick(&ACTIONS)),
     };
-    let principal = rng.pick(&["principal", "principal is Agent", "principal in Group::\"sre\"", "principal == User::\"alice\"", "principal is User in Group::\"ops\""]);
+    let principal = rng.pick(&[
+        "principal",
+        "principal is Agent",
+        "principal in Group::\"sre\"",
+        "principal == User::\"alice\"",
+        "principal is User in Group::\"ops\"",
+    ]);
     let cond = rng.pick(&[
         "",
         "when { context.environment == \"prod\" }",
@@ -517,16 +655,25 @@ fn index_gives_the_same_verdicts_as_the_full_set() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut seen = std::collections::HashSet::new();
     for round in 0..8 {
-        let text: String = (0..40).map(|i| random_policy(&mut rng, round * 100 + i)).collect();
+        let text: String = (0..40)
+            .map(|i| random_policy(&mut rng, round * 100 + i))
+            .collect();
         let s = one(&text);
         for _ in 0..60 {
-            let mut r = req(rng.pick(&["agent:bot", "user:alice", "user:bob"]), rng.pick(&ACTIONS));
+            let mut r = req(
+                rng.pick(&["agent:bot", "user:alice", "user:bob"]),
+                rng.pick(&ACTIONS),
+            );
             if rng.chance(50) {
                 r.environment = Some(rng.pick(&["prod", "dev"]).into());
             }
             if rng.chance(70) {
                 // a string sometimes, to provoke evaluation errors
-                let rows = if rng.chance(10) { json!("many") } else { json!(rng.next() % 300) };
+                let rows = if rng.chance(10) {
+                    json!("many")
+                } else {
+                    json!(rng.next() % 300)
+                };
                 r.context.insert("rows".into(), rows);
             }
             if rng.chance(30) {
@@ -535,7 +682,10 @@ fn index_gives_the_same_verdicts_as_the_full_set() {
             if rng.chance(30) {
                 r.on_behalf_of = Some("carol".into());
             }
-            let groups: Vec<&str> = ["sre", "ops"].into_iter().filter(|_| rng.chance(40)).collect();
+            let groups: Vec<&str> = ["sre", "ops"]
+                .into_iter()
+                .filter(|_| rng.chance(40))
+                .collect();
             let gate = rng.pick(&["exec", "mcp"]);
             // eval_with asserts index == full set
             let v = eval_with(&s, &r, &groups, gate);
@@ -546,7 +696,10 @@ fn index_gives_the_same_verdicts_as_the_full_set() {
     for d in [Decision::Allow, Decision::Deny, Decision::ApprovalRequired] {
         assert!(seen.contains(&(d, true)), "{d:?} never produced");
     }
-    assert!(seen.contains(&(Decision::Deny, false)), "no evaluation error produced");
+    assert!(
+        seen.contains(&(Decision::Deny, false)),
+        "no evaluation error produced"
+    );
 }
 
 // ---- explain ----
@@ -563,7 +716,11 @@ permit(principal, action == Action::"db.export", resource);
     )]);
     let mut r = req("agent:etl", "db.export");
     let groups = vec![];
-    let input = EvalInput { request: &r, principal_groups: &groups, gate: "exec" };
+    let input = EvalInput {
+        request: &r,
+        principal_groups: &groups,
+        gate: "exec",
+    };
     assert_eq!(
         s.explain(&input).render(),
         "verdict: approval_required (sre:2) by export, plain\n\
@@ -575,9 +732,17 @@ permit(principal, action == Action::"db.export", resource);
            not satisfied  forbid  no-prod  p.cedar:4:1\n"
     );
     r.environment = Some("prod".into());
-    let input = EvalInput { request: &r, principal_groups: &groups, gate: "exec" };
+    let input = EvalInput {
+        request: &r,
+        principal_groups: &groups,
+        gate: "exec",
+    };
     let e = s.explain(&input);
-    let statuses: Vec<_> = e.policies.iter().map(|p| (p.id.as_str(), p.status.clone())).collect();
+    let statuses: Vec<_> = e
+        .policies
+        .iter()
+        .map(|p| (p.id.as_str(), p.status.clone()))
+        .collect();
     assert_eq!(
         statuses,
         vec![

@@ -16,12 +16,16 @@ pub struct Caller(pub Principal);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthenticated("missing Authorization header; send `Authorization: Bearer TOKEN`"))?;
-        let value = value.to_str().map_err(|_| unauthenticated("Authorization header is not valid ASCII"))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            unauthenticated("missing Authorization header; send `Authorization: Bearer TOKEN`")
+        })?;
+        let value = value
+            .to_str()
+            .map_err(|_| unauthenticated("Authorization header is not valid ASCII"))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -33,7 +37,12 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 fn unauthenticated(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", detail)
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "Authentication required",
+        detail,
+    )
 }
 
 /// A JSON body. Wrong content type, oversized bodies, syntax errors and
@@ -69,10 +78,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body-too-large",
                     "Body too large",
-                    format!("request body is larger than {} bytes", crate::MAX_BODY_BYTES),
+                    format!(
+                        "request body is larger than {} bytes",
+                        crate::MAX_BODY_BYTES
+                    ),
                 )
             } else {
-                ApiError::bad_request(format!("could not read request body: {}", rejection.body_text()))
+                ApiError::bad_request(format!(
+                    "could not read request body: {}",
+                    rejection.body_text()
+                ))
             }
         })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
@@ -100,9 +115,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
 }
 
 fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| ApiError::bad_request("malformed query string"))?)
-        .map(|q| q.0)
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("malformed query string"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for JsonBody<T> {
@@ -113,6 +132,8 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
         if req.headers().get(header::CONTENT_TYPE).is_none() {
             return Ok(None);
         }
-        <JsonBody<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
+        <JsonBody<T> as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }

@@ -29,7 +29,10 @@ pub struct AppState {
 
 /// The complete router.
 pub fn router(engine: Arc<Engine>) -> Router {
-    routes::router(AppState { engine, metrics: Arc::new(metrics::Metrics::default()) })
+    routes::router(AppState {
+        engine,
+        metrics: Arc::new(metrics::Metrics::default()),
+    })
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -19,18 +19,39 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with the given status, slug, title and detail.
-    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, slug, title, detail: detail.into(), request_id: None }
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            request_id: None,
+        }
     }
 
     /// 400 for a malformed request line, header or query.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     /// 422 for a body that parses but is not acceptable.
     pub fn invalid(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", "Invalid request", detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        )
     }
 
     /// Attaches the request concerned.
@@ -50,41 +71,81 @@ impl From<EngineError> for ApiError {
         use StatusCode as S;
         let detail = e.to_string();
         let (status, slug, title) = match &e {
-            EngineError::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated", "Authentication required"),
+            EngineError::Unauthenticated(_) => (
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+            ),
             EngineError::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Not allowed for this role"),
             EngineError::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
-            EngineError::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "invalid-request", "Invalid request"),
-            EngineError::IdempotencyMismatch { .. } => {
-                (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency key reused for a different action")
-            }
+            EngineError::Invalid(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-request",
+                "Invalid request",
+            ),
+            EngineError::IdempotencyMismatch { .. } => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused for a different action",
+            ),
             EngineError::ReviewRefused(r) => match r {
-                ReviewRefusal::SelfReview { .. } => (S::FORBIDDEN, "self-review", "Separation of duties"),
+                ReviewRefusal::SelfReview { .. } => {
+                    (S::FORBIDDEN, "self-review", "Separation of duties")
+                }
                 ReviewRefusal::Agent { .. } | ReviewRefusal::Role { .. } => {
                     (S::FORBIDDEN, "forbidden", "Not allowed for this role")
                 }
-                ReviewRefusal::NotInRequiredGroup { .. } => (S::FORBIDDEN, "not-eligible", "Not an eligible reviewer"),
+                ReviewRefusal::NotInRequiredGroup { .. } => {
+                    (S::FORBIDDEN, "not-eligible", "Not an eligible reviewer")
+                }
                 ReviewRefusal::NotPending { .. } | ReviewRefusal::Expired { .. } => {
                     (S::CONFLICT, "not-pending", "Request is no longer pending")
                 }
-                ReviewRefusal::AlreadyReviewed { .. } => (S::CONFLICT, "already-reviewed", "Already reviewed"),
+                ReviewRefusal::AlreadyReviewed { .. } => {
+                    (S::CONFLICT, "already-reviewed", "Already reviewed")
+                }
             },
             EngineError::ClaimRefused(c) => match c {
-                ClaimRefusal::NotRequester { .. } => (S::FORBIDDEN, "forbidden", "Not the requester"),
-                ClaimRefusal::DigestMismatch { .. } => (S::CONFLICT, "digest-mismatch", "Approval is for a different action"),
-                ClaimRefusal::PolicyNowDenies(_) => (S::CONFLICT, "policy-denies", "Policy now denies this action"),
-                ClaimRefusal::PolicyNeedsMore(_) => (S::CONFLICT, "needs-approval", "Policy now needs more approvals"),
+                ClaimRefusal::NotRequester { .. } => {
+                    (S::FORBIDDEN, "forbidden", "Not the requester")
+                }
+                ClaimRefusal::DigestMismatch { .. } => (
+                    S::CONFLICT,
+                    "digest-mismatch",
+                    "Approval is for a different action",
+                ),
+                ClaimRefusal::PolicyNowDenies(_) => (
+                    S::CONFLICT,
+                    "policy-denies",
+                    "Policy now denies this action",
+                ),
+                ClaimRefusal::PolicyNeedsMore(_) => (
+                    S::CONFLICT,
+                    "needs-approval",
+                    "Policy now needs more approvals",
+                ),
                 ClaimRefusal::NotApproved { .. } | ClaimRefusal::Lapsed { .. } => {
                     (S::CONFLICT, "not-claimable", "Request cannot be claimed")
                 }
             },
             EngineError::Transition(t) => match t {
                 TransitionRefusal::NotAllowed(_) => (S::FORBIDDEN, "forbidden", "Not allowed"),
-                TransitionRefusal::WrongStatus(_) => (S::CONFLICT, "wrong-status", "Request is in the wrong state"),
+                TransitionRefusal::WrongStatus(_) => {
+                    (S::CONFLICT, "wrong-status", "Request is in the wrong state")
+                }
             },
             EngineError::Duplicate(_) => (S::CONFLICT, "duplicate", "Already exists"),
-            EngineError::Policy(_) => (S::UNPROCESSABLE_ENTITY, "policy-invalid", "Policy set rejected"),
+            EngineError::Policy(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "policy-invalid",
+                "Policy set rejected",
+            ),
             EngineError::Busy(_) => (S::SERVICE_UNAVAILABLE, "busy", "Concurrent update; retry"),
-            EngineError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Database unavailable"),
+            EngineError::Unavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Database unavailable",
+            ),
             EngineError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         };
         let detail = if matches!(e, EngineError::Internal(_)) {
@@ -113,7 +174,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (self.status, body).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use signoff_core::wire::{
-    CancelBody, ClaimBody, CreatedPrincipal, EventPage, NewPrincipal, OutcomeBody, PolicySetInfo, Problem,
-    RequestPage, RequestView, ReviewBody, SubmitRequest, WhoAmI,
+    CancelBody, ClaimBody, CreatedPrincipal, EventPage, NewPrincipal, OutcomeBody, PolicySetInfo,
+    Problem, RequestPage, RequestView, ReviewBody, SubmitRequest, WhoAmI,
 };
 use signoff_core::{Principal, RequestStatus};
 use signoff_engine::principals::Operator;
@@ -42,7 +42,10 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
-        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
     }
 }
 
@@ -68,10 +71,25 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no such endpoint") })
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                "no such endpoint",
+            )
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "method not allowed on this endpoint")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "method not allowed on this endpoint",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -95,17 +113,28 @@ async fn submit(
     let started = Instant::now();
     let key = match headers.get("idempotency-key") {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key header is not valid ASCII"))?.to_owned()),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Idempotency-Key header is not valid ASCII"))?
+                .to_owned(),
+        ),
     };
     let (record, how) = state.engine.submit(&caller, body, key).await?;
     let status = match how {
         Submitted::Created => {
-            state.metrics.record_decision(record.verdict.decision, started.elapsed());
+            state
+                .metrics
+                .record_decision(record.verdict.decision, started.elapsed());
             StatusCode::CREATED
         }
         Submitted::Replayed => StatusCode::OK,
     };
-    Ok((status, [(header::LOCATION, format!("/v1/requests/{}", record.id))], view(&record)).into_response())
+    Ok((
+        status,
+        [(header::LOCATION, format!("/v1/requests/{}", record.id))],
+        view(&record),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -125,7 +154,11 @@ struct ListQuery {
 
 /// List requests, newest first. Agents see only their own.
 #[utoipa::path(get, path = "/v1/requests", params(ListQuery), responses((status = 200, body = RequestPage), (status = 400, body = Problem)))]
-async fn list(State(state): State<AppState>, Caller(caller): Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<RequestPage>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<RequestPage>, ApiError> {
     let statuses = match &q.status {
         None => Vec::new(),
         Some(s) => s
@@ -136,16 +169,37 @@ async fn list(State(state): State<AppState>, Caller(caller): Caller, QueryParams
             .map_err(ApiError::bad_request)?,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let filter = RequestFilter { statuses, action: q.action, principal: q.principal, before: q.before, limit };
+    let filter = RequestFilter {
+        statuses,
+        action: q.action,
+        principal: q.principal,
+        before: q.before,
+        limit,
+    };
     let records = state.engine.list(&caller, filter).await?;
-    let next_before = (records.len() == limit).then(|| records.last().map(|r| r.id.clone())).flatten();
-    Ok(Json(RequestPage { requests: records.iter().map(RequestView::from).collect(), next_before }))
+    let next_before = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(RequestPage {
+        requests: records.iter().map(RequestView::from).collect(),
+        next_before,
+    }))
 }
 
 /// One request.
 #[utoipa::path(get, path = "/v1/requests/{id}", responses((status = 200, body = RequestView), (status = 404, body = Problem)))]
-async fn get_one(State(state): State<AppState>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<RequestView>, ApiError> {
-    Ok(view(&state.engine.get(&caller, &id).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+async fn get_one(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    Ok(view(
+        &state
+            .engine
+            .get(&caller, &id)
+            .await
+            .map_err(|e| ApiError::from(e).with_request(&id))?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -164,7 +218,13 @@ async fn wait(
     QueryParams(q): QueryParams<WaitQuery>,
 ) -> Result<Json<RequestView>, ApiError> {
     let timeout = Duration::from_secs(q.timeout.unwrap_or(30).min(300));
-    Ok(view(&state.engine.wait(&caller, &id, timeout).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+    Ok(view(
+        &state
+            .engine
+            .wait(&caller, &id, timeout)
+            .await
+            .map_err(|e| ApiError::from(e).with_request(&id))?,
+    ))
 }
 
 /// Approve or deny. Separation of duties: the requester, the on-behalf-of human and the agent's owner can never review; refused attempts are recorded.
@@ -178,16 +238,28 @@ async fn review(
 ) -> Result<Json<RequestView>, ApiError> {
     if signoff_engine::authz::require(&caller, signoff_engine::Permission::Review).is_err() {
         // Still go through the engine so the refused attempt is recorded.
-        let result = state.engine.review(&caller, &id, body.decision, body.reason).await;
+        let result = state
+            .engine
+            .review(&caller, &id, body.decision, body.reason)
+            .await;
         state.metrics.record_review(true);
         return Err(match result {
             Err(e) => ApiError::from(e).with_request(&id),
-            Ok(_) => ApiError::from(EngineError::Internal("review by a non-reviewer was accepted".into())),
+            Ok(_) => ApiError::from(EngineError::Internal(
+                "review by a non-reviewer was accepted".into(),
+            )),
         });
     }
-    let result = state.engine.review(&caller, &id, body.decision, body.reason).await;
-    state.metrics.record_review(matches!(result, Err(EngineError::ReviewRefused(_))));
-    Ok(view(&result.map_err(|e| ApiError::from(e).with_request(&id))?))
+    let result = state
+        .engine
+        .review(&caller, &id, body.decision, body.reason)
+        .await;
+    state
+        .metrics
+        .record_review(matches!(result, Err(EngineError::ReviewRefused(_))));
+    Ok(view(
+        &result.map_err(|e| ApiError::from(e).with_request(&id))?,
+    ))
 }
 
 /// Withdraw a pending or approved request (requester or admin).
@@ -199,7 +271,13 @@ async fn cancel(
     body: Option<JsonBody<CancelBody>>,
 ) -> Result<Json<RequestView>, ApiError> {
     let reason = body.and_then(|b| b.0.reason);
-    Ok(view(&state.engine.cancel(&caller, &id, reason).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+    Ok(view(
+        &state
+            .engine
+            .cancel(&caller, &id, reason)
+            .await
+            .map_err(|e| ApiError::from(e).with_request(&id))?,
+    ))
 }
 
 /// Claim the approval right before running the action. The digest must match the approved action; the policy is re-checked; a claim succeeds once.
@@ -214,7 +292,9 @@ async fn claim(
     if matches!(result, Err(EngineError::ClaimRefused(_))) {
         state.metrics.record_claim_refused();
     }
-    Ok(view(&result.map_err(|e| ApiError::from(e).with_request(&id))?))
+    Ok(view(
+        &result.map_err(|e| ApiError::from(e).with_request(&id))?,
+    ))
 }
 
 /// Report what happened when the claimed action ran.
@@ -225,7 +305,13 @@ async fn outcome(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<OutcomeBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    Ok(view(&state.engine.record_outcome(&caller, &id, body).await.map_err(|e| ApiError::from(e).with_request(&id))?))
+    Ok(view(
+        &state
+            .engine
+            .record_outcome(&caller, &id, body)
+            .await
+            .map_err(|e| ApiError::from(e).with_request(&id))?,
+    ))
 }
 
 /// The authenticated principal.
@@ -245,7 +331,11 @@ struct EventsQuery {
 
 /// Audit events in log order (auditor or admin).
 #[utoipa::path(get, path = "/v1/audit/events", params(EventsQuery), responses((status = 200, body = EventPage), (status = 403, body = Problem)))]
-async fn list_events(State(state): State<AppState>, Caller(caller): Caller, QueryParams(q): QueryParams<EventsQuery>) -> Result<Json<EventPage>, ApiError> {
+async fn list_events(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    QueryParams(q): QueryParams<EventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
     let from = q.from.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let events = state.engine.events(&caller, from, limit).await?;
@@ -255,21 +345,40 @@ async fn list_events(State(state): State<AppState>, Caller(caller): Caller, Quer
 
 /// The active policy set.
 #[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicySetInfo)))]
-async fn policy_info(State(state): State<AppState>, Caller(_caller): Caller) -> Json<PolicySetInfo> {
+async fn policy_info(
+    State(state): State<AppState>,
+    Caller(_caller): Caller,
+) -> Json<PolicySetInfo> {
     Json(state.engine.policy_info())
 }
 
 /// Reload the policy directory (admin). A bad policy set is rejected with its errors and the old set stays active.
 #[utoipa::path(post, path = "/v1/policy/reload", responses((status = 200, body = PolicySetInfo), (status = 422, body = Problem)))]
-async fn reload_policy(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<PolicySetInfo>, ApiError> {
+async fn reload_policy(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<PolicySetInfo>, ApiError> {
     signoff_engine::authz::require(&caller, signoff_engine::Permission::ManagePolicy)?;
-    Ok(Json(state.engine.reload_policies(&caller.reference().to_string()).await?))
+    Ok(Json(
+        state
+            .engine
+            .reload_policies(&caller.reference().to_string())
+            .await?,
+    ))
 }
 
 /// All principals (admin).
 #[utoipa::path(get, path = "/v1/principals", responses((status = 200, body = [Principal]), (status = 403, body = Problem)))]
-async fn list_principals(State(state): State<AppState>, Caller(caller): Caller) -> Result<Json<Vec<Principal>>, ApiError> {
-    Ok(Json(state.engine.list_principals(Operator::Admin(&caller)).await?))
+async fn list_principals(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<Principal>>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .list_principals(Operator::Admin(&caller))
+            .await?,
+    ))
 }
 
 /// Add a principal (admin). The token is returned once.
@@ -279,14 +388,29 @@ async fn add_principal(
     Caller(caller): Caller,
     JsonBody(body): JsonBody<NewPrincipal>,
 ) -> Result<(StatusCode, Json<CreatedPrincipal>), ApiError> {
-    let (principal, token) = state.engine.add_principal(Operator::Admin(&caller), body).await?;
-    Ok((StatusCode::CREATED, Json(CreatedPrincipal { principal, token })))
+    let (principal, token) = state
+        .engine
+        .add_principal(Operator::Admin(&caller), body)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedPrincipal { principal, token }),
+    ))
 }
 
 /// Revoke a principal (admin).
 #[utoipa::path(post, path = "/v1/principals/{name}/revoke", responses((status = 200, body = Principal), (status = 404, body = Problem)))]
-async fn revoke_principal(State(state): State<AppState>, Caller(caller): Caller, Path(name): Path<String>) -> Result<Json<Principal>, ApiError> {
-    Ok(Json(state.engine.revoke_principal(Operator::Admin(&caller), &name).await?))
+async fn revoke_principal(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Principal>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .revoke_principal(Operator::Admin(&caller), &name)
+            .await?,
+    ))
 }
 
 /// Liveness: the process answers.
@@ -305,6 +429,15 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "text exposition format")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let by_status = state.engine.store().count_by_status().await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&by_status)).into_response()
+    let by_status = state
+        .engine
+        .store()
+        .count_by_status()
+        .await
+        .unwrap_or_default();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&by_status),
+    )
+        .into_response()
 }

@@ -7,12 +7,15 @@
 //!     event each, from 64 concurrent submitters.
 //!
 //! Run with `cargo bench -p signoff-store --bench append`; the last lines
-//! print both rates and their ratio (target: (b) ≥ 50% of (a)).
+//! print both rates and their ratio (target: (b) ≥ 50% of (a)). With
+//! `SIGNOFF_BENCH_PG=postgres://…/db` it also measures (b) on PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use criterion::{Criterion, Throughput};
-use signoff_core::{ActionRequest, AuditEvent, Deadlines, Decision, RequestRecord, Verdict};
+use signoff_core::{
+    ActionRequest, AuditEvent, Deadlines, Decision, RequestRecord, Submission, Verdict,
+};
 use signoff_store::{Change, Commit, Store};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
@@ -59,12 +62,32 @@ fn template() -> (RequestRecord, AuditEvent) {
         errors: vec![],
     };
     let now = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond()).unwrap();
-    RequestRecord::submit("01JTEMPLATE".into(), action, Some("exec".into()), Some("olga".into()), verdict, None, now, Deadlines::default())
+    RequestRecord::submit(
+        Submission {
+            id: "01JTEMPLATE".into(),
+            action,
+            gate: Some("exec".into()),
+            principal_owner: Some("olga".into()),
+            verdict,
+            idempotency_key: None,
+        },
+        now,
+        Deadlines::default(),
+    )
 }
 
-fn bench_raw(c: &mut Criterion, rt: &tokio::runtime::Runtime, dir: &std::path::Path, tally: &Mutex<Tally>) {
+fn bench_raw(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    tally: &Mutex<Tally>,
+) {
     let (record, event) = template();
-    let payload = format!("{}{}", serde_json::to_string(&record).unwrap(), serde_json::to_string(&event).unwrap());
+    let payload = format!(
+        "{}{}",
+        serde_json::to_string(&record).unwrap(),
+        serde_json::to_string(&event).unwrap()
+    );
     let mut conn = rt.block_on(async {
         let opts = SqliteConnectOptions::new()
             .filename(dir.join("raw.db"))
@@ -117,14 +140,19 @@ fn bench_raw(c: &mut Criterion, rt: &tokio::runtime::Runtime, dir: &std::path::P
     group.finish();
 }
 
-fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, dir: &std::path::Path, tally: &Mutex<Tally>) {
-    let url = format!("sqlite://{}", dir.join("store.db").display());
-    let store: Arc<dyn Store> = rt.block_on(signoff_store::open(&url)).unwrap();
+fn bench_store(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    url: &str,
+    tally: &Mutex<Tally>,
+) {
+    let store: Arc<dyn Store> = rt.block_on(signoff_store::open(url)).unwrap();
     let (record, event) = template();
     let seq = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("store_commit_64_submitters", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let left = Arc::new(AtomicU64::new(iters));
@@ -134,13 +162,21 @@ fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, dir: &std::path:
                         let (store, left, seq) = (store.clone(), left.clone(), seq.clone());
                         let (record, event) = (record.clone(), event.clone());
                         tokio::spawn(async move {
-                            while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+                            while left
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok()
+                            {
                                 let mut r = record.clone();
                                 r.id = format!("01J{:023}", seq.fetch_add(1, Ordering::Relaxed));
                                 let mut e = event.clone();
                                 e.request_id = Some(r.id.clone());
                                 store
-                                    .commit(Commit { changes: vec![Change::InsertRequest(r)], events: vec![e] })
+                                    .commit(Commit {
+                                        changes: vec![Change::InsertRequest(r)],
+                                        events: vec![e],
+                                    })
                                     .await
                                     .unwrap();
                             }
@@ -162,7 +198,10 @@ fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, dir: &std::path:
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // The build's scratch directory is on the same file system as the
     // target dir, unlike /tmp which may be tmpfs: fsync must be real.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -174,7 +213,28 @@ fn main() {
     let raw = Mutex::new(Tally::default());
     let store = Mutex::new(Tally::default());
     bench_raw(&mut c, &rt, dir.path(), &raw);
-    bench_store(&mut c, &rt, dir.path(), &store);
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    bench_store(&mut c, &rt, "store_commit_64_submitters", &url, &store);
+    // Optionally the same against PostgreSQL, in a scratch database created
+    // next to the one SIGNOFF_BENCH_PG names.
+    let pg = std::env::var("SIGNOFF_BENCH_PG").ok().map(|admin| {
+        let name = format!("signoff_bench_{}", std::process::id());
+        rt.block_on(pg_admin(&admin, &format!("CREATE DATABASE {name}")));
+        let tally = Mutex::new(Tally::default());
+        let base = &admin[..admin.rfind('/').unwrap()];
+        bench_store(
+            &mut c,
+            &rt,
+            "pg_store_commit_64_submitters",
+            &format!("{base}/{name}"),
+            &tally,
+        );
+        rt.block_on(pg_admin(
+            &admin,
+            &format!("DROP DATABASE {name} WITH (FORCE)"),
+        ));
+        tally.into_inner().unwrap()
+    });
     c.final_summary();
     let (raw, store) = (raw.into_inner().unwrap(), store.into_inner().unwrap());
     if raw.units > 0 && store.units > 0 {
@@ -185,4 +245,12 @@ fn main() {
             100.0 * store.rate() / raw.rate()
         );
     }
+    if let Some(pg) = pg {
+        println!("postgres: store.commit {:.0} commits/s", pg.rate());
+    }
+}
+
+async fn pg_admin(url: &str, sql: &str) {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
 }

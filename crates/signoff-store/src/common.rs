@@ -44,11 +44,14 @@ pub(crate) const INSERT_PRINCIPAL: &str = "INSERT INTO principals \
 // Keeps the first revocation time: revoking twice must not rewrite history.
 pub(crate) const REVOKE_PRINCIPAL: &str =
     "UPDATE principals SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1";
-pub(crate) const SELECT_PRINCIPAL: &str = "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
+pub(crate) const SELECT_PRINCIPAL: &str =
+    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
     FROM principals WHERE name = $1";
-pub(crate) const SELECT_PRINCIPAL_BY_TOKEN: &str = "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
+pub(crate) const SELECT_PRINCIPAL_BY_TOKEN: &str =
+    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
     FROM principals WHERE token_hash = $1";
-pub(crate) const LIST_PRINCIPALS: &str = "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
+pub(crate) const LIST_PRINCIPALS: &str =
+    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
     FROM principals ORDER BY name";
 
 /// Row counts of multi-row inserts; few distinct sizes keep the
@@ -68,7 +71,8 @@ fn multi_insert(head: &str, cols: usize) -> Vec<String> {
         .map(|&rows| {
             let values: Vec<String> = (0..rows)
                 .map(|r| {
-                    let marks: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+                    let marks: Vec<String> =
+                        (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
                     format!("({})", marks.join(", "))
                 })
                 .collect();
@@ -78,7 +82,10 @@ fn multi_insert(head: &str, cols: usize) -> Vec<String> {
 }
 
 fn pick(all: &[String], rows: usize) -> &str {
-    let at = CHUNKS.iter().position(|&n| n == rows).unwrap_or(CHUNKS.len() - 1);
+    let at = CHUNKS
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(CHUNKS.len() - 1);
     &all[at]
 }
 
@@ -86,14 +93,20 @@ fn pick(all: &[String], rows: usize) -> &str {
 /// [`RequestRow`] order.
 pub(crate) fn insert_requests_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    pick(SQL.get_or_init(|| multi_insert(INSERT_REQUEST_HEAD, 11)), rows)
+    pick(
+        SQL.get_or_init(|| multi_insert(INSERT_REQUEST_HEAD, 11)),
+        rows,
+    )
 }
 
 /// The event insert for `rows` rows (a size [`chunk`] returns), binds in
 /// [`EventRow`] order.
 pub(crate) fn insert_events_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    pick(SQL.get_or_init(|| multi_insert(INSERT_EVENT_HEAD, 12)), rows)
+    pick(
+        SQL.get_or_init(|| multi_insert(INSERT_EVENT_HEAD, 12)),
+        rows,
+    )
 }
 
 const INSERT_REQUEST_HEAD: &str = "INSERT INTO requests \
@@ -195,7 +208,9 @@ impl RequestRow {
             stored.version = version;
             serde_json::to_string(&stored)
         }
-        .map_err(|e| StoreError::Database(format!("cannot serialize request {}: {e}", record.id)))?;
+        .map_err(|e| {
+            StoreError::Database(format!("cannot serialize request {}: {e}", record.id))
+        })?;
         Ok(RequestRow {
             id: record.id.clone(),
             status: record.status.as_str(),
@@ -238,7 +253,10 @@ impl PrincipalRow {
             role: p.role.as_str().to_owned(),
             email: p.email.clone(),
             groups: serde_json::to_string(&p.groups).map_err(|e| {
-                StoreError::Database(format!("cannot serialize groups of principal {}: {e}", p.name))
+                StoreError::Database(format!(
+                    "cannot serialize groups of principal {}: {e}",
+                    p.name
+                ))
             })?,
             owner: p.owner.clone(),
             created_at: millis(p.created_at),
@@ -254,7 +272,8 @@ impl PrincipalRow {
             kind: self.kind.parse().map_err(corrupt)?,
             role: self.role.parse().map_err(corrupt)?,
             email: self.email,
-            groups: serde_json::from_str(&self.groups).map_err(|e| corrupt(format!("groups: {e}")))?,
+            groups: serde_json::from_str(&self.groups)
+                .map_err(|e| corrupt(format!("groups: {e}")))?,
             owner: self.owner,
             created_at: timestamp(self.created_at, &what)?,
             revoked_at: self.revoked_at.map(|ms| timestamp(ms, &what)).transpose()?,
@@ -285,11 +304,14 @@ impl EventRow {
     /// store assigns it).
     pub fn new(idx: u64, e: &AuditEvent) -> Result<Self> {
         let ser = |what: &str, r: serde_json::Result<String>| {
-            r.map_err(|err| StoreError::Database(format!("cannot serialize {what} of event {idx}: {err}")))
+            r.map_err(|err| {
+                StoreError::Database(format!("cannot serialize {what} of event {idx}: {err}"))
+            })
         };
         Ok(EventRow {
-            idx: i64::try_from(idx)
-                .map_err(|_| StoreError::Database(format!("event index {idx} exceeds the database range")))?,
+            idx: i64::try_from(idx).map_err(|_| {
+                StoreError::Database(format!("event index {idx} exceeds the database range"))
+            })?,
             kind: e.kind.as_str().to_owned(),
             time: millis(e.time),
             actor: e.actor.clone(),
@@ -317,7 +339,11 @@ impl EventRow {
         }
         let kind: EventKind = serde_json::from_value(serde_json::Value::String(self.kind.clone()))
             .map_err(|_| corrupt(format!("unknown kind `{}`", self.kind)))?;
-        let verdict: Option<Decision> = self.verdict.map(|v| v.parse()).transpose().map_err(corrupt)?;
+        let verdict: Option<Decision> = self
+            .verdict
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(corrupt)?;
         Ok(AuditEvent {
             index: Some(u64::try_from(idx).map_err(|_| corrupt("negative index".into()))?),
             kind,
@@ -330,7 +356,8 @@ impl EventRow {
                 .map_err(|e| corrupt(format!("policy ids: {e}")))?,
             policy_set_hash: self.policy_set_hash,
             reason: self.reason,
-            detail: serde_json::from_str(&self.detail).map_err(|e| corrupt(format!("detail: {e}")))?,
+            detail: serde_json::from_str(&self.detail)
+                .map_err(|e| corrupt(format!("detail: {e}")))?,
         })
     }
 }
@@ -365,6 +392,8 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
             let msg = db.message().to_owned();
             if is_connection_failure(&*db) {
                 StoreError::Unavailable(msg)
+            } else if is_bad_credentials_or_database(&*db) {
+                StoreError::Config(msg)
             } else {
                 StoreError::Database(msg)
             }
@@ -383,14 +412,25 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 /// now" rather than "this statement is wrong".
 fn is_connection_failure(db: &dyn sqlx::error::DatabaseError) -> bool {
     let Some(code) = db.code() else { return false };
-    if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
         // 08: connection exception; 53: insufficient resources (too many
         // connections, disk full); 57P: shutdown / cannot connect now.
         code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
     } else {
         // SQLite primary result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
-        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+        code.parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
     }
+}
+
+/// Whether PostgreSQL refused the login (28: invalid authorization) or the
+/// database named in the URL does not exist (3D000): fix the URL, not retry.
+fn is_bad_credentials_or_database(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some_and(|pg| pg.code().starts_with("28") || pg.code() == "3D000")
 }
 
 /// Whether the error is a unique-key violation.

@@ -11,6 +11,12 @@
 //! Audit events get dense indexes 0, 1, 2, … in commit order, assigned inside
 //! the committing transaction (a single-row counter locked for the duration),
 //! so the Merkle ledger can be built on them without gaps or reordering.
+//!
+//! Timestamps are stored as whole milliseconds: finer precision is truncated
+//! (the engine's clock only produces milliseconds, so its values round-trip
+//! exactly). Commits from concurrent callers are group-committed: one writer
+//! task applies whatever is queued in one transaction and one fsync, with
+//! every commit still all-or-nothing on its own.
 
 use jiff::Timestamp;
 use signoff_core::{AuditEvent, Principal, RequestRecord, RequestStatus};
@@ -92,7 +98,11 @@ pub trait Store: Send + Sync + 'static {
     /// A request by id.
     async fn request(&self, id: &str) -> Result<Option<RequestRecord>>;
     /// The request `principal` submitted with `key`, if any.
-    async fn request_by_idempotency_key(&self, principal: &str, key: &str) -> Result<Option<RequestRecord>>;
+    async fn request_by_idempotency_key(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<RequestRecord>>;
     /// Requests matching `filter`, newest first.
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>>;
     /// Pending or approved requests whose `expires_at` is at or before `now`, oldest deadline first.

@@ -36,9 +36,14 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| open_err(url, db_err(e)))?
             .application_name("signoff");
-        let connector = PgConnector { options: options.clone() };
+        let connector = PgConnector {
+            options: options.clone(),
+        };
         let mut conn = connector.connect().await.map_err(|e| open_err(url, e))?;
-        MIGRATOR.run(&mut conn).await.map_err(|e| open_err(url, migrate_err(e)))?;
+        MIGRATOR
+            .run(&mut conn)
+            .await
+            .map_err(|e| open_err(url, migrate_err(e)))?;
         let read = PgPoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(CONNECT_TIMEOUT)
@@ -57,15 +62,16 @@ impl Connector for PgConnector {
     type Conn = PgConnection;
 
     async fn connect(&self) -> Result<PgConnection> {
-        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "no answer from the database server within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(db_err)?;
+        let mut conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "no answer from the database server within {}s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ))
+                })?
+                .map_err(db_err)?;
         // An acknowledged commit must be durable even if the server's
         // default was turned off for speed.
         let (setting,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
@@ -73,7 +79,10 @@ impl Connector for PgConnector {
             .await
             .map_err(db_err)?;
         if setting == "off" {
-            sqlx::query("SET synchronous_commit = on").execute(&mut conn).await.map_err(db_err)?;
+            sqlx::query("SET synchronous_commit = on")
+                .execute(&mut conn)
+                .await
+                .map_err(db_err)?;
         }
         Ok(conn)
     }

@@ -17,7 +17,11 @@ macro_rules! shared_impl {
             }
 
             async fn exec(&mut self, sql: &'static str) -> $crate::Result<()> {
-                sqlx::query(sql).execute(&mut *self).await.map(drop).map_err($crate::common::db_err)
+                sqlx::query(sql)
+                    .execute(&mut *self)
+                    .await
+                    .map(drop)
+                    .map_err($crate::common::db_err)
             }
 
             async fn lock_head(&mut self) -> $crate::Result<u64> {
@@ -25,8 +29,9 @@ macro_rules! shared_impl {
                     .fetch_one(&mut *self)
                     .await
                     .map_err($crate::common::db_err)?;
-                u64::try_from(next)
-                    .map_err(|_| $crate::StoreError::Corrupt(format!("ledger head is negative ({next})")))
+                u64::try_from(next).map_err(|_| {
+                    $crate::StoreError::Corrupt(format!("ledger head is negative ({next})"))
+                })
             }
 
             async fn set_head(&mut self, next: u64) -> $crate::Result<()> {
@@ -93,7 +98,10 @@ macro_rules! shared_impl {
                             });
                         }
                     }
-                    Change::InsertPrincipal { principal, token_hash } => {
+                    Change::InsertPrincipal {
+                        principal,
+                        token_hash,
+                    } => {
                         let row = c::PrincipalRow::new(principal)?;
                         sqlx::query(c::INSERT_PRINCIPAL)
                             .bind(row.name)
@@ -124,7 +132,10 @@ macro_rules! shared_impl {
                 Ok(())
             }
 
-            async fn insert_requests(&mut self, records: &[&signoff_core::RequestRecord]) -> $crate::Result<()> {
+            async fn insert_requests(
+                &mut self,
+                records: &[&signoff_core::RequestRecord],
+            ) -> $crate::Result<()> {
                 use $crate::common as c;
                 let mut rest = records;
                 while !rest.is_empty() {
@@ -194,18 +205,24 @@ macro_rules! shared_impl {
         impl $crate::Store for $store {
             async fn commit(&self, commit: $crate::Commit) -> $crate::Result<$crate::Receipt> {
                 if commit.changes.is_empty() && commit.events.is_empty() {
-                    return Ok($crate::Receipt { event_indexes: Vec::new() });
+                    return Ok($crate::Receipt {
+                        event_indexes: Vec::new(),
+                    });
                 }
                 self.writer.commit(commit).await
             }
 
-            async fn request(&self, id: &str) -> $crate::Result<Option<signoff_core::RequestRecord>> {
+            async fn request(
+                &self,
+                id: &str,
+            ) -> $crate::Result<Option<signoff_core::RequestRecord>> {
                 let row: Option<(String,)> = sqlx::query_as($crate::common::SELECT_REQUEST)
                     .bind(id)
                     .fetch_optional(&self.read)
                     .await
                     .map_err($crate::common::db_err)?;
-                row.map(|(body,)| $crate::common::decode_request(&body)).transpose()
+                row.map(|(body,)| $crate::common::decode_request(&body))
+                    .transpose()
             }
 
             async fn request_by_idempotency_key(
@@ -219,7 +236,8 @@ macro_rules! shared_impl {
                     .fetch_optional(&self.read)
                     .await
                     .map_err($crate::common::db_err)?;
-                row.map(|(body,)| $crate::common::decode_request(&body)).transpose()
+                row.map(|(body,)| $crate::common::decode_request(&body))
+                    .transpose()
             }
 
             async fn list_requests(
@@ -235,8 +253,13 @@ macro_rules! shared_impl {
                         Param::Int(i) => query.bind(i),
                     };
                 }
-                let rows = query.fetch_all(&self.read).await.map_err($crate::common::db_err)?;
-                rows.iter().map(|(body,)| $crate::common::decode_request(body)).collect()
+                let rows = query
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                rows.iter()
+                    .map(|(body,)| $crate::common::decode_request(body))
+                    .collect()
             }
 
             async fn due_requests(
@@ -249,11 +272,15 @@ macro_rules! shared_impl {
                 }
                 let rows: Vec<(String,)> = sqlx::query_as($crate::common::SELECT_DUE)
                     .bind($crate::common::millis(now))
-                    .bind($crate::common::to_i64(limit.min($crate::common::MAX_EVENTS)))
+                    .bind($crate::common::to_i64(
+                        limit.min($crate::common::MAX_EVENTS),
+                    ))
                     .fetch_all(&self.read)
                     .await
                     .map_err($crate::common::db_err)?;
-                rows.iter().map(|(body,)| $crate::common::decode_request(body)).collect()
+                rows.iter()
+                    .map(|(body,)| $crate::common::decode_request(body))
+                    .collect()
             }
 
             async fn next_deadline(&self) -> $crate::Result<Option<jiff::Timestamp>> {
@@ -261,10 +288,13 @@ macro_rules! shared_impl {
                     .fetch_one(&self.read)
                     .await
                     .map_err($crate::common::db_err)?;
-                ms.map(|ms| $crate::common::timestamp(ms, &|| "next deadline".to_owned())).transpose()
+                ms.map(|ms| $crate::common::timestamp(ms, &|| "next deadline".to_owned()))
+                    .transpose()
             }
 
-            async fn count_by_status(&self) -> $crate::Result<Vec<(signoff_core::RequestStatus, u64)>> {
+            async fn count_by_status(
+                &self,
+            ) -> $crate::Result<Vec<(signoff_core::RequestStatus, u64)>> {
                 let rows: Vec<(String, i64)> = sqlx::query_as($crate::common::COUNT_BY_STATUS)
                     .fetch_all(&self.read)
                     .await
@@ -285,7 +315,10 @@ macro_rules! shared_impl {
                 row.map($crate::common::PrincipalRow::decode).transpose()
             }
 
-            async fn principal(&self, name: &str) -> $crate::Result<Option<signoff_core::Principal>> {
+            async fn principal(
+                &self,
+                name: &str,
+            ) -> $crate::Result<Option<signoff_core::Principal>> {
                 let row: Option<$crate::common::PrincipalRow> =
                     sqlx::query_as($crate::common::SELECT_PRINCIPAL)
                         .bind(name)
@@ -301,21 +334,34 @@ macro_rules! shared_impl {
                         .fetch_all(&self.read)
                         .await
                         .map_err($crate::common::db_err)?;
-                rows.into_iter().map($crate::common::PrincipalRow::decode).collect()
+                rows.into_iter()
+                    .map($crate::common::PrincipalRow::decode)
+                    .collect()
             }
 
-            async fn events(&self, from: u64, limit: usize) -> $crate::Result<Vec<signoff_core::AuditEvent>> {
-                let Ok(from) = i64::try_from(from) else { return Ok(Vec::new()) };
+            async fn events(
+                &self,
+                from: u64,
+                limit: usize,
+            ) -> $crate::Result<Vec<signoff_core::AuditEvent>> {
+                let Ok(from) = i64::try_from(from) else {
+                    return Ok(Vec::new());
+                };
                 if limit == 0 {
                     return Ok(Vec::new());
                 }
-                let rows: Vec<$crate::common::EventRow> = sqlx::query_as($crate::common::SELECT_EVENTS)
-                    .bind(from)
-                    .bind($crate::common::to_i64(limit.min($crate::common::MAX_EVENTS)))
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err($crate::common::db_err)?;
-                rows.into_iter().map($crate::common::EventRow::decode).collect()
+                let rows: Vec<$crate::common::EventRow> =
+                    sqlx::query_as($crate::common::SELECT_EVENTS)
+                        .bind(from)
+                        .bind($crate::common::to_i64(
+                            limit.min($crate::common::MAX_EVENTS),
+                        ))
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                rows.into_iter()
+                    .map($crate::common::EventRow::decode)
+                    .collect()
             }
 
             async fn event_count(&self) -> $crate::Result<u64> {
@@ -323,8 +369,9 @@ macro_rules! shared_impl {
                     .fetch_one(&self.read)
                     .await
                     .map_err($crate::common::db_err)?;
-                u64::try_from(next)
-                    .map_err(|_| $crate::StoreError::Corrupt(format!("ledger head is negative ({next})")))
+                u64::try_from(next).map_err(|_| {
+                    $crate::StoreError::Corrupt(format!("ledger head is negative ({next})"))
+                })
             }
 
             async fn ping(&self) -> $crate::Result<()> {

@@ -49,7 +49,10 @@ impl SqliteStore {
         let mut conn = SqliteConnection::connect_with(&write)
             .await
             .map_err(|e| open_err(url, unavailable_on_open(e)))?;
-        MIGRATOR.run(&mut conn).await.map_err(|e| open_err(url, migrate_err(e)))?;
+        MIGRATOR
+            .run(&mut conn)
+            .await
+            .map_err(|e| open_err(url, migrate_err(e)))?;
         let read = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(10))
@@ -79,10 +82,130 @@ impl Connector for SqliteConnector {
     type Conn = SqliteConnection;
 
     async fn connect(&self) -> Result<SqliteConnection> {
-        SqliteConnection::connect_with(&self.options).await.map_err(db_err)
+        SqliteConnection::connect_with(&self.options)
+            .await
+            .map_err(db_err)
     }
 }
 
 // IMMEDIATE takes the write lock up front, so a batch never fails halfway
 // with SQLITE_BUSY when another process holds the file.
 crate::shared::shared_impl!(SqliteStore, SqliteConnection, "BEGIN IMMEDIATE");
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::writer::{run_batch, Job};
+    use crate::{Change, Commit, StoreError};
+    use signoff_core::{AuditEvent, Deadlines, Decision, EventKind, RequestRecord, Verdict};
+
+    fn request(id: &str, key: Option<&str>) -> RequestRecord {
+        let action = signoff_core::ActionRequest {
+            action: "db.export".into(),
+            resource: "customers".into(),
+            environment: None,
+            context: Default::default(),
+            justification: None,
+            principal: "agent:etl".parse().unwrap(),
+            on_behalf_of: None,
+        };
+        let verdict = Verdict {
+            decision: Decision::Allow,
+            policy_ids: vec![],
+            policy_set_hash: "h".into(),
+            requirement: None,
+            ttl_seconds: None,
+            reasons: vec![],
+            errors: vec![],
+        };
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        RequestRecord::submit(
+            signoff_core::Submission {
+                id: id.into(),
+                action,
+                gate: None,
+                principal_owner: None,
+                verdict,
+                idempotency_key: key.map(Into::into),
+            },
+            now,
+            Deadlines::default(),
+        )
+        .0
+    }
+
+    fn event() -> AuditEvent {
+        AuditEvent::new(
+            EventKind::PolicySetLoaded,
+            jiff::Timestamp::UNIX_EPOCH,
+            "system",
+        )
+    }
+
+    fn job(
+        changes: Vec<Change>,
+        events: usize,
+    ) -> (Job, tokio::sync::oneshot::Receiver<Result<crate::Receipt>>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (
+            (
+                Commit {
+                    changes,
+                    events: (0..events).map(|_| event()).collect(),
+                },
+                tx,
+            ),
+            rx,
+        )
+    }
+
+    /// One batch mixing good commits with a duplicate (caught by the bulk
+    /// insert) and a stale update (caught by its own statement): the bad ones
+    /// fail alone and the good ones get dense indexes in batch order.
+    #[tokio::test]
+    async fn a_batch_isolates_failing_commits() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        MIGRATOR.run(&mut conn).await.unwrap();
+        let ins = |id: &str, key| Change::InsertRequest(request(id, key));
+        let jobs: Vec<_> = vec![
+            job(vec![ins("a", Some("k"))], 2),
+            job(vec![ins("b", Some("k"))], 1),
+            job(vec![ins("c", None)], 1),
+            job(
+                vec![Change::UpdateRequest(RequestRecord {
+                    version: 3,
+                    ..request("a", Some("k"))
+                })],
+                1,
+            ),
+            job(vec![], 3),
+        ];
+        let (jobs, _rx): (Vec<Job>, Vec<_>) = jobs.into_iter().unzip();
+        let (results, fatal) = run_batch(&mut conn, &jobs).await;
+        assert!(fatal.is_none());
+        let results: Vec<_> = results.into_iter().map(Option::unwrap).collect();
+        assert_eq!(results[0].as_ref().unwrap().event_indexes, vec![0, 1]);
+        assert!(matches!(results[1], Err(StoreError::Duplicate(_))));
+        assert_eq!(results[2].as_ref().unwrap().event_indexes, vec![2]);
+        assert!(matches!(results[3], Err(StoreError::Conflict(ref id)) if id == "a"));
+        assert_eq!(results[4].as_ref().unwrap().event_indexes, vec![3, 4, 5]);
+
+        let (head,): (i64,) = sqlx::query_as(crate::common::SELECT_HEAD)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(head, 6);
+        let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(events, 6);
+        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM requests ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ids, vec![("a".to_owned(),), ("c".to_owned(),)]);
+    }
+}

@@ -56,7 +56,7 @@ pub(crate) trait Connector: Send + Sync + 'static {
     async fn connect(&self) -> Result<Self::Conn>;
 }
 
-type Job = (Commit, oneshot::Sender<Result<Receipt>>);
+pub(crate) type Job = (Commit, oneshot::Sender<Result<Receipt>>);
 
 /// The handle callers commit through.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ async fn run<C: Connector>(connector: C, mut conn: Option<C::Conn>, mut rx: mpsc
 type BatchOutcome = (Vec<Option<Result<Receipt>>>, Option<StoreError>);
 
 /// Applies `jobs` in one transaction.
-async fn run_batch<W: WriteConn>(conn: &mut W, jobs: &[Job]) -> BatchOutcome {
+pub(crate) async fn run_batch<W: WriteConn>(conn: &mut W, jobs: &[Job]) -> BatchOutcome {
     let commits: Vec<&Commit> = jobs.iter().map(|(c, _)| c).collect();
     let mut results: Vec<Option<Result<Receipt>>> = jobs.iter().map(|_| None).collect();
     let fatal = match fast_batch(conn, &commits).await {
@@ -226,7 +226,9 @@ async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<F
     let mut receipts = Vec::with_capacity(commits.len());
     for commit in commits {
         let n = commit.events.len() as u64;
-        receipts.push(Receipt { event_indexes: (next..next + n).collect() });
+        receipts.push(Receipt {
+            event_indexes: (next..next + n).collect(),
+        });
         next += n;
     }
     let events: Vec<&AuditEvent> = commits.iter().flat_map(|c| &c.events).collect();
@@ -247,7 +249,10 @@ async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<F
 
 /// Flushes deferred request inserts. A failure cannot be pinned on one
 /// commit, so it rolls back and asks for the careful path.
-async fn flush_inserts<W: WriteConn>(conn: &mut W, inserts: &mut Vec<&RequestRecord>) -> Result<Option<Fast>> {
+async fn flush_inserts<W: WriteConn>(
+    conn: &mut W,
+    inserts: &mut Vec<&RequestRecord>,
+) -> Result<Option<Fast>> {
     if inserts.is_empty() {
         return Ok(None);
     }
@@ -310,5 +315,7 @@ async fn apply<W: WriteConn>(conn: &mut W, commit: &Commit, first: u64) -> Resul
         conn.append(first, &events).await?;
     }
     let n = events.len() as u64;
-    Ok(Receipt { event_indexes: (first..first + n).collect() })
+    Ok(Receipt {
+        event_indexes: (first..first + n).collect(),
+    })
 }

@@ -11,8 +11,8 @@
 use jiff::Timestamp;
 use serde_json::json;
 use signoff_core::{
-    ActionRequest, AuditEvent, Deadlines, Decision, EventKind, Principal, PrincipalKind, RequestRecord,
-    RequestStatus, Role, Verdict,
+    ActionRequest, AuditEvent, Deadlines, Decision, EventKind, Principal, PrincipalKind,
+    RequestRecord, RequestStatus, Role, Submission, Verdict,
 };
 use signoff_store::{Change, Commit, RequestFilter, Store, StoreError};
 use sqlx::Connection;
@@ -41,13 +41,21 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("signoff.db").display());
         let store = signoff_store::open(&url).await.unwrap();
-        Harness { store, url, backend: Backend::Sqlite(dir) }
+        Harness {
+            store,
+            url,
+            backend: Backend::Sqlite(dir),
+        }
     }
 
     async fn postgres() -> Harness {
         let db = PgDatabase::create().await;
         let store = signoff_store::open(&db.url).await.unwrap();
-        Harness { store, url: db.url.clone(), backend: Backend::Postgres(db) }
+        Harness {
+            store,
+            url: db.url.clone(),
+            backend: Backend::Postgres(db),
+        }
     }
 
     fn is_postgres(&self) -> bool {
@@ -68,16 +76,25 @@ impl Harness {
     async fn raw(&self, sql: &str) -> Result<u64, String> {
         if self.is_postgres() {
             let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.map(|r| r.rows_affected()).map_err(|e| e.to_string())
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
         } else {
             let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.map(|r| r.rows_affected()).map_err(|e| e.to_string())
+            sqlx::query(sql)
+                .execute(&mut c)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| e.to_string())
         }
     }
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("SIGNOFF_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("SIGNOFF_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A database created for one test and dropped when it ends.
@@ -90,20 +107,30 @@ impl PgDatabase {
     async fn create() -> PgDatabase {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let admin = pg_admin_url();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         let name = format!(
             "signoff_conf_{}_{}_{}",
             std::process::id(),
             nanos,
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin} is required for these tests (set SIGNOFF_TEST_PG): {e}")
-        });
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {admin} is required for these tests (set SIGNOFF_TEST_PG): {e}"
+                )
+            });
         let mut attempt = 0;
         loop {
             // Concurrent CREATE DATABASE can trip over the template; retry.
-            match sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await {
+            match sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+            {
                 Ok(_) => break,
                 Err(e) if attempt < 10 => {
                     attempt += 1;
@@ -128,7 +155,10 @@ impl Drop for PgDatabase {
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -199,7 +229,8 @@ fn verdict(decision: Decision) -> Verdict {
         decision,
         policy_ids: vec!["p1".into(), "p2".into()],
         policy_set_hash: "abc123".into(),
-        requirement: (decision == Decision::ApprovalRequired).then(|| "sre:2,security".parse().unwrap()),
+        requirement: (decision == Decision::ApprovalRequired)
+            .then(|| "sre:2,security".parse().unwrap()),
         ttl_seconds: Some(1800),
         reasons: vec!["because".into()],
         errors: vec![],
@@ -222,30 +253,54 @@ fn action(name: &str, principal: &str) -> ActionRequest {
 }
 
 /// A request submitted at `t0 + ms`.
-fn submit(id: &str, act: &str, principal: &str, decision: Decision, key: Option<&str>, ms: i64) -> (RequestRecord, AuditEvent) {
+fn submit(
+    id: &str,
+    act: &str,
+    principal: &str,
+    decision: Decision,
+    key: Option<&str>,
+    ms: i64,
+) -> (RequestRecord, AuditEvent) {
     RequestRecord::submit(
-        id.into(),
-        action(act, principal),
-        Some("exec".into()),
-        Some("olga".into()),
-        verdict(decision),
-        key.map(Into::into),
+        Submission {
+            id: id.into(),
+            action: action(act, principal),
+            gate: Some("exec".into()),
+            principal_owner: Some("olga".into()),
+            verdict: verdict(decision),
+            idempotency_key: key.map(Into::into),
+        },
         at(ms),
         Deadlines::default(),
     )
 }
 
 fn pending(id: &str) -> (RequestRecord, AuditEvent) {
-    submit(id, "db.export", "agent:etl", Decision::ApprovalRequired, None, 0)
+    submit(
+        id,
+        "db.export",
+        "agent:etl",
+        Decision::ApprovalRequired,
+        None,
+        0,
+    )
 }
 
 fn principal(name: &str, kind: PrincipalKind) -> Principal {
     Principal {
         name: name.into(),
         kind,
-        role: if kind == PrincipalKind::Agent { Role::Agent } else { Role::Reviewer },
+        role: if kind == PrincipalKind::Agent {
+            Role::Agent
+        } else {
+            Role::Reviewer
+        },
         email: (kind == PrincipalKind::User).then(|| format!("{name}@example.com")),
-        groups: if kind == PrincipalKind::User { vec!["sre".into(), "security".into()] } else { vec![] },
+        groups: if kind == PrincipalKind::User {
+            vec!["sre".into(), "security".into()]
+        } else {
+            vec![]
+        },
         owner: (kind == PrincipalKind::Agent).then(|| "olga".into()),
         created_at: at(1),
         revoked_at: None,
@@ -253,7 +308,10 @@ fn principal(name: &str, kind: PrincipalKind) -> Principal {
 }
 
 fn insert(record: RequestRecord, event: AuditEvent) -> Commit {
-    Commit { changes: vec![Change::InsertRequest(record)], events: vec![event] }
+    Commit {
+        changes: vec![Change::InsertRequest(record)],
+        events: vec![event],
+    }
 }
 
 fn event(n: i64) -> AuditEvent {
@@ -274,12 +332,19 @@ async fn round_trip(h: &mut Harness) {
 
     let user = principal("alice", PrincipalKind::User);
     let agent = principal("etl", PrincipalKind::Agent);
-    let added = AuditEvent::new(EventKind::PrincipalAdded, at(1), "user:admin").with_reason("onboarding");
+    let added =
+        AuditEvent::new(EventKind::PrincipalAdded, at(1), "user:admin").with_reason("onboarding");
     let receipt = s
         .commit(Commit {
             changes: vec![
-                Change::InsertPrincipal { principal: user.clone(), token_hash: "hash-alice".into() },
-                Change::InsertPrincipal { principal: agent.clone(), token_hash: "hash-etl".into() },
+                Change::InsertPrincipal {
+                    principal: user.clone(),
+                    token_hash: "hash-alice".into(),
+                },
+                Change::InsertPrincipal {
+                    principal: agent.clone(),
+                    token_hash: "hash-etl".into(),
+                },
             ],
             events: vec![added.clone()],
         })
@@ -288,7 +353,10 @@ async fn round_trip(h: &mut Harness) {
     assert_eq!(receipt.event_indexes, vec![0]);
 
     let (record, submitted) = pending("r1");
-    let receipt = s.commit(insert(record.clone(), submitted.clone())).await.unwrap();
+    let receipt = s
+        .commit(insert(record.clone(), submitted.clone()))
+        .await
+        .unwrap();
     assert_eq!(receipt.event_indexes, vec![1]);
 
     assert_eq!(s.request("r1").await.unwrap(), Some(record));
@@ -296,7 +364,10 @@ async fn round_trip(h: &mut Harness) {
     assert_eq!(s.principal("alice").await.unwrap(), Some(user.clone()));
     assert_eq!(s.principal("etl").await.unwrap(), Some(agent.clone()));
     assert_eq!(s.principal("nobody").await.unwrap(), None);
-    assert_eq!(s.principal_by_token_hash("hash-etl").await.unwrap(), Some(agent.clone()));
+    assert_eq!(
+        s.principal_by_token_hash("hash-etl").await.unwrap(),
+        Some(agent.clone())
+    );
     assert_eq!(s.principal_by_token_hash("hash-x").await.unwrap(), None);
     assert_eq!(s.list_principals().await.unwrap(), vec![user, agent]);
 
@@ -305,18 +376,29 @@ async fn round_trip(h: &mut Harness) {
     assert_eq!(s.event_count().await.unwrap(), 2);
 
     // A commit with nothing in it is accepted and appends nothing.
-    assert_eq!(s.commit(Commit::default()).await.unwrap().event_indexes, Vec::<u64>::new());
+    assert_eq!(
+        s.commit(Commit::default()).await.unwrap().event_indexes,
+        Vec::<u64>::new()
+    );
     assert_eq!(s.event_count().await.unwrap(), 2);
 }
 
 async fn event_paging_and_truncation(h: &mut Harness) {
     let s = &h.store;
     let events: Vec<AuditEvent> = (0..30).map(event).collect();
-    let receipt = s.commit(Commit { changes: vec![], events: events.clone() }).await.unwrap();
+    let receipt = s
+        .commit(Commit {
+            changes: vec![],
+            events: events.clone(),
+        })
+        .await
+        .unwrap();
     assert_eq!(receipt.event_indexes, (0..30).collect::<Vec<u64>>());
 
     let page = s.events(10, 5).await.unwrap();
-    let want: Vec<AuditEvent> = (10..15).map(|i| with_index(events[i].clone(), i as u64)).collect();
+    let want: Vec<AuditEvent> = (10..15)
+        .map(|i| with_index(events[i].clone(), i as u64))
+        .collect();
     assert_eq!(page, want);
     assert_eq!(s.events(28, 100).await.unwrap().len(), 2);
     assert!(s.events(30, 100).await.unwrap().is_empty());
@@ -324,38 +406,94 @@ async fn event_paging_and_truncation(h: &mut Harness) {
     assert!(s.events(0, 0).await.unwrap().is_empty());
 
     // The store keeps milliseconds: finer precision is truncated.
-    let fine = AuditEvent::new(EventKind::PolicySetLoaded, at(5).checked_add(jiff::SignedDuration::from_micros(750)).unwrap(), "system");
-    s.commit(Commit { changes: vec![], events: vec![fine] }).await.unwrap();
+    let fine = AuditEvent::new(
+        EventKind::PolicySetLoaded,
+        at(5)
+            .checked_add(jiff::SignedDuration::from_micros(750))
+            .unwrap(),
+        "system",
+    );
+    s.commit(Commit {
+        changes: vec![],
+        events: vec![fine],
+    })
+    .await
+    .unwrap();
     assert_eq!(s.events(30, 1).await.unwrap()[0].time, at(5));
 }
 
 async fn idempotency_duplicate(h: &mut Harness) {
     let s = &h.store;
-    let (a, ea) = submit("r1", "db.export", "agent:etl", Decision::Allow, Some("k1"), 0);
+    let (a, ea) = submit(
+        "r1",
+        "db.export",
+        "agent:etl",
+        Decision::Allow,
+        Some("k1"),
+        0,
+    );
     s.commit(insert(a.clone(), ea)).await.unwrap();
 
-    let (b, eb) = submit("r2", "db.export", "agent:etl", Decision::Allow, Some("k1"), 1);
+    let (b, eb) = submit(
+        "r2",
+        "db.export",
+        "agent:etl",
+        Decision::Allow,
+        Some("k1"),
+        1,
+    );
     match s.commit(insert(b, eb)).await {
         Err(StoreError::Duplicate(m)) => assert!(m.contains("idempotency key"), "{m}"),
         other => panic!("expected duplicate, got {other:?}"),
     }
     assert_eq!(s.request("r2").await.unwrap(), None);
     assert_eq!(s.event_count().await.unwrap(), 1);
-    assert_eq!(s.request_by_idempotency_key("agent:etl", "k1").await.unwrap(), Some(a.clone()));
-    assert_eq!(s.request_by_idempotency_key("agent:etl", "k2").await.unwrap(), None);
-    assert_eq!(s.request_by_idempotency_key("agent:other", "k1").await.unwrap(), None);
+    assert_eq!(
+        s.request_by_idempotency_key("agent:etl", "k1")
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.request_by_idempotency_key("agent:etl", "k2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.request_by_idempotency_key("agent:other", "k1")
+            .await
+            .unwrap(),
+        None
+    );
 
     // The key is per principal; no key never collides.
-    let (c, ec) = submit("r3", "db.export", "agent:other", Decision::Allow, Some("k1"), 2);
+    let (c, ec) = submit(
+        "r3",
+        "db.export",
+        "agent:other",
+        Decision::Allow,
+        Some("k1"),
+        2,
+    );
     s.commit(insert(c, ec)).await.unwrap();
     for (i, id) in ["r4", "r5"].into_iter().enumerate() {
-        let (r, e) = submit(id, "db.export", "agent:etl", Decision::Allow, None, 3 + i as i64);
+        let (r, e) = submit(
+            id,
+            "db.export",
+            "agent:etl",
+            Decision::Allow,
+            None,
+            3 + i as i64,
+        );
         s.commit(insert(r, e)).await.unwrap();
     }
 
     // The same id twice is a duplicate too.
     let (again, e) = submit("r1", "db.export", "agent:etl", Decision::Allow, None, 9);
-    assert!(matches!(s.commit(insert(again, e)).await, Err(StoreError::Duplicate(m)) if m.contains("r1")));
+    assert!(
+        matches!(s.commit(insert(again, e)).await, Err(StoreError::Duplicate(m)) if m.contains("r1"))
+    );
     assert_eq!(s.request("r1").await.unwrap(), Some(a));
 }
 
@@ -370,31 +508,63 @@ async fn optimistic_conflict(h: &mut Harness) {
     first.status_reason = Some("no".into());
     first.expires_at = None;
     let ev = first.event(EventKind::RequestDenied, at(10), "user:bob");
-    s.commit(Commit { changes: vec![Change::UpdateRequest(first.clone())], events: vec![ev] }).await.unwrap();
+    s.commit(Commit {
+        changes: vec![Change::UpdateRequest(first.clone())],
+        events: vec![ev],
+    })
+    .await
+    .unwrap();
 
     let stored = s.request("r1").await.unwrap().unwrap();
     assert_eq!(stored.version, 1);
-    assert_eq!(stored, RequestRecord { version: 1, ..first.clone() });
+    assert_eq!(
+        stored,
+        RequestRecord {
+            version: 1,
+            ..first.clone()
+        }
+    );
 
     second.status = RequestStatus::Cancelled;
     let ev = second.event(EventKind::RequestCancelled, at(11), "agent:etl");
-    match s.commit(Commit { changes: vec![Change::UpdateRequest(second)], events: vec![ev] }).await {
+    match s
+        .commit(Commit {
+            changes: vec![Change::UpdateRequest(second)],
+            events: vec![ev],
+        })
+        .await
+    {
         Err(StoreError::Conflict(id)) => assert_eq!(id, "r1"),
         other => panic!("expected conflict, got {other:?}"),
     }
-    assert_eq!(s.request("r1").await.unwrap().unwrap().status, RequestStatus::Denied);
+    assert_eq!(
+        s.request("r1").await.unwrap().unwrap().status,
+        RequestStatus::Denied
+    );
     assert_eq!(s.event_count().await.unwrap(), 2);
 
     // Updating from the version just read works again.
     let mut third = s.request("r1").await.unwrap().unwrap();
     third.status_reason = Some("still no".into());
-    s.commit(Commit { changes: vec![Change::UpdateRequest(third)], events: vec![] }).await.unwrap();
+    s.commit(Commit {
+        changes: vec![Change::UpdateRequest(third)],
+        events: vec![],
+    })
+    .await
+    .unwrap();
     assert_eq!(s.request("r1").await.unwrap().unwrap().version, 2);
 }
 
 async fn update_not_found(h: &mut Harness) {
     let (r, e) = pending("ghost");
-    match h.store.commit(Commit { changes: vec![Change::UpdateRequest(r)], events: vec![e] }).await {
+    match h
+        .store
+        .commit(Commit {
+            changes: vec![Change::UpdateRequest(r)],
+            events: vec![e],
+        })
+        .await
+    {
         Err(StoreError::NotFound(m)) => assert!(m.contains("ghost"), "{m}"),
         other => panic!("expected not found, got {other:?}"),
     }
@@ -403,18 +573,35 @@ async fn update_not_found(h: &mut Harness) {
 
 async fn atomic_rollback(h: &mut Harness) {
     let s = &h.store;
-    let (a, ea) = submit("r1", "db.export", "agent:etl", Decision::Allow, Some("k"), 0);
+    let (a, ea) = submit(
+        "r1",
+        "db.export",
+        "agent:etl",
+        Decision::Allow,
+        Some("k"),
+        0,
+    );
     s.commit(insert(a, ea)).await.unwrap();
 
     let (b, eb) = submit("r2", "db.export", "agent:etl", Decision::Allow, None, 1);
-    let (dup, edup) = submit("r3", "db.export", "agent:etl", Decision::Allow, Some("k"), 2);
+    let (dup, edup) = submit(
+        "r3",
+        "db.export",
+        "agent:etl",
+        Decision::Allow,
+        Some("k"),
+        2,
+    );
     let result = s
         .commit(Commit {
             changes: vec![Change::InsertRequest(b), Change::InsertRequest(dup)],
             events: vec![eb, edup],
         })
         .await;
-    assert!(matches!(result, Err(StoreError::Duplicate(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::Duplicate(_))),
+        "{result:?}"
+    );
     assert_eq!(s.request("r2").await.unwrap(), None);
     assert_eq!(s.request("r3").await.unwrap(), None);
     assert_eq!(s.event_count().await.unwrap(), 1);
@@ -424,17 +611,32 @@ async fn atomic_rollback(h: &mut Harness) {
     let result = s
         .commit(Commit {
             changes: vec![
-                Change::InsertPrincipal { principal: principal("zed", PrincipalKind::User), token_hash: "hz".into() },
-                Change::RevokePrincipal { name: "nobody".into(), at: at(3) },
+                Change::InsertPrincipal {
+                    principal: principal("zed", PrincipalKind::User),
+                    token_hash: "hz".into(),
+                },
+                Change::RevokePrincipal {
+                    name: "nobody".into(),
+                    at: at(3),
+                },
             ],
             events: vec![event(3)],
         })
         .await;
-    assert!(matches!(result, Err(StoreError::NotFound(ref m)) if m == "principal nobody"), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::NotFound(ref m)) if m == "principal nobody"),
+        "{result:?}"
+    );
     assert_eq!(s.principal("zed").await.unwrap(), None);
 
     // The next good commit gets the next index: no gap was left.
-    let receipt = s.commit(Commit { changes: vec![], events: vec![event(4)] }).await.unwrap();
+    let receipt = s
+        .commit(Commit {
+            changes: vec![],
+            events: vec![event(4)],
+        })
+        .await
+        .unwrap();
     assert_eq!(receipt.event_indexes, vec![1]);
 }
 
@@ -442,7 +644,14 @@ async fn atomic_rollback(h: &mut Harness) {
 /// batch): each bad one fails alone.
 async fn failed_commit_does_not_fail_neighbours(h: &mut Harness) {
     let s = &h.store;
-    let (a, ea) = submit("r0", "db.export", "agent:etl", Decision::Allow, Some("taken"), 0);
+    let (a, ea) = submit(
+        "r0",
+        "db.export",
+        "agent:etl",
+        Decision::Allow,
+        Some("taken"),
+        0,
+    );
     s.commit(insert(a.clone(), ea)).await.unwrap();
 
     // A third fail on a duplicate idempotency key, a third on a stale
@@ -452,12 +661,34 @@ async fn failed_commit_does_not_fail_neighbours(h: &mut Harness) {
         let s = s.clone();
         let stale = a.clone();
         tasks.push(tokio::spawn(async move {
-            let (r, e) = submit(&format!("r{i:03}"), "db.export", "agent:etl", Decision::Allow, Some("taken"), i);
+            let (r, e) = submit(
+                &format!("r{i:03}"),
+                "db.export",
+                "agent:etl",
+                Decision::Allow,
+                Some("taken"),
+                i,
+            );
             let commit = match i % 3 {
                 0 => insert(r, e),
-                1 => insert(RequestRecord { idempotency_key: None, ..r }, e),
+                1 => insert(
+                    RequestRecord {
+                        idempotency_key: None,
+                        ..r
+                    },
+                    e,
+                ),
                 _ => Commit {
-                    changes: vec![Change::InsertRequest(r), Change::UpdateRequest(RequestRecord { version: 7, ..stale })],
+                    changes: vec![
+                        Change::InsertRequest(RequestRecord {
+                            idempotency_key: None,
+                            ..r
+                        }),
+                        Change::UpdateRequest(RequestRecord {
+                            version: 7,
+                            ..stale
+                        }),
+                    ],
                     events: vec![e],
                 },
             };
@@ -469,13 +700,19 @@ async fn failed_commit_does_not_fail_neighbours(h: &mut Harness) {
         let (i, result) = t.await.unwrap();
         let stored = s.request(&format!("r{i:03}")).await.unwrap();
         match i % 3 {
-            0 => assert!(matches!(result, Err(StoreError::Duplicate(_))), "commit {i}: {result:?}"),
+            0 => assert!(
+                matches!(result, Err(StoreError::Duplicate(_))),
+                "commit {i}: {result:?}"
+            ),
             1 => {
                 let receipt = result.unwrap();
                 assert_eq!(receipt.event_indexes.len(), 1);
                 indexes.extend(receipt.event_indexes);
             }
-            _ => assert!(matches!(result, Err(StoreError::Conflict(ref id)) if id == "r0"), "commit {i}: {result:?}"),
+            _ => assert!(
+                matches!(result, Err(StoreError::Conflict(ref id)) if id == "r0"),
+                "commit {i}: {result:?}"
+            ),
         }
         assert_eq!(stored.is_some(), i % 3 == 1, "commit {i}");
     }
@@ -494,15 +731,29 @@ async fn dense_indexes_under_concurrency(h: &mut Harness) {
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for c in (t..commits).step_by(tasks_n) {
-                let (r, e) = submit(&format!("r{c:04}"), "db.export", "agent:etl", Decision::Allow, None, c as i64);
+                let (r, e) = submit(
+                    &format!("r{c:04}"),
+                    "db.export",
+                    "agent:etl",
+                    Decision::Allow,
+                    None,
+                    c as i64,
+                );
                 // 1 to 3 events per commit
                 let mut events = vec![e];
                 for k in 0..(c % 3) {
-                    events.push(r.event(EventKind::ReviewRecorded, at(c as i64), format!("user:u{k}")));
+                    events.push(r.event(
+                        EventKind::ReviewRecorded,
+                        at(c as i64),
+                        format!("user:u{k}"),
+                    ));
                 }
                 let n = events.len();
                 let receipt = s
-                    .commit(Commit { changes: vec![Change::InsertRequest(r)], events })
+                    .commit(Commit {
+                        changes: vec![Change::InsertRequest(r)],
+                        events,
+                    })
                     .await
                     .unwrap();
                 out.push((format!("r{c:04}"), n, receipt.event_indexes));
@@ -546,7 +797,12 @@ async fn two_replicas_share_one_ledger(h: &mut Harness) {
     for i in 0..100i64 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
-            s.commit(Commit { changes: vec![], events: vec![event(i), event(i)] }).await.unwrap()
+            s.commit(Commit {
+                changes: vec![],
+                events: vec![event(i), event(i)],
+            })
+            .await
+            .unwrap()
         }));
     }
     let mut seen = BTreeSet::new();
@@ -568,7 +824,11 @@ async fn list_filters_and_pagination(h: &mut Harness) {
             1 => ("k8s.delete", "agent:etl"),
             _ => ("db.export", "user:alice"),
         };
-        let decision = if i % 2 == 0 { Decision::ApprovalRequired } else { Decision::Allow };
+        let decision = if i % 2 == 0 {
+            Decision::ApprovalRequired
+        } else {
+            Decision::Allow
+        };
         let (r, e) = submit(&format!("01J{i:04}"), act, who, decision, None, i);
         s.commit(insert(r.clone(), e)).await.unwrap();
         all.push(r);
@@ -579,8 +839,15 @@ async fn list_filters_and_pagination(h: &mut Harness) {
     let got = s.list_requests(&RequestFilter::default()).await.unwrap();
     assert_eq!(got, newest_first);
 
-    let f = RequestFilter { statuses: vec![RequestStatus::Pending], ..Default::default() };
-    let want: Vec<_> = newest_first.iter().filter(|r| r.status == RequestStatus::Pending).cloned().collect();
+    let f = RequestFilter {
+        statuses: vec![RequestStatus::Pending],
+        ..Default::default()
+    };
+    let want: Vec<_> = newest_first
+        .iter()
+        .filter(|r| r.status == RequestStatus::Pending)
+        .cloned()
+        .collect();
     assert_eq!(ids(&s.list_requests(&f).await.unwrap()), ids(&want));
 
     let f = RequestFilter {
@@ -595,14 +862,21 @@ async fn list_filters_and_pagination(h: &mut Harness) {
         .cloned()
         .collect();
     assert_eq!(ids(&s.list_requests(&f).await.unwrap()), ids(&want));
-    let f = RequestFilter { statuses: vec![RequestStatus::Executed], ..Default::default() };
+    let f = RequestFilter {
+        statuses: vec![RequestStatus::Executed],
+        ..Default::default()
+    };
     assert!(s.list_requests(&f).await.unwrap().is_empty());
 
     // Pagination: pages of 7 with `before` walk the whole list, no overlaps.
     let mut pages = Vec::new();
     let mut before = None;
     loop {
-        let f = RequestFilter { before: before.clone(), limit: 7, ..Default::default() };
+        let f = RequestFilter {
+            before: before.clone(),
+            limit: 7,
+            ..Default::default()
+        };
         let page = s.list_requests(&f).await.unwrap();
         if page.is_empty() {
             break;
@@ -613,10 +887,20 @@ async fn list_filters_and_pagination(h: &mut Harness) {
     }
     assert_eq!(ids(&pages), ids(&newest_first));
 
-    let f = RequestFilter { limit: 100_000, ..Default::default() };
+    let f = RequestFilter {
+        limit: 100_000,
+        ..Default::default()
+    };
     assert_eq!(s.list_requests(&f).await.unwrap().len(), 30);
-    let f = RequestFilter { limit: 3, principal: Some("user:alice".into()), ..Default::default() };
-    assert_eq!(ids(&s.list_requests(&f).await.unwrap()), vec!["01J0029", "01J0026", "01J0023"]);
+    let f = RequestFilter {
+        limit: 3,
+        principal: Some("user:alice".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&s.list_requests(&f).await.unwrap()),
+        vec!["01J0029", "01J0026", "01J0023"]
+    );
 }
 
 async fn due_requests_and_next_deadline(h: &mut Harness) {
@@ -626,7 +910,14 @@ async fn due_requests_and_next_deadline(h: &mut Harness) {
     let ttl = 1_800_000;
     let mut ids = Vec::new();
     for (i, ms) in [5_000i64, 1_000, 3_000].into_iter().enumerate() {
-        let (r, e) = submit(&format!("p{i}"), "db.export", "agent:etl", Decision::ApprovalRequired, None, ms);
+        let (r, e) = submit(
+            &format!("p{i}"),
+            "db.export",
+            "agent:etl",
+            Decision::ApprovalRequired,
+            None,
+            ms,
+        );
         s.commit(insert(r, e)).await.unwrap();
         ids.push(format!("p{i}"));
     }
@@ -638,38 +929,84 @@ async fn due_requests_and_next_deadline(h: &mut Harness) {
     assert_eq!(s.next_deadline().await.unwrap(), Some(at(1_000 + ttl)));
     assert!(s.due_requests(at(ttl), 10).await.unwrap().is_empty());
     let due = s.due_requests(at(3_000 + ttl), 10).await.unwrap();
-    assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["p1", "p2"]);
+    assert_eq!(
+        due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["p1", "p2"]
+    );
     let due = s.due_requests(at(10_000 + ttl), 10).await.unwrap();
-    assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["p1", "p2", "p0"]);
+    assert_eq!(
+        due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["p1", "p2", "p0"]
+    );
     assert_eq!(s.due_requests(at(10_000 + ttl), 1).await.unwrap().len(), 1);
 
     // Approved requests with a claim deadline count too; final ones do not.
     let mut p1 = s.request("p1").await.unwrap().unwrap();
     p1.status = RequestStatus::Expired;
-    s.commit(Commit { changes: vec![Change::UpdateRequest(p1)], events: vec![] }).await.unwrap();
+    s.commit(Commit {
+        changes: vec![Change::UpdateRequest(p1)],
+        events: vec![],
+    })
+    .await
+    .unwrap();
     let mut p2 = s.request("p2").await.unwrap().unwrap();
     p2.status = RequestStatus::Approved;
     p2.expires_at = Some(at(2_000 + ttl));
-    s.commit(Commit { changes: vec![Change::UpdateRequest(p2)], events: vec![] }).await.unwrap();
+    s.commit(Commit {
+        changes: vec![Change::UpdateRequest(p2)],
+        events: vec![],
+    })
+    .await
+    .unwrap();
     assert_eq!(s.next_deadline().await.unwrap(), Some(at(2_000 + ttl)));
     let due = s.due_requests(at(10_000 + ttl), 10).await.unwrap();
-    assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["p2", "p0"]);
+    assert_eq!(
+        due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["p2", "p0"]
+    );
 }
 
 async fn count_by_status(h: &mut Harness) {
     let s = &h.store;
-    assert!(s.count_by_status().await.unwrap().iter().all(|(_, n)| *n == 0));
-    let decisions = [Decision::Allow, Decision::Allow, Decision::Deny, Decision::ApprovalRequired, Decision::Allow];
+    assert!(s
+        .count_by_status()
+        .await
+        .unwrap()
+        .iter()
+        .all(|(_, n)| *n == 0));
+    let decisions = [
+        Decision::Allow,
+        Decision::Allow,
+        Decision::Deny,
+        Decision::ApprovalRequired,
+        Decision::Allow,
+    ];
     for (i, d) in decisions.into_iter().enumerate() {
-        let (r, e) = submit(&format!("r{i}"), "db.export", "agent:etl", d, None, i as i64);
+        let (r, e) = submit(
+            &format!("r{i}"),
+            "db.export",
+            "agent:etl",
+            d,
+            None,
+            i as i64,
+        );
         s.commit(insert(r, e)).await.unwrap();
     }
-    let mut counts: Vec<(RequestStatus, u64)> =
-        s.count_by_status().await.unwrap().into_iter().filter(|(_, n)| *n > 0).collect();
+    let mut counts: Vec<(RequestStatus, u64)> = s
+        .count_by_status()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
     counts.sort_by_key(|(st, _)| st.as_str());
     assert_eq!(
         counts,
-        vec![(RequestStatus::Approved, 3), (RequestStatus::Denied, 1), (RequestStatus::Pending, 1)]
+        vec![
+            (RequestStatus::Approved, 3),
+            (RequestStatus::Denied, 1),
+            (RequestStatus::Pending, 1)
+        ]
     );
 }
 
@@ -681,38 +1018,86 @@ async fn principals(h: &mut Harness) {
         ("Bob-2", PrincipalKind::User, "h3"),
         ("etl", PrincipalKind::Agent, "h4"),
     ] {
-        let change = Change::InsertPrincipal { principal: principal(name, kind), token_hash: hash.into() };
-        s.commit(Commit { changes: vec![change], events: vec![event(0)] }).await.unwrap();
+        let change = Change::InsertPrincipal {
+            principal: principal(name, kind),
+            token_hash: hash.into(),
+        };
+        s.commit(Commit {
+            changes: vec![change],
+            events: vec![event(0)],
+        })
+        .await
+        .unwrap();
     }
-    let names: Vec<String> = s.list_principals().await.unwrap().into_iter().map(|p| p.name).collect();
+    let names: Vec<String> = s
+        .list_principals()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "list is ordered by name, bytewise");
 
-    let dup_name = Change::InsertPrincipal { principal: principal("zoe", PrincipalKind::User), token_hash: "h9".into() };
-    match s.commit(Commit { changes: vec![dup_name], events: vec![event(1)] }).await {
+    let dup_name = Change::InsertPrincipal {
+        principal: principal("zoe", PrincipalKind::User),
+        token_hash: "h9".into(),
+    };
+    match s
+        .commit(Commit {
+            changes: vec![dup_name],
+            events: vec![event(1)],
+        })
+        .await
+    {
         Err(StoreError::Duplicate(m)) => assert_eq!(m, "principal zoe"),
         other => panic!("expected duplicate, got {other:?}"),
     }
-    let dup_token = Change::InsertPrincipal { principal: principal("new", PrincipalKind::User), token_hash: "h1".into() };
+    let dup_token = Change::InsertPrincipal {
+        principal: principal("new", PrincipalKind::User),
+        token_hash: "h1".into(),
+    };
     assert!(matches!(
         s.commit(Commit { changes: vec![dup_token], events: vec![] }).await,
         Err(StoreError::Duplicate(m)) if m == "principal new"
     ));
     assert_eq!(s.principal("new").await.unwrap(), None);
 
-    let revoke = |name: &str, ms| Change::RevokePrincipal { name: name.into(), at: at(ms) };
-    s.commit(Commit { changes: vec![revoke("zoe", 50)], events: vec![event(2)] }).await.unwrap();
+    let revoke = |name: &str, ms| Change::RevokePrincipal {
+        name: name.into(),
+        at: at(ms),
+    };
+    s.commit(Commit {
+        changes: vec![revoke("zoe", 50)],
+        events: vec![event(2)],
+    })
+    .await
+    .unwrap();
     let zoe = s.principal("zoe").await.unwrap().unwrap();
     assert_eq!(zoe.revoked_at, Some(at(50)));
     assert!(!zoe.is_active());
     // revoked principals are still found by token (the caller checks)
     assert_eq!(s.principal_by_token_hash("h1").await.unwrap(), Some(zoe));
     // a second revocation keeps the first time
-    s.commit(Commit { changes: vec![revoke("zoe", 90)], events: vec![] }).await.unwrap();
-    assert_eq!(s.principal("zoe").await.unwrap().unwrap().revoked_at, Some(at(50)));
+    s.commit(Commit {
+        changes: vec![revoke("zoe", 90)],
+        events: vec![],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.principal("zoe").await.unwrap().unwrap().revoked_at,
+        Some(at(50))
+    );
 
-    match s.commit(Commit { changes: vec![revoke("ghost", 1)], events: vec![event(3)] }).await {
+    match s
+        .commit(Commit {
+            changes: vec![revoke("ghost", 1)],
+            events: vec![event(3)],
+        })
+        .await
+    {
         Err(StoreError::NotFound(m)) => assert_eq!(m, "principal ghost"),
         other => panic!("expected not found, got {other:?}"),
     }
@@ -721,17 +1106,33 @@ async fn principals(h: &mut Harness) {
 
 async fn audit_events_are_append_only(h: &mut Harness) {
     let events = vec![event(1), event(2)];
-    h.store.commit(Commit { changes: vec![], events: events.clone() }).await.unwrap();
+    h.store
+        .commit(Commit {
+            changes: vec![],
+            events: events.clone(),
+        })
+        .await
+        .unwrap();
 
-    let err = h.raw("UPDATE audit_events SET actor = 'mallory'").await.unwrap_err();
+    let err = h
+        .raw("UPDATE audit_events SET actor = 'mallory'")
+        .await
+        .unwrap_err();
     assert!(err.contains("append-only"), "{err}");
-    let err = h.raw("DELETE FROM audit_events WHERE idx = 0").await.unwrap_err();
+    let err = h
+        .raw("DELETE FROM audit_events WHERE idx = 0")
+        .await
+        .unwrap_err();
     assert!(err.contains("append-only"), "{err}");
     if h.is_postgres() {
         let err = h.raw("TRUNCATE audit_events").await.unwrap_err();
         assert!(err.contains("append-only"), "{err}");
     }
-    let want: Vec<AuditEvent> = events.into_iter().enumerate().map(|(i, e)| with_index(e, i as u64)).collect();
+    let want: Vec<AuditEvent> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| with_index(e, i as u64))
+        .collect();
     assert_eq!(h.store.events(0, 10).await.unwrap(), want);
 }
 
@@ -743,7 +1144,14 @@ async fn reopen_keeps_data(h: &mut Harness) {
     h.reopen().await;
     assert_eq!(h.store.request("r1").await.unwrap(), Some(r));
     assert_eq!(h.store.events(0, 10).await.unwrap(), vec![with_index(e, 0)]);
-    let receipt = h.store.commit(Commit { changes: vec![], events: vec![event(1)] }).await.unwrap();
+    let receipt = h
+        .store
+        .commit(Commit {
+            changes: vec![],
+            events: vec![event(1)],
+        })
+        .await
+        .unwrap();
     assert_eq!(receipt.event_indexes, vec![1]);
 }
 
@@ -758,7 +1166,19 @@ async fn bad_url_is_config_error(h: &mut Harness) {
         Err(other) => panic!("expected config error, got {other:?}"),
         Ok(_) => panic!("expected config error, got a store"),
     }
-    assert!(matches!(signoff_store::open("mysql://x@y/z").await, Err(StoreError::Config(_))));
+    assert!(matches!(
+        signoff_store::open("mysql://x@y/z").await,
+        Err(StoreError::Config(_))
+    ));
+    if h.is_postgres() {
+        // A database that does not exist is a configuration mistake too.
+        let missing = h.url.replace("signoff_conf_", "signoff_missing_");
+        match signoff_store::open(&missing).await {
+            Err(StoreError::Config(m)) => assert!(m.contains("does not exist"), "{m}"),
+            Err(other) => panic!("expected config error, got {other:?}"),
+            Ok(_) => panic!("expected config error, got a store"),
+        }
+    }
 }
 
 async fn unreachable_is_unavailable(h: &mut Harness) {
@@ -776,7 +1196,11 @@ async fn unreachable_is_unavailable(h: &mut Harness) {
         Err(other) => panic!("expected unavailable, got {other:?}"),
         Ok(_) => panic!("expected unavailable, got a store"),
     }
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------- backend-specific
@@ -796,7 +1220,13 @@ async fn sqlite_in_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_reconnects_after_connections_are_killed() {
     let h = Harness::postgres().await;
-    h.store.commit(Commit { changes: vec![], events: vec![event(0)] }).await.unwrap();
+    h.store
+        .commit(Commit {
+            changes: vec![],
+            events: vec![event(0)],
+        })
+        .await
+        .unwrap();
     assert_eq!(h.store.event_count().await.unwrap(), 1);
 
     let killed = h
@@ -810,7 +1240,14 @@ async fn postgres_reconnects_after_connections_are_killed() {
 
     let mut committed = None;
     for _ in 0..5 {
-        match h.store.commit(Commit { changes: vec![], events: vec![event(1)] }).await {
+        match h
+            .store
+            .commit(Commit {
+                changes: vec![],
+                events: vec![event(1)],
+            })
+            .await
+        {
             Ok(r) => {
                 committed = Some(r);
                 break;
@@ -819,7 +1256,10 @@ async fn postgres_reconnects_after_connections_are_killed() {
             Err(other) => panic!("expected unavailable or success, got {other:?}"),
         }
     }
-    assert_eq!(committed.expect("writer did not reconnect").event_indexes, vec![1]);
+    assert_eq!(
+        committed.expect("writer did not reconnect").event_indexes,
+        vec![1]
+    );
     let mut count = None;
     for _ in 0..5 {
         if let Ok(n) = h.store.event_count().await {

@@ -47,7 +47,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
@@ -65,7 +67,9 @@ async fn run(args: Args) -> Result<()> {
             (url, token)
         }
     };
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let body = serde_json::to_vec(&SubmitRequest {
         action: args.action.clone(),
         resource: "load/customers".into(),
@@ -79,7 +83,8 @@ async fn run(args: Args) -> Result<()> {
     let end = warmup_end + duration;
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (http, endpoint, token, body) = (http.clone(), endpoint.clone(), token.clone(), body.clone());
+        let (http, endpoint, token, body) =
+            (http.clone(), endpoint.clone(), token.clone(), body.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
             let mut errors = 0u64;
@@ -160,24 +165,45 @@ async fn run(args: Args) -> Result<()> {
 async fn host(dir: &std::path::Path, database: &str) -> Result<(String, String)> {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies)?;
-    std::fs::write(policies.join("allow.cedar"), "@id(\"allow-all\")\npermit(principal, action, resource);\n")?;
-    let url = if database == "sqlite" { format!("sqlite://{}", dir.join("load.db").display()) } else { database.to_owned() };
+    std::fs::write(
+        policies.join("allow.cedar"),
+        "@id(\"allow-all\")\npermit(principal, action, resource);\n",
+    )?;
+    let url = if database == "sqlite" {
+        format!("sqlite://{}", dir.join("load.db").display())
+    } else {
+        database.to_owned()
+    };
     let store = signoff_store::open(&url).await?;
     let engine = Engine::start(
         store,
         Arc::new(SystemClock),
-        EngineConfig { policy_dir: policies, deadlines: Default::default() },
+        EngineConfig {
+            policy_dir: policies,
+            deadlines: Default::default(),
+        },
     )
     .await?;
     let name = format!("load-{}", ulid::Ulid::new().to_string().to_lowercase());
     let (_, token) = engine
         .add_principal(
             Operator::Console,
-            NewPrincipal { kind: PrincipalKind::Agent, name, role: None, email: None, groups: vec![], owner: None },
+            NewPrincipal {
+                kind: PrincipalKind::Agent,
+                name,
+                role: None,
+                email: None,
+                groups: vec![],
+                owner: None,
+            },
         )
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(signoff_server::serve(engine, listener, std::future::pending()));
+    tokio::spawn(signoff_server::serve(
+        engine,
+        listener,
+        std::future::pending(),
+    ));
     Ok((format!("http://{addr}"), token))
 }

@@ -57,11 +57,26 @@ permit(principal, action == Action::"test.quick", resource);
 pub const PRINCIPALS: &[(&str, &[&str])] = &[
     ("bot", &["agent", "bot", "--owner", "olga"]),
     ("bot2", &["agent", "bot2", "--owner", "zed"]),
-    ("alice", &["user", "alice", "--group", "sre", "--role", "reviewer"]),
-    ("bob", &["user", "bob", "--group", "sre", "--role", "reviewer"]),
-    ("carl", &["user", "carl", "--group", "sre", "--role", "reviewer"]),
-    ("dave", &["user", "dave", "--group", "sre", "--role", "reviewer"]),
-    ("olga", &["user", "olga", "--group", "sre", "--role", "admin"]),
+    (
+        "alice",
+        &["user", "alice", "--group", "sre", "--role", "reviewer"],
+    ),
+    (
+        "bob",
+        &["user", "bob", "--group", "sre", "--role", "reviewer"],
+    ),
+    (
+        "carl",
+        &["user", "carl", "--group", "sre", "--role", "reviewer"],
+    ),
+    (
+        "dave",
+        &["user", "dave", "--group", "sre", "--role", "reviewer"],
+    ),
+    (
+        "olga",
+        &["user", "olga", "--group", "sre", "--role", "admin"],
+    ),
     ("audrey", &["user", "audrey", "--role", "auditor"]),
     ("root", &["user", "root", "--role", "admin"]),
 ];
@@ -77,7 +92,18 @@ pub fn pg_base() -> String {
 /// Runs one SQL statement with `psql` against `base/db`.
 pub fn psql(base: &str, db: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("psql")
-        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", &format!("{base}/{db}"), "-c", sql])
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &format!("{base}/{db}"),
+            "-c",
+            sql,
+        ])
         .env("PGCONNECT_TIMEOUT", "5")
         .stdin(Stdio::null())
         .output()
@@ -92,8 +118,16 @@ pub fn psql(base: &str, db: &str, sql: &str) -> Result<String, String> {
 fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{}_{}_{}", std::process::id(), nanos, N.fetch_add(1, Ordering::SeqCst))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A database created for one gateway on the shared server; dropped with it.
@@ -125,7 +159,11 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let _ = psql(&self.base, "test", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = psql(
+            &self.base,
+            "test",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
 
@@ -143,7 +181,11 @@ pub struct Out {
 
 impl fmt::Display for Out {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` exited {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.what, self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "`{}` exited {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what, self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -164,8 +206,15 @@ impl Out {
 pub fn request_id_in(text: &str) -> Option<String> {
     let mut rest = text;
     while let Some(pos) = rest.find("request ") {
-        let candidate: String = rest[pos + 8..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-        if candidate.len() == 26 && candidate.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()) {
+        let candidate: String = rest[pos + 8..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if candidate.len() == 26
+            && candidate
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        {
             return Some(candidate);
         }
         rest = &rest[pos + 8..];
@@ -191,11 +240,20 @@ fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 
 impl Bg {
     fn spawn(mut cmd: Command, what: String) -> Bg {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().map(drain);
-        Bg { what, child, stdout, stderr }
+        Bg {
+            what,
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     /// Whether it is still running.
@@ -209,7 +267,9 @@ impl Bg {
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
@@ -218,7 +278,8 @@ impl Bg {
             }
         };
         let collect = |h: Option<JoinHandle<Vec<u8>>>| {
-            h.map(|h| String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned()).unwrap_or_default()
+            h.map(|h| String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned())
+                .unwrap_or_default()
         };
         let out = Out {
             what: self.what.clone(),
@@ -258,7 +319,8 @@ pub struct Resp {
 impl Resp {
     /// The body as JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{}: body is not JSON ({e}): {}", self.what, self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{}: body is not JSON ({e}): {}", self.what, self.body))
     }
 
     /// A header's value.
@@ -274,14 +336,31 @@ impl Resp {
     /// Why this is not an RFC 9457 problem with `status`, if it is not.
     pub fn problem_mismatch(&self, status: u16) -> Option<String> {
         if self.status != status {
-            return Some(format!("{}: expected {status}, got {} {}", self.what, self.status, self.body));
+            return Some(format!(
+                "{}: expected {status}, got {} {}",
+                self.what, self.status, self.body
+            ));
         }
         if !self.content_type().starts_with("application/problem+json") {
-            return Some(format!("{}: {status} with Content-Type `{}`, expected application/problem+json", self.what, self.content_type()));
+            return Some(format!(
+                "{}: {status} with Content-Type `{}`, expected application/problem+json",
+                self.what,
+                self.content_type()
+            ));
         }
         match serde_json::from_str::<Value>(&self.body) {
-            Ok(p) if p["status"] == status && p["type"].is_string() && p["title"].is_string() && p["detail"].is_string() => None,
-            _ => Some(format!("{}: not a problem document: {}", self.what, self.body)),
+            Ok(p)
+                if p["status"] == status
+                    && p["type"].is_string()
+                    && p["title"].is_string()
+                    && p["detail"].is_string() =>
+            {
+                None
+            }
+            _ => Some(format!(
+                "{}: not a problem document: {}",
+                self.what, self.body
+            )),
         }
     }
 
@@ -373,7 +452,10 @@ impl Gateway {
             tokens.insert(name.to_string(), add_principal(&config, args));
         }
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("--config").arg(&config).current_dir(dir.path());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path());
         let (server, url, stdout) = spawn_server(cmd, dir.path());
         Gateway {
             url,
@@ -395,13 +477,20 @@ impl Gateway {
     pub fn start_dev() -> Gateway {
         let dir = tempdir();
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"]).current_dir(dir.path());
+        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path());
         let (server, url, stdout) = spawn_server(cmd, dir.path());
         let dev = dir.path().join(".signoff-dev");
-        let creds = std::fs::read_to_string(dev.join("credentials.env")).expect("dev mode writes .signoff-dev/credentials.env");
+        let creds = std::fs::read_to_string(dev.join("credentials.env"))
+            .expect("dev mode writes .signoff-dev/credentials.env");
         let mut tokens = HashMap::new();
-        for line in creds.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-            let (var, token) = line.split_once('=').unwrap_or_else(|| panic!("bad credentials line `{line}`"));
+        for line in creds
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (var, token) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("bad credentials line `{line}`"));
             let name = match var {
                 "AGENT_TOKEN" => "etl-bot",
                 "ALICE_TOKEN" => "alice",
@@ -439,7 +528,10 @@ impl Gateway {
 
     /// A principal's bearer token.
     pub fn token(&self, who: &str) -> String {
-        self.tokens.get(who).cloned().unwrap_or_else(|| panic!("no principal `{who}` in this gateway"))
+        self.tokens
+            .get(who)
+            .cloned()
+            .unwrap_or_else(|| panic!("no principal `{who}` in this gateway"))
     }
 
     /// Adds a principal with the real CLI while the gateway runs; returns its token.
@@ -465,9 +557,19 @@ impl Gateway {
         S: AsRef<OsStr>,
     {
         let mut cmd = Command::new(BIN);
-        let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        let what = format!("signoff {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-        cmd.args(&args).current_dir(self.dir.path()).env("SIGNOFF_URL", &self.url).env_remove("SIGNOFF_TOKEN");
+        let args: Vec<std::ffi::OsString> =
+            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let what = format!(
+            "signoff {}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        cmd.args(&args)
+            .current_dir(self.dir.path())
+            .env("SIGNOFF_URL", &self.url)
+            .env_remove("SIGNOFF_TOKEN");
         if let Some(t) = token {
             cmd.env("SIGNOFF_TOKEN", t);
         }
@@ -495,10 +597,20 @@ impl Gateway {
     }
 
     /// One HTTP call with an explicit token (or none).
-    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Body, headers: &[(&str, &str)]) -> Resp {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let what = format!("{method} {path}");
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(30));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -507,15 +619,25 @@ impl Gateway {
         }
         req = match body {
             Body::Empty => req,
-            Body::Json(v) => req.header("content-type", "application/json").body(serde_json::to_vec(&v).expect("json")),
+            Body::Json(v) => req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&v).expect("json")),
             Body::Raw(ct, bytes) => req.header("content-type", ct).body(bytes),
         };
         self.rt.block_on(async {
             let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.text().await.unwrap_or_else(|e| panic!("{what}: reading body: {e}"));
-            Resp { what, status, headers, body }
+            let body = resp
+                .text()
+                .await
+                .unwrap_or_else(|e| panic!("{what}: reading body: {e}"));
+            Resp {
+                what,
+                status,
+                headers,
+                body,
+            }
         })
     }
 
@@ -549,7 +671,8 @@ impl Gateway {
 
     /// A request as the reader sees it.
     pub fn request(&self, id: &str) -> Value {
-        self.get_as(&self.reader, &format!("/v1/requests/{id}")).expect(200)
+        self.get_as(&self.reader, &format!("/v1/requests/{id}"))
+            .expect(200)
     }
 
     /// The whole audit trail, as the reader sees it.
@@ -557,7 +680,12 @@ impl Gateway {
         let mut all = Vec::new();
         let mut from = 0u64;
         loop {
-            let page = self.get_as(&self.reader, &format!("/v1/audit/events?from={from}&limit=1000")).expect(200);
+            let page = self
+                .get_as(
+                    &self.reader,
+                    &format!("/v1/audit/events?from={from}&limit=1000"),
+                )
+                .expect(200);
             let events = page["events"].as_array().cloned().unwrap_or_default();
             if events.is_empty() {
                 return all;
@@ -572,7 +700,10 @@ impl Gateway {
 
     /// The audit events about one request, in log order.
     pub fn events_for(&self, id: &str) -> Vec<Value> {
-        self.events().into_iter().filter(|e| e["request_id"] == id).collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e["request_id"] == id)
+            .collect()
     }
 
     /// Waits (≤ 10 s) until exactly one pending request with `action` exists; returns its id.
@@ -609,15 +740,24 @@ impl Drop for Gateway {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("signoff-e2e-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("signoff-e2e-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("reqwest client")
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("reqwest client")
 }
 
 /// `signoff principal add ARGS… --config FILE`; returns the token (the only stdout line).
@@ -638,7 +778,11 @@ pub fn add_principal(config: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "principal add must print the token as the only stdout line, got {stdout:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "principal add must print the token as the only stdout line, got {stdout:?}"
+    );
     assert!(!lines[0].trim().is_empty(), "empty token");
     lines[0].trim().to_owned()
 }
@@ -676,7 +820,10 @@ fn spawn_server(mut cmd: Command, dir: &Path) -> (Child, String, Arc<Mutex<Strin
             Ok(line) => break line,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Ok(Some(status)) = child.try_wait() {
-                    fail(&mut child, format!("exited ({status}) before printing its URL"));
+                    fail(
+                        &mut child,
+                        format!("exited ({status}) before printing its URL"),
+                    );
                 }
                 if Instant::now() > deadline {
                     fail(&mut child, "printed nothing within 30s".into());
@@ -695,12 +842,19 @@ fn spawn_server(mut cmd: Command, dir: &Path) -> (Child, String, Arc<Mutex<Strin
         .map(str::to_owned);
     match url {
         Some(url) => (child, url, buf),
-        None => fail(&mut child, format!("first stdout line is not `signoff listening on http://ADDR`: {first:?}")),
+        None => fail(
+            &mut child,
+            format!("first stdout line is not `signoff listening on http://ADDR`: {first:?}"),
+        ),
     }
 }
 
 /// Calls `f` every `interval` until it returns `Some`, at most `timeout`.
-pub fn poll<T>(timeout: Duration, interval: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn poll<T>(
+    timeout: Duration,
+    interval: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -720,8 +874,24 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// `exec --action A --resource R --env E [extra…] -- CMD…` as arguments.
-pub fn exec_args(action: &str, resource: &str, env: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["exec", "--action", action, "--resource", resource, "--env", env].map(String::from).to_vec();
+pub fn exec_args(
+    action: &str,
+    resource: &str,
+    env: &str,
+    extra: &[&str],
+    command: &[&str],
+) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "exec",
+        "--action",
+        action,
+        "--resource",
+        resource,
+        "--env",
+        env,
+    ]
+    .map(String::from)
+    .to_vec();
     v.extend(extra.iter().map(|s| s.to_string()));
     v.push("--".into());
     v.extend(command.iter().map(|s| s.to_string()));
@@ -732,7 +902,8 @@ pub fn exec_args(action: &str, resource: &str, env: &str, extra: &[&str], comman
 pub fn plain(p: &Path) -> String {
     let s = p.to_str().expect("utf-8 path").to_owned();
     assert!(
-        s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)),
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)),
         "test path {s} would need shell quoting"
     );
     s
@@ -740,7 +911,10 @@ pub fn plain(p: &Path) -> String {
 
 /// The kinds of `events`, as strings.
 pub fn kinds(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["kind"].as_str().unwrap_or("?").to_owned()).collect()
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or("?").to_owned())
+        .collect()
 }
 
 /// A private PostgreSQL instance in a temp directory, on its own port, that
@@ -759,16 +933,44 @@ impl PrivatePg {
     pub fn start() -> PrivatePg {
         let bin = pg_bin_dir();
         let as_postgres = is_root();
-        let dir = tempfile::Builder::new().prefix("signoff-pg-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("signoff-pg-")
+            .tempdir()
+            .expect("tempdir");
         if as_postgres {
-            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().expect("chown");
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
             assert!(st.success(), "chown of the private PostgreSQL dir failed");
         }
         let port = free_port();
-        let pg = PrivatePg { dir, port, bin, as_postgres };
+        let pg = PrivatePg {
+            dir,
+            port,
+            bin,
+            as_postgres,
+        };
         let data = pg.dir.path().join("data");
-        let out = pg.run("initdb", &["-A", "trust", "-U", "postgres", "-N", "-D", data.to_str().expect("path")]);
-        assert!(out.status.success(), "initdb failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = pg.run(
+            "initdb",
+            &[
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-N",
+                "-D",
+                data.to_str().expect("path"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         pg.start_server();
         pg
     }
@@ -782,17 +984,35 @@ impl PrivatePg {
         } else {
             Command::new(&program)
         };
-        cmd.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
-        cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
     }
 
     /// `pg_ctl start` on the same port as before.
     pub fn start_server(&self) {
         let d = self.dir.path();
-        let opts = format!("-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off", d.display(), self.port);
+        let opts = format!(
+            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            d.display(),
+            self.port
+        );
         let out = self.run(
             "pg_ctl",
-            &["-D", d.join("data").to_str().expect("path"), "-l", d.join("pg.log").to_str().expect("path"), "-w", "-t", "30", "-o", &opts, "start"],
+            &[
+                "-D",
+                d.join("data").to_str().expect("path"),
+                "-l",
+                d.join("pg.log").to_str().expect("path"),
+                "-w",
+                "-t",
+                "30",
+                "-o",
+                &opts,
+                "start",
+            ],
         );
         assert!(
             out.status.success(),
@@ -806,8 +1026,22 @@ impl PrivatePg {
     /// `pg_ctl stop -m immediate`.
     pub fn stop_server(&self) {
         let data = self.dir.path().join("data");
-        let out = self.run("pg_ctl", &["-D", data.to_str().expect("path"), "-m", "immediate", "-w", "stop"]);
-        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("path"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The URL of its `postgres` database.
@@ -820,7 +1054,17 @@ impl Drop for PrivatePg {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
         if data.join("postmaster.pid").exists() {
-            let _ = self.run("pg_ctl", &["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "-w", "stop"]);
+            let _ = self.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap_or_default(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+            );
         }
     }
 }
@@ -838,13 +1082,23 @@ fn pg_bin_dir() -> PathBuf {
         })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().map(|(_, b)| b).expect("no /usr/lib/postgresql/*/bin/initdb: the PostgreSQL server package is needed")
+    versions
+        .pop()
+        .map(|(_, b)| b)
+        .expect("no /usr/lib/postgresql/*/bin/initdb: the PostgreSQL server package is needed")
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

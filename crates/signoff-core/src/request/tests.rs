@@ -36,12 +36,14 @@ fn action() -> ActionRequest {
 
 fn pending(req: &str) -> RequestRecord {
     RequestRecord::submit(
-        "r1".into(),
-        action(),
-        Some("exec".into()),
-        Some("olga".into()),
-        verdict(Decision::ApprovalRequired, Some(req)),
-        None,
+        Submission {
+            id: "r1".into(),
+            action: action(),
+            gate: Some("exec".into()),
+            principal_owner: Some("olga".into()),
+            verdict: verdict(Decision::ApprovalRequired, Some(req)),
+            idempotency_key: None,
+        },
         t0(),
         Deadlines::default(),
     )
@@ -57,8 +59,17 @@ fn user(name: &str, groups: &[&str]) -> Reviewer {
     }
 }
 
-fn approve(r: &mut RequestRecord, who: &Reviewer) -> Result<Vec<AuditEvent>, (ReviewRefusal, AuditEvent)> {
-    r.review(who, ReviewDecision::Approve, None, t0(), Deadlines::default())
+fn approve(
+    r: &mut RequestRecord,
+    who: &Reviewer,
+) -> Result<Vec<AuditEvent>, (ReviewRefusal, Box<AuditEvent>)> {
+    r.review(
+        who,
+        ReviewDecision::Approve,
+        None,
+        t0(),
+        Deadlines::default(),
+    )
 }
 
 #[test]
@@ -67,7 +78,16 @@ fn submission_sets_status_and_deadline_from_verdict() {
     assert_eq!(r.status, RequestStatus::Pending);
     assert_eq!(r.expires_at, Some(ts("2026-11-23T10:30:00Z")));
     let (allowed, ev) = RequestRecord::submit(
-        "r2".into(), action(), None, None, verdict(Decision::Allow, None), None, t0(), Deadlines::default(),
+        Submission {
+            id: "r2".into(),
+            action: action(),
+            gate: None,
+            principal_owner: None,
+            verdict: verdict(Decision::Allow, None),
+            idempotency_key: None,
+        },
+        t0(),
+        Deadlines::default(),
     );
     assert_eq!(allowed.status, RequestStatus::Approved);
     assert_eq!(allowed.expires_at, None);
@@ -82,10 +102,18 @@ fn two_distinct_approvers_approve() {
     assert_eq!(ev.len(), 1);
     assert_eq!(r.status, RequestStatus::Pending);
     let (refusal, ev) = approve(&mut r, &user("alice", &["sre"])).unwrap_err();
-    assert_eq!(refusal, ReviewRefusal::AlreadyReviewed { name: "alice".into() });
+    assert_eq!(
+        refusal,
+        ReviewRefusal::AlreadyReviewed {
+            name: "alice".into()
+        }
+    );
     assert_eq!(ev.kind, EventKind::ReviewRefused);
     let ev = approve(&mut r, &user("bob", &["sre"])).unwrap();
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::ReviewRecorded, EventKind::RequestApproved]);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::ReviewRecorded, EventKind::RequestApproved]
+    );
     assert_eq!(r.status, RequestStatus::Approved);
     assert_eq!(r.expires_at, Some(ts("2026-11-23T10:15:00Z")));
 }
@@ -96,18 +124,45 @@ fn separation_of_duties_has_no_exceptions() {
     let mut admin = user("carol", &["sre"]);
     admin.role = Role::Admin;
     let (refusal, ev) = approve(&mut r, &admin).unwrap_err();
-    assert_eq!(refusal, ReviewRefusal::SelfReview { name: "carol".into(), relation: SelfRelation::OnBehalfOf });
-    assert_eq!(ev.reason.as_deref(), Some("carol cannot review this request: it is on their behalf"));
+    assert_eq!(
+        refusal,
+        ReviewRefusal::SelfReview {
+            name: "carol".into(),
+            relation: SelfRelation::OnBehalfOf
+        }
+    );
+    assert_eq!(
+        ev.reason.as_deref(),
+        Some("carol cannot review this request: it is on their behalf")
+    );
     let (refusal, _) = approve(&mut r, &user("olga", &["sre"])).unwrap_err();
-    assert_eq!(refusal, ReviewRefusal::SelfReview { name: "olga".into(), relation: SelfRelation::AgentOwner });
+    assert_eq!(
+        refusal,
+        ReviewRefusal::SelfReview {
+            name: "olga".into(),
+            relation: SelfRelation::AgentOwner
+        }
+    );
     // deny by a self-related human is refused too
-    let err = r.review(&user("olga", &["sre"]), ReviewDecision::Deny, None, t0(), Deadlines::default());
+    let err = r.review(
+        &user("olga", &["sre"]),
+        ReviewDecision::Deny,
+        None,
+        t0(),
+        Deadlines::default(),
+    );
     assert!(err.is_err());
     // a user principal cannot approve their own request
     let mut own = pending("sre:1");
     own.action.principal = "user:dave".parse().unwrap();
     let (refusal, _) = approve(&mut own, &user("dave", &["sre"])).unwrap_err();
-    assert_eq!(refusal, ReviewRefusal::SelfReview { name: "dave".into(), relation: SelfRelation::Principal });
+    assert_eq!(
+        refusal,
+        ReviewRefusal::SelfReview {
+            name: "dave".into(),
+            relation: SelfRelation::Principal
+        }
+    );
     assert_eq!(r.status, RequestStatus::Pending);
     assert!(r.reviews.is_empty());
 }
@@ -115,22 +170,46 @@ fn separation_of_duties_has_no_exceptions() {
 #[test]
 fn agents_and_auditors_never_review() {
     let mut r = pending("sre:1");
-    let agent = Reviewer { name: "bot".into(), kind: PrincipalKind::Agent, role: Role::Agent, groups: vec!["sre".into()] };
-    assert!(matches!(approve(&mut r, &agent).unwrap_err().0, ReviewRefusal::Agent { .. }));
+    let agent = Reviewer {
+        name: "bot".into(),
+        kind: PrincipalKind::Agent,
+        role: Role::Agent,
+        groups: vec!["sre".into()],
+    };
+    assert!(matches!(
+        approve(&mut r, &agent).unwrap_err().0,
+        ReviewRefusal::Agent { .. }
+    ));
     let mut auditor = user("audrey", &["sre"]);
     auditor.role = Role::Auditor;
-    assert!(matches!(approve(&mut r, &auditor).unwrap_err().0, ReviewRefusal::Role { .. }));
+    assert!(matches!(
+        approve(&mut r, &auditor).unwrap_err().0,
+        ReviewRefusal::Role { .. }
+    ));
 }
 
 #[test]
 fn reviewer_outside_required_groups_is_refused_but_admin_may_deny() {
     let mut r = pending("sre:1");
     let (refusal, _) = approve(&mut r, &user("dan", &["dba"])).unwrap_err();
-    assert_eq!(refusal.to_string(), "dan is in none of the groups this request needs (sre)");
+    assert_eq!(
+        refusal.to_string(),
+        "dan is in none of the groups this request needs (sre)"
+    );
     let mut admin = user("root", &[]);
     admin.role = Role::Admin;
-    assert!(matches!(approve(&mut r, &admin).unwrap_err().0, ReviewRefusal::NotInRequiredGroup { .. }));
-    r.review(&admin, ReviewDecision::Deny, Some("no".into()), t0(), Deadlines::default()).unwrap();
+    assert!(matches!(
+        approve(&mut r, &admin).unwrap_err().0,
+        ReviewRefusal::NotInRequiredGroup { .. }
+    ));
+    r.review(
+        &admin,
+        ReviewDecision::Deny,
+        Some("no".into()),
+        t0(),
+        Deadlines::default(),
+    )
+    .unwrap();
     assert_eq!(r.status, RequestStatus::Denied);
 }
 
@@ -138,11 +217,24 @@ fn reviewer_outside_required_groups_is_refused_but_admin_may_deny() {
 fn any_deny_ends_it_and_later_reviews_are_refused() {
     let mut r = pending("sre:2");
     approve(&mut r, &user("alice", &["sre"])).unwrap();
-    let ev = r.review(&user("bob", &["sre"]), ReviewDecision::Deny, Some("too big".into()), t0(), Deadlines::default()).unwrap();
+    let ev = r
+        .review(
+            &user("bob", &["sre"]),
+            ReviewDecision::Deny,
+            Some("too big".into()),
+            t0(),
+            Deadlines::default(),
+        )
+        .unwrap();
     assert_eq!(ev.last().unwrap().kind, EventKind::RequestDenied);
     assert_eq!(r.status_reason.as_deref(), Some("denied by bob: too big"));
     let (refusal, _) = approve(&mut r, &user("eve", &["sre"])).unwrap_err();
-    assert_eq!(refusal, ReviewRefusal::NotPending { status: RequestStatus::Denied });
+    assert_eq!(
+        refusal,
+        ReviewRefusal::NotPending {
+            status: RequestStatus::Denied
+        }
+    );
 }
 
 #[test]
@@ -150,7 +242,15 @@ fn expiry_and_lapse() {
     let mut r = pending("sre:1");
     assert!(r.expire_if_due(ts("2026-11-23T10:29:59Z")).is_empty());
     let late = ts("2026-11-23T10:30:00Z");
-    let (refusal, _) = r.review(&user("a", &["sre"]), ReviewDecision::Approve, None, late, Deadlines::default()).unwrap_err();
+    let (refusal, _) = r
+        .review(
+            &user("a", &["sre"]),
+            ReviewDecision::Approve,
+            None,
+            late,
+            Deadlines::default(),
+        )
+        .unwrap_err();
     assert!(matches!(refusal, ReviewRefusal::Expired { .. }));
     let ev = r.expire_if_due(late);
     assert_eq!(ev[0].kind, EventKind::RequestExpired);
@@ -172,20 +272,44 @@ fn claim_is_bound_to_digest_and_single_use() {
     let recheck = verdict(Decision::ApprovalRequired, Some("sre:1"));
     let mut other = action();
     other.resource = "payments".into();
-    let (refusal, ev) = r.claim(&agent, &other.digest(), recheck.clone(), t0(), Deadlines::default()).unwrap_err();
+    let (refusal, ev) = r
+        .claim(
+            &agent,
+            &other.digest(),
+            recheck.clone(),
+            t0(),
+            Deadlines::default(),
+        )
+        .unwrap_err();
     assert!(matches!(refusal, ClaimRefusal::DigestMismatch { .. }));
     assert_eq!(ev[0].kind, EventKind::ClaimRefused);
     assert_eq!(r.status, RequestStatus::Approved);
     let intruder: PrincipalRef = "agent:other".parse().unwrap();
     assert!(matches!(
-        r.claim(&intruder, &r.digest.clone(), recheck.clone(), t0(), Deadlines::default()).unwrap_err().0,
+        r.claim(
+            &intruder,
+            &r.digest.clone(),
+            recheck.clone(),
+            t0(),
+            Deadlines::default()
+        )
+        .unwrap_err()
+        .0,
         ClaimRefusal::NotRequester { .. }
     ));
     let digest = r.digest.clone();
-    r.claim(&agent, &digest, recheck.clone(), t0(), Deadlines::default()).unwrap();
+    r.claim(&agent, &digest, recheck.clone(), t0(), Deadlines::default())
+        .unwrap();
     assert_eq!(r.status, RequestStatus::Executing);
-    let (refusal, _) = r.claim(&agent, &digest, recheck, t0(), Deadlines::default()).unwrap_err();
-    assert_eq!(refusal, ClaimRefusal::NotApproved { status: RequestStatus::Executing });
+    let (refusal, _) = r
+        .claim(&agent, &digest, recheck, t0(), Deadlines::default())
+        .unwrap_err();
+    assert_eq!(
+        refusal,
+        ClaimRefusal::NotApproved {
+            status: RequestStatus::Executing
+        }
+    );
 }
 
 #[test]
@@ -194,13 +318,29 @@ fn claim_rechecks_policy() {
     let mut r = pending("sre:1");
     approve(&mut r, &user("a", &["sre"])).unwrap();
     let digest = r.digest.clone();
-    let (refusal, ev) = r.claim(&agent, &digest, verdict(Decision::ApprovalRequired, Some("sre:2")), t0(), Deadlines::default()).unwrap_err();
+    let (refusal, ev) = r
+        .claim(
+            &agent,
+            &digest,
+            verdict(Decision::ApprovalRequired, Some("sre:2")),
+            t0(),
+            Deadlines::default(),
+        )
+        .unwrap_err();
     assert_eq!(refusal, ClaimRefusal::PolicyNeedsMore("sre:2".into()));
     assert_eq!(ev.last().unwrap().kind, EventKind::RequirementChanged);
     assert_eq!(r.status, RequestStatus::Pending);
     approve(&mut r, &user("b", &["sre"])).unwrap();
     assert_eq!(r.status, RequestStatus::Approved);
-    let (refusal, _) = r.claim(&agent, &digest, verdict(Decision::Deny, None), t0(), Deadlines::default()).unwrap_err();
+    let (refusal, _) = r
+        .claim(
+            &agent,
+            &digest,
+            verdict(Decision::Deny, None),
+            t0(),
+            Deadlines::default(),
+        )
+        .unwrap_err();
     assert!(matches!(refusal, ClaimRefusal::PolicyNowDenies(_)));
     assert_eq!(r.status, RequestStatus::Denied);
 }
@@ -212,9 +352,20 @@ fn claim_after_window_lapses() {
     approve(&mut r, &user("a", &["sre"])).unwrap();
     let digest = r.digest.clone();
     let late = ts("2026-11-23T11:00:00Z");
-    let (refusal, ev) = r.claim(&agent, &digest, verdict(Decision::Allow, None), late, Deadlines::default()).unwrap_err();
+    let (refusal, ev) = r
+        .claim(
+            &agent,
+            &digest,
+            verdict(Decision::Allow, None),
+            late,
+            Deadlines::default(),
+        )
+        .unwrap_err();
     assert!(matches!(refusal, ClaimRefusal::Lapsed { .. }));
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::ApprovalLapsed, EventKind::ClaimRefused]);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EventKind::ApprovalLapsed, EventKind::ClaimRefused]
+    );
     assert_eq!(r.status, RequestStatus::Lapsed);
 }
 
@@ -224,17 +375,35 @@ fn outcome_and_cancel_rules() {
     let mut r = pending("sre:1");
     let stranger: PrincipalRef = "user:mallory".parse().unwrap();
     assert!(r.cancel(&stranger, false, None, t0()).is_err());
-    let outcome = Outcome { exit_code: Some(0), signal: None, duration_ms: 3, output_sha256: None, summary: None, reported_at: t0() };
-    assert_eq!(r.record_outcome(&agent, outcome.clone()).unwrap_err(), TransitionRefusal::WrongStatus(RequestStatus::Pending));
+    let outcome = Outcome {
+        exit_code: Some(0),
+        signal: None,
+        duration_ms: 3,
+        output_sha256: None,
+        summary: None,
+        reported_at: t0(),
+    };
+    assert_eq!(
+        r.record_outcome(&agent, outcome.clone()).unwrap_err(),
+        TransitionRefusal::WrongStatus(RequestStatus::Pending)
+    );
     approve(&mut r, &user("a", &["sre"])).unwrap();
     let digest = r.digest.clone();
-    r.claim(&agent, &digest, verdict(Decision::Allow, None), t0(), Deadlines::default()).unwrap();
+    r.claim(
+        &agent,
+        &digest,
+        verdict(Decision::Allow, None),
+        t0(),
+        Deadlines::default(),
+    )
+    .unwrap();
     assert!(r.cancel(&agent, false, None, t0()).is_err());
     assert!(r.record_outcome(&stranger, outcome.clone()).is_err());
     r.record_outcome(&agent, outcome).unwrap();
     assert_eq!(r.status, RequestStatus::Executed);
 
     let mut r = pending("sre:1");
-    r.cancel(&agent, false, Some("not needed".into()), t0()).unwrap();
+    r.cancel(&agent, false, Some("not needed".into()), t0())
+        .unwrap();
     assert_eq!(r.status, RequestStatus::Cancelled);
 }
