@@ -176,7 +176,22 @@ impl Compiled {
     /// The decision rules; see the crate documentation.
     fn verdict(&self, response: &Response) -> Verdict {
         let diagnostics = response.diagnostics();
-        let errors: Vec<_> = diagnostics.errors().collect();
+        // Only an erroring *guard* — a forbid, or a permit that demands
+        // approval — could turn into a more permissive verdict by being
+        // skipped, so only those fail the evaluation. A plain permit that
+        // errors just does not apply, which can only deny more.
+        let errors: Vec<_> = diagnostics
+            .errors()
+            .filter(|cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
+                self.by_id
+                    .get(AsRef::<str>::as_ref(e.policy_id()))
+                    .map(|&p| {
+                        let m = &self.policies[p];
+                        m.effect == Effect::Forbid || m.approval.is_some()
+                    })
+                    .unwrap_or(true)
+            })
+            .collect();
         if !errors.is_empty() {
             let mut ids = BTreeSet::new();
             let mut messages = Vec::with_capacity(errors.len());

@@ -28,9 +28,12 @@
 //!
 //! # Decision rules
 //!
-//! 1. Any evaluation error in a policy that can apply → **deny**, with the
-//!    errors (fail closed: Cedar alone would skip the erroring policy, which
-//!    could turn a broken `forbid` into an allow).
+//! 1. An evaluation error in a `forbid`, or in a `permit` carrying
+//!    `@approval` → **deny**, with the errors (fail closed: Cedar alone would
+//!    skip the erroring policy, which could turn a broken `forbid` into an
+//!    allow, or a broken approval rule into an allow without approval). A
+//!    plain `permit` that errors simply does not apply, as in Cedar: skipping
+//!    it can only deny more.
 //! 2. A satisfied `forbid` → **deny**, reasons from their `@reason`.
 //! 3. Satisfied permits, none with `@approval` → **allow**.
 //! 4. Satisfied permits, some with `@approval` → **approval required**: the

@@ -198,15 +198,33 @@ fn evaluation_error_fails_closed() {
         vec!["error while evaluating policy `big`: type error: expected long, got string"]
     );
 
-    // A missing attribute is an error too, even in a permit.
-    let s = one(r#"@id("p") permit(principal, action, resource) when { context.rows > 5 };"#);
+    // A plain permit that errors (missing attribute) just does not apply:
+    // skipping it can only deny more, so other permits still decide.
+    let s = one(r#"
+        @id("p") permit(principal, action, resource) when { context.rows > 5 };
+        @id("reads") permit(principal, action == Action::"db.read", resource);
+        "#);
     let v = eval(&s, &req("agent:bot", "db.export"));
     assert_eq!(v.decision, Decision::Deny);
-    assert_eq!(v.errors.len(), 1);
-    assert!(v.errors[0].contains("`p`"), "{:?}", v.errors);
+    assert_eq!(v.reasons, vec!["no policy permits this action"]);
+    assert_eq!(eval(&s, &req("agent:bot", "db.read")).decision, Decision::Allow);
 
-    // Overflow.
-    let s = one(r#"@id("o") permit(principal, action, resource) when { context.n + 1 > 0 };"#);
+    // An approval permit that errors must not be skipped: a plain permit
+    // would otherwise allow without the approval.
+    let s = one(r#"
+        @id("plain") permit(principal, action, resource);
+        @id("gate") @approval("sre") permit(principal, action, resource) when { context.rows > 5 };
+        "#);
+    let v = eval(&s, &req("agent:bot", "db.export"));
+    assert_eq!(v.decision, Decision::Deny);
+    assert_eq!(v.policy_ids, vec!["gate"]);
+    assert!(v.errors[0].contains("`gate`"), "{:?}", v.errors);
+
+    // Overflow in a forbid.
+    let s = one(r#"
+        @id("all") permit(principal, action, resource);
+        @id("o") forbid(principal, action, resource) when { context.n + 1 > 0 };
+        "#);
     let mut r = req("agent:bot", "x");
     r.context.insert("n".into(), json!(i64::MAX));
     assert_eq!(eval(&s, &r).decision, Decision::Deny);
