@@ -51,6 +51,7 @@ backend_tests! {
         bad_input_gets_precise_problems,
         bad_policy_reload_keeps_old_set,
         every_state_change_has_its_audit_event,
+        policy_is_rechecked_when_the_approval_is_used,
         ls_and_show_print_json,
     ],
     sqlite_only: [dev_mode_demo_flow],
@@ -778,9 +779,25 @@ fn bad_input_gets_precise_problems(b: Backend) {
     );
     let mut different = export_body();
     different["resource"] = json!("payments");
-    post_key("key-1", different).assert_problem(422);
+    post_key("key-1", different.clone()).assert_problem(422);
+    // keys belong to the principal: another agent's identical key is a new request
+    let other = gw.http(
+        "POST",
+        "/v1/requests",
+        Some(&gw.token("bot2")),
+        Body::Json(different),
+        &[("Idempotency-Key", "key-1")],
+    );
+    assert_ne!(
+        other.expect(201)["id"],
+        first_id,
+        "another principal's idempotency key replayed bot's request"
+    );
     let pending = gw
-        .get_as("audrey", "/v1/requests?status=pending&action=test.export")
+        .get_as(
+            "audrey",
+            "/v1/requests?status=pending&action=test.export&principal=agent:bot",
+        )
         .expect(200);
     assert_eq!(
         pending["requests"].as_array().unwrap().len(),
@@ -843,9 +860,53 @@ fn bad_policy_reload_keeps_old_set(b: Backend) {
         .expect(200);
 }
 
+/// 12b. The policy is checked again when the approval is used: an approval
+/// given under the old policy does not run an action the new one forbids.
+fn policy_is_rechecked_when_the_approval_is_used(b: Backend) {
+    let gw = Gateway::start(b);
+    let marker = gw.path("exported");
+    let mut body = export_body();
+    body["context"] = json!({ "command": format!("touch {}", plain(&marker)) });
+    let id = gw.submit("bot", body)["id"].as_str().unwrap().to_owned();
+    gw.review("alice", &id, "approve", None).expect(200);
+    gw.review("bob", &id, "approve", None).expect(200);
+    std::fs::write(
+        gw.policies.join("freeze.cedar"),
+        "@id(\"export-freeze\")\n@reason(\"export freeze\")\nforbid(principal, action == Action::\"test.export\", resource);\n",
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", json!({}))
+        .expect(200);
+    let marker_arg = plain(&marker);
+    let out = gw.cli_as(
+        "bot",
+        exec("test.export", &["--request", &id], &["touch", &marker_arg]),
+    );
+    assert_eq!(out.code, 77, "{out}");
+    assert!(
+        !marker.exists(),
+        "ran an action the current policy forbids: {out}"
+    );
+    assert!(out.stderr.contains("export freeze"), "{out}");
+    let r = gw.request(&id);
+    assert_eq!(r["status"], "denied", "{r:#}");
+    let events = kinds(&gw.events_for(&id));
+    assert!(
+        events.ends_with(&["claim_refused".to_owned(), "request_denied".to_owned()]),
+        "{events:?}"
+    );
+}
+
 /// 13. A full approval flow leaves exactly its events, in order, with dense indexes.
 fn every_state_change_has_its_audit_event(b: Backend) {
     let gw = Gateway::start(b);
+    // concurrent commits must still get dense, ordered indexes
+    let burst: Vec<Bg> = (0..6)
+        .map(|i| {
+            let who = if i % 2 == 0 { "bot" } else { "bot2" };
+            gw.spawn_as(who, exec("test.read", &[], &["true"]))
+        })
+        .collect();
     let bg = gw.spawn_as(
         "bot",
         exec("test.export", &["--wait", "30s"], &["echo", "done"]),
@@ -855,6 +916,10 @@ fn every_state_change_has_its_audit_event(b: Backend) {
     assert_eq!(gw.cli_as("bob", ["approve", &id]).code, 0);
     let out = bg.finish(Duration::from_secs(20));
     assert_eq!(out.code, 0, "{out}");
+    for b in burst {
+        let out = b.finish(Duration::from_secs(20));
+        assert_eq!(out.code, 0, "{out}");
+    }
 
     let all = gw.events();
     let indexes: Vec<u64> = all
@@ -866,6 +931,11 @@ fn every_state_change_has_its_audit_event(b: Backend) {
         (0..all.len() as u64).collect::<Vec<_>>(),
         "indexes are not dense from 0"
     );
+    let outcomes = all
+        .iter()
+        .filter(|e| e["kind"] == "outcome_recorded")
+        .count();
+    assert_eq!(outcomes, 7, "every run has its outcome event");
     let mine: Vec<&Value> = all.iter().filter(|e| e["request_id"] == id).collect();
     assert_eq!(
         kinds(&mine.iter().map(|e| (*e).clone()).collect::<Vec<_>>()),
@@ -1021,13 +1091,20 @@ fn database_outage_fails_closed_and_recovers() {
 
 /// 16. `signoff serve --dev` prints URL and tokens, and the demo export flow works.
 fn dev_mode_demo_flow() {
-    let gw = Gateway::start_dev();
+    let mut gw = Gateway::start_dev();
     // each demo principal is shown on a line with its own token
-    let names = ["etl-bot", "alice", "bob", "carol"];
-    let shown = |s: &str, n: &str| s.lines().any(|l| l.contains(n) && l.contains(&gw.token(n)));
+    let tokens: Vec<(&str, String)> = ["etl-bot", "alice", "bob", "carol"]
+        .into_iter()
+        .map(|n| (n, gw.token(n)))
+        .collect();
+    let shown = |s: &str| {
+        tokens
+            .iter()
+            .all(|(n, t)| s.lines().any(|l| l.contains(n) && l.contains(t.as_str())))
+    };
     let banner = poll(Duration::from_secs(10), Duration::from_millis(50), || {
         let s = gw.server_stdout();
-        names.iter().all(|n| shown(&s, n)).then_some(s)
+        shown(&s).then_some(s)
     })
     .unwrap_or_else(|| {
         panic!(
@@ -1090,4 +1167,26 @@ fn dev_mode_demo_flow() {
     let out = bg.finish(Duration::from_secs(20));
     assert_eq!((out.code, out.stdout.as_str()), (0, "exported\n"), "{out}");
     assert_eq!(gw.request(&id)["approved_by"], json!(["alice", "bob"]));
+
+    // a restart in the same directory keeps the data and prints the same tokens
+    gw.restart();
+    let banner = poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        let s = gw.server_stdout();
+        shown(&s).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "after a restart the dev banner shows other tokens:\n{}",
+            gw.server_stdout()
+        )
+    });
+    assert!(
+        banner.starts_with(&format!("signoff listening on {}", gw.url)),
+        "{banner}"
+    );
+    assert_eq!(
+        gw.request(&id)["status"],
+        "executed",
+        "dev data lost on restart"
+    );
 }

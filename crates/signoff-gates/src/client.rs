@@ -137,7 +137,9 @@ impl Client {
                 instance: None,
                 request_id: None,
             });
-            Err(ClientError::Api { problem: Box::new(problem) })
+            Err(ClientError::Api {
+                problem: Box::new(problem),
+            })
         }
     }
 

@@ -182,15 +182,17 @@ impl Compiled {
         // errors just does not apply, which can only deny more.
         let errors: Vec<_> = diagnostics
             .errors()
-            .filter(|cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
-                self.by_id
-                    .get(AsRef::<str>::as_ref(e.policy_id()))
-                    .map(|&p| {
-                        let m = &self.policies[p];
-                        m.effect == Effect::Forbid || m.approval.is_some()
-                    })
-                    .unwrap_or(true)
-            })
+            .filter(
+                |cedar_policy::AuthorizationError::PolicyEvaluationError(e)| {
+                    self.by_id
+                        .get(AsRef::<str>::as_ref(e.policy_id()))
+                        .map(|&p| {
+                            let m = &self.policies[p];
+                            m.effect == Effect::Forbid || m.approval.is_some()
+                        })
+                        .unwrap_or(true)
+                },
+            )
             .collect();
         if !errors.is_empty() {
             let mut ids = BTreeSet::new();

@@ -207,7 +207,10 @@ fn evaluation_error_fails_closed() {
     let v = eval(&s, &req("agent:bot", "db.export"));
     assert_eq!(v.decision, Decision::Deny);
     assert_eq!(v.reasons, vec!["no policy permits this action"]);
-    assert_eq!(eval(&s, &req("agent:bot", "db.read")).decision, Decision::Allow);
+    assert_eq!(
+        eval(&s, &req("agent:bot", "db.read")).decision,
+        Decision::Allow
+    );
 
     // An approval permit that errors must not be skipped: a plain permit
     // would otherwise allow without the approval.

@@ -415,6 +415,7 @@ pub struct Gateway {
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
     _pg: Option<PgDatabase>,
+    serve_args: Vec<String>,
 }
 
 impl Gateway {
@@ -452,10 +453,8 @@ impl Gateway {
             tokens.insert(name.to_string(), add_principal(&config, args));
         }
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .current_dir(dir.path());
+        let serve_args = vec!["serve".to_owned(), "--config".to_owned(), plain(&config)];
+        cmd.args(&serve_args).current_dir(dir.path());
         let (server, url, stdout) = spawn_server(cmd, dir.path());
         Gateway {
             url,
@@ -468,6 +467,7 @@ impl Gateway {
             stdout,
             rt: runtime(),
             http: http_client(),
+            serve_args: serve_args.clone(),
             _pg: pg,
             dir,
         }
@@ -477,8 +477,10 @@ impl Gateway {
     pub fn start_dev() -> Gateway {
         let dir = tempdir();
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-            .current_dir(dir.path());
+        let serve_args: Vec<String> = ["serve", "--dev", "--listen", "127.0.0.1:0"]
+            .map(String::from)
+            .to_vec();
+        cmd.args(&serve_args).current_dir(dir.path());
         let (server, url, stdout) = spawn_server(cmd, dir.path());
         let dev = dir.path().join(".signoff-dev");
         let creds = std::fs::read_to_string(dev.join("credentials.env"))
@@ -511,12 +513,28 @@ impl Gateway {
             stdout,
             rt: runtime(),
             http: http_client(),
+            serve_args: serve_args.clone(),
             _pg: None,
             dir,
         }
     }
 
-    /// Everything the server printed on stdout so far.
+    /// Stops the server and starts it again with the same arguments, in the
+    /// same directory (it may get a new port).
+    pub fn restart(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.serve_args).current_dir(self.dir.path());
+        let (server, url, stdout) = spawn_server(cmd, self.dir.path());
+        self.server = Some(server);
+        self.url = url;
+        self.stdout = stdout;
+    }
+
+    /// Everything the server printed on stdout so far (since the last start).
     pub fn server_stdout(&self) -> String {
         self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
     }
@@ -789,7 +807,11 @@ pub fn add_principal(config: &Path, args: &[&str]) -> String {
 
 /// Spawns a server, waits for its `signoff listening on URL` first line.
 fn spawn_server(mut cmd: Command, dir: &Path) -> (Child, String, Arc<Mutex<String>>) {
-    let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("server log");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
     let mut child = cmd.spawn().expect("spawn signoff serve");
     let stdout = child.stdout.take().expect("stdout");
