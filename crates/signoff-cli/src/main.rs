@@ -2,6 +2,7 @@
 //! store, engine and server for `serve`, and the HTTP client for everything
 //! that talks to a running gateway.
 
+mod args;
 mod config;
 mod dev;
 mod output;

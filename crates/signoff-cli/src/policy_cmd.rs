@@ -1,8 +1,7 @@
 //! `signoff policy check|test|explain`: offline policy tooling for CI.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{Map, Value};
 use signoff_core::{ActionRequest, PrincipalRef};
 use signoff_policy::{EvalInput, PolicySet};
 use std::path::PathBuf;
@@ -33,27 +32,11 @@ pub enum PolicyCmd {
         /// The principal's groups (repeatable).
         #[arg(long = "group")]
         groups: Vec<String>,
-        /// Dotted action.
-        #[arg(long)]
-        action: String,
-        /// Resource.
-        #[arg(long)]
-        resource: String,
-        /// Environment.
-        #[arg(long = "env")]
-        environment: Option<String>,
-        /// Justification.
-        #[arg(long)]
-        justification: Option<String>,
-        /// On behalf of.
-        #[arg(long)]
-        on_behalf_of: Option<String>,
+        #[command(flatten)]
+        request: crate::args::ActionArgs,
         /// Gate (context.gate).
         #[arg(long, default_value = "exec")]
         gate: String,
-        /// KEY=VALUE context (repeatable; VALUE parsed as JSON when it is JSON, else a string).
-        #[arg(long = "context", value_name = "KEY=VALUE")]
-        context: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -99,35 +82,21 @@ pub fn run(cmd: PolicyCmd) -> Result<i32> {
             policies,
             principal,
             groups,
-            action,
-            resource,
-            environment,
-            justification,
-            on_behalf_of,
+            request,
             gate,
-            context,
             json,
         } => {
             let set = PolicySet::load_dir(&policies)?;
             let principal: PrincipalRef = principal.parse().map_err(anyhow::Error::msg)?;
-            let mut ctx = Map::new();
-            for kv in &context {
-                let Some((k, v)) = kv.split_once('=') else {
-                    bail!("invalid --context `{kv}`: expected KEY=VALUE")
-                };
-                ctx.insert(
-                    k.to_owned(),
-                    serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
-                );
-            }
+            let context = request.context_map()?;
             let request = ActionRequest {
-                action,
-                resource,
-                environment,
-                context: ctx,
-                justification,
+                action: request.action,
+                resource: request.resource,
+                environment: request.environment,
+                context,
+                justification: request.justification,
                 principal,
-                on_behalf_of,
+                on_behalf_of: request.on_behalf_of,
             };
             request.validate()?;
             let explanation = set.explain(&EvalInput {

@@ -1,10 +1,10 @@
 //! Commands that talk to a running gateway through the shared client.
 
+use crate::args::ActionArgs;
 use crate::output;
 use crate::Remote;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value};
 use signoff_core::wire::SubmitRequest;
 use signoff_core::{RequestStatus, ReviewDecision};
 use signoff_gates::exec::{self, ExecSpec};
@@ -14,50 +14,6 @@ use std::time::Duration;
 fn client(remote: &Remote) -> Result<Client> {
     let token = remote.token.clone().unwrap_or_default();
     Ok(Client::new(&remote.url, &token)?)
-}
-
-/// The parts of an action request given on the command line.
-#[derive(Debug, Clone, Args)]
-pub struct ActionArgs {
-    /// Dotted action, e.g. db.export.
-    #[arg(long)]
-    action: String,
-    /// What it touches.
-    #[arg(long)]
-    resource: String,
-    /// Environment, e.g. prod.
-    #[arg(long = "env")]
-    environment: Option<String>,
-    /// Business reason shown to reviewers.
-    #[arg(long)]
-    justification: Option<String>,
-    /// Extra facts for policies and reviewers (repeatable): KEY=VALUE.
-    #[arg(long = "context", value_name = "KEY=VALUE")]
-    context: Vec<String>,
-    /// The human this runs for (can never approve it).
-    #[arg(long)]
-    on_behalf_of: Option<String>,
-}
-
-impl ActionArgs {
-    fn context_map(&self) -> Result<Map<String, Value>> {
-        let mut map = Map::new();
-        for kv in &self.context {
-            let Some((k, v)) = kv.split_once('=') else {
-                bail!("invalid --context `{kv}`: expected KEY=VALUE");
-            };
-            if k.is_empty() {
-                bail!("invalid --context `{kv}`: empty key");
-            }
-            if map
-                .insert(k.to_owned(), Value::String(v.to_owned()))
-                .is_some()
-            {
-                bail!("--context key `{k}` given twice");
-            }
-        }
-        Ok(map)
-    }
 }
 
 fn parse_wait(s: &Option<String>) -> Result<Option<Duration>> {

@@ -190,6 +190,24 @@ fn second_approval_by_same_reviewer_does_not_count(b: Backend) {
     // a second *person* does count
     assert_eq!(gw.cli_as("bob", ["approve", &id]).code, 0);
     assert_eq!(gw.request(&id)["status"], "approved");
+
+    // the same reviewer approving several times at once still counts once
+    let id = gw.submit("bot", export_body())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let racers: Vec<Bg> = (0..4)
+        .map(|_| gw.spawn_as("alice", ["approve", id.as_str()]))
+        .collect();
+    let outs: Vec<Out> = racers
+        .into_iter()
+        .map(|r| r.finish(Duration::from_secs(30)))
+        .collect();
+    let ok = outs.iter().filter(|o| o.code == 0).count();
+    assert_eq!(ok, 1, "concurrent approvals by one reviewer: {outs:#?}");
+    let r = gw.request(&id);
+    assert_eq!(r["status"], "pending", "{r:#}");
+    assert_eq!(r["approved_by"], json!(["alice"]));
 }
 
 /// 5. Self-approval is refused for the requesting user, the on-behalf-of
@@ -424,6 +442,41 @@ fn approval_is_bound_to_command_and_single_use(b: Backend) {
     assert_eq!(out.code, 77, "{out}");
     assert!(!marker.exists(), "an approval ran twice: {out}");
     assert_eq!(gw.request(&id)["status"], "executed");
+
+    // several gates racing to use one approval: exactly one runs
+    let counter = plain(&gw.path("counter"));
+    let script = format!("echo ran >> {counter}");
+    let mut body = export_body();
+    body["context"] = json!({ "command": format!("sh -c '{script}'") });
+    let id = gw.submit("bot", body)["id"].as_str().unwrap().to_owned();
+    gw.review("alice", &id, "approve", None).expect(200);
+    gw.review("bob", &id, "approve", None).expect(200);
+    let racers: Vec<Bg> = (0..4)
+        .map(|_| {
+            gw.spawn_as(
+                "bot",
+                exec("test.export", &["--request", &id], &["sh", "-c", &script]),
+            )
+        })
+        .collect();
+    let codes: Vec<i32> = racers
+        .into_iter()
+        .map(|r| r.finish(Duration::from_secs(30)).code)
+        .collect();
+    let ran = std::fs::read_to_string(&counter).unwrap_or_default();
+    assert_eq!(
+        ran,
+        "ran\n",
+        "one approval ran {} times",
+        ran.lines().count()
+    );
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [0, 77, 77, 77],
+        "exit codes of racing gates: {codes:?}"
+    );
 }
 
 /// 9. An agent token cannot approve: 403 problem+json, recorded.
@@ -887,7 +940,10 @@ fn policy_is_rechecked_when_the_approval_is_used(b: Backend) {
         !marker.exists(),
         "ran an action the current policy forbids: {out}"
     );
-    assert!(out.stderr.contains("export freeze"), "{out}");
+    assert!(
+        out.stderr.contains("policy now denies") && out.stderr.contains("export-freeze"),
+        "{out}"
+    );
     let r = gw.request(&id);
     assert_eq!(r["status"], "denied", "{r:#}");
     let events = kinds(&gw.events_for(&id));
@@ -1052,6 +1108,14 @@ fn database_outage_fails_closed_and_recovers() {
         gw.http("GET", "/readyz", None, Body::Empty, &[]).status,
         200
     );
+    // an exec already waiting for approval keeps waiting through the outage
+    let waited = gw.path("waited");
+    let script = format!("touch {} && echo waited", plain(&waited));
+    let mut waiting = gw.spawn_as(
+        "bot",
+        exec("test.export", &["--wait", "90s"], &["sh", "-c", &script]),
+    );
+    let waiting_id = gw.pending_id("test.export");
 
     pg.stop_server();
     let marker = gw.path("during-outage");
@@ -1073,6 +1137,10 @@ fn database_outage_fails_closed_and_recovers() {
         .assert_problem(503);
     gw.http("GET", "/healthz", None, Body::Empty, &[])
         .expect_text(200);
+    assert!(
+        waiting.running() && !waited.exists(),
+        "the waiting exec gave up or ran during the outage"
+    );
 
     pg.start_server();
     let recovered = poll(Duration::from_secs(15), Duration::from_millis(300), || {
@@ -1087,6 +1155,13 @@ fn database_outage_fails_closed_and_recovers() {
         200
     );
     assert_eq!(gw.request(&out.request_id())["status"], "executed");
+
+    assert!(waiting.running(), "the waiting exec stopped waiting");
+    assert_eq!(gw.cli_as("alice", ["approve", &waiting_id]).code, 0);
+    assert_eq!(gw.cli_as("bob", ["approve", &waiting_id]).code, 0);
+    let out = waiting.finish(Duration::from_secs(30));
+    assert_eq!((out.code, out.stdout.as_str()), (0, "waited\n"), "{out}");
+    assert!(waited.exists());
 }
 
 /// 16. `signoff serve --dev` prints URL and tokens, and the demo export flow works.

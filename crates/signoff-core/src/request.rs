@@ -341,6 +341,17 @@ pub struct Deadlines {
     pub approval_window: SignedDuration,
 }
 
+impl Deadlines {
+    /// How long reviewers have under `verdict`: its `@ttl`, else the default.
+    pub fn review_ttl(&self, verdict: &Verdict) -> SignedDuration {
+        verdict
+            .ttl_seconds
+            .and_then(|s| i64::try_from(s).ok())
+            .map(SignedDuration::from_secs)
+            .unwrap_or(self.default_ttl)
+    }
+}
+
 impl Default for Deadlines {
     fn default() -> Self {
         Deadlines {
@@ -365,14 +376,11 @@ impl RequestRecord {
             // auto-allowed requests never lapse: the claim re-checks the policy anyway
             Decision::Allow => (RequestStatus::Approved, None, Some(now)),
             Decision::Deny => (RequestStatus::Denied, None, Some(now)),
-            Decision::ApprovalRequired => {
-                let ttl = verdict
-                    .ttl_seconds
-                    .and_then(|s| i64::try_from(s).ok())
-                    .map(SignedDuration::from_secs)
-                    .unwrap_or(deadlines.default_ttl);
-                (RequestStatus::Pending, Some(add(now, ttl)), None)
-            }
+            Decision::ApprovalRequired => (
+                RequestStatus::Pending,
+                Some(add(now, deadlines.review_ttl(&verdict))),
+                None,
+            ),
         };
         let status_reason =
             (verdict.decision == Decision::Deny).then(|| verdict.reasons.join("; "));
@@ -710,12 +718,7 @@ impl RequestRecord {
                         .unwrap_or_default()
                         .to_string();
                     let refusal = ClaimRefusal::PolicyNeedsMore(needed.clone());
-                    let ttl = self
-                        .verdict
-                        .ttl_seconds
-                        .and_then(|s| i64::try_from(s).ok())
-                        .map(SignedDuration::from_secs)
-                        .unwrap_or(deadlines.default_ttl);
+                    let ttl = deadlines.review_ttl(&self.verdict);
                     let mut events = refuse(self, refusal.clone())
                         .err()
                         .map(|(_, e)| e)

@@ -1,0 +1,49 @@
+//! Command-line arguments shared by several commands.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::{Map, Value};
+
+/// The parts of an action request given on the command line.
+#[derive(Debug, Clone, Args)]
+pub struct ActionArgs {
+    /// Dotted action, e.g. db.export.
+    #[arg(long)]
+    pub action: String,
+    /// What it touches.
+    #[arg(long)]
+    pub resource: String,
+    /// Environment, e.g. prod.
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    /// Business reason shown to reviewers.
+    #[arg(long)]
+    pub justification: Option<String>,
+    /// Extra facts for policies and reviewers (repeatable): KEY=VALUE; numbers and true/false are typed, anything else is a string.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// The human this runs for (can never approve it).
+    #[arg(long)]
+    pub on_behalf_of: Option<String>,
+}
+
+impl ActionArgs {
+    pub fn context_map(&self) -> Result<Map<String, Value>> {
+        let mut map = Map::new();
+        for kv in &self.context {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("invalid --context `{kv}`: expected KEY=VALUE");
+            };
+            if k.is_empty() {
+                bail!("invalid --context `{kv}`: empty key");
+            }
+            if map
+                .insert(k.to_owned(), Value::String(v.to_owned()))
+                .is_some()
+            {
+                bail!("--context key `{k}` given twice");
+            }
+        }
+        Ok(map)
+    }
+}
