@@ -28,6 +28,7 @@ pub struct ActionArgs {
 }
 
 impl ActionArgs {
+    /// The `--context` pairs as a JSON object.
     pub fn context_map(&self) -> Result<Map<String, Value>> {
         let mut map = Map::new();
         for kv in &self.context {
@@ -37,10 +38,13 @@ impl ActionArgs {
             if k.is_empty() {
                 bail!("invalid --context `{kv}`: empty key");
             }
-            if map
-                .insert(k.to_owned(), Value::String(v.to_owned()))
-                .is_some()
-            {
+            // numbers and booleans become Cedar longs and bools, so that
+            // `context.rows > 1000` works; anything else is a string
+            let value = match serde_json::from_str::<Value>(v) {
+                Ok(typed @ (Value::Number(_) | Value::Bool(_))) => typed,
+                _ => Value::String(v.to_owned()),
+            };
+            if map.insert(k.to_owned(), value).is_some() {
                 bail!("--context key `{k}` given twice");
             }
         }

@@ -11,7 +11,6 @@
 //! PostgreSQL tests need the server named by `SIGNOFF_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432`, database `test`); they fail, not
 //! skip, when it is unreachable.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -73,7 +72,7 @@ fn exec(action: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
     exec_args(action, resource, env, extra, command)
 }
 
-/// 1. An allowed command runs, its output appears, its exit status is
+/// Scenario 1: An allowed command runs, its output appears, its exit status is
 /// passed through, and the request ends `executed` with the outcome.
 fn allowed_command_runs_and_outcome_is_recorded(b: Backend) {
     let gw = Gateway::start(b);
@@ -115,7 +114,7 @@ fn allowed_command_runs_and_outcome_is_recorded(b: Backend) {
     assert_eq!(r["outcome"]["output_sha256"], sha256_hex(b""));
 }
 
-/// 2. A forbidden command exits 77 and does not run.
+/// Scenario 2: A forbidden command exits 77 and does not run.
 fn forbidden_command_exits_77_without_running(b: Backend) {
     let gw = Gateway::start(b);
     let marker = gw.path("dropped");
@@ -132,7 +131,7 @@ fn forbidden_command_exits_77_without_running(b: Backend) {
     assert_eq!(r["claimed_at"], Value::Null);
 }
 
-/// 3. An approval-required command waits, is approved by two distinct
+/// Scenario 3: An approval-required command waits, is approved by two distinct
 /// reviewers of group sre with `signoff approve`, then runs.
 fn approval_by_two_reviewers_lets_waiting_exec_run(b: Backend) {
     let gw = Gateway::start(b);
@@ -171,7 +170,7 @@ fn approval_by_two_reviewers_lets_waiting_exec_run(b: Backend) {
     assert_eq!(r["outcome"]["exit_code"], 0);
 }
 
-/// 4. A second approval by the same reviewer does not count.
+/// Scenario 4: A second approval by the same reviewer does not count.
 fn second_approval_by_same_reviewer_does_not_count(b: Backend) {
     let gw = Gateway::start(b);
     let id = gw.submit("bot", export_body())["id"]
@@ -208,9 +207,24 @@ fn second_approval_by_same_reviewer_does_not_count(b: Backend) {
     let r = gw.request(&id);
     assert_eq!(r["status"], "pending", "{r:#}");
     assert_eq!(r["approved_by"], json!(["alice"]));
+    // and straight at the API, with no process start-up to spread them out
+    let id = gw.submit("bot", export_body())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/requests/{id}/reviews");
+    let resps = gw.post_concurrently(8, "bob", &path, json!({ "decision": "approve" }));
+    let mut codes: Vec<u16> = resps.iter().map(|r| r.status).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [200, 409, 409, 409, 409, 409, 409, 409],
+        "{resps:#?}"
+    );
+    assert_eq!(gw.request(&id)["approved_by"], json!(["bob"]));
 }
 
-/// 5. Self-approval is refused for the requesting user, the on-behalf-of
+/// Scenario 5: Self-approval is refused for the requesting user, the on-behalf-of
 /// human and the agent's owner (an admin in sre), and each refusal is
 /// recorded as a `review_refused` event.
 fn self_approval_is_refused_and_recorded(b: Backend) {
@@ -261,7 +275,7 @@ fn self_approval_is_refused_and_recorded(b: Backend) {
     assert_eq!(gw.request(id)["status"], "pending");
 }
 
-/// 6. A deny stops a waiting exec: exit 77, command not run.
+/// Scenario 6: A deny stops a waiting exec: exit 77, command not run.
 fn deny_stops_waiting_exec(b: Backend) {
     let gw = Gateway::start(b);
     let marker = gw.path("exported");
@@ -288,7 +302,7 @@ fn deny_stops_waiting_exec(b: Backend) {
     assert_eq!(r["claimed_at"], Value::Null);
 }
 
-/// 7. Expiry gives 75, the request is `expired` for everyone, and the
+/// Scenario 7: Expiry gives 75, the request is `expired` for everyone, and the
 /// sweeper expires a request nobody waits on within ttl + ~2 s.
 fn expiry_gives_75_and_sweeper_expires_on_time(b: Backend) {
     let gw = Gateway::start(b);
@@ -365,7 +379,7 @@ fn expiry_gives_75_and_sweeper_expires_on_time(b: Backend) {
     );
 }
 
-/// 8. An approval cannot be claimed for a changed command, nor twice.
+/// Scenario 8: An approval cannot be claimed for a changed command, nor twice.
 fn approval_is_bound_to_command_and_single_use(b: Backend) {
     let gw = Gateway::start(b);
     let marker = gw.path("approved-cmd");
@@ -477,9 +491,28 @@ fn approval_is_bound_to_command_and_single_use(b: Backend) {
         [0, 77, 77, 77],
         "exit codes of racing gates: {codes:?}"
     );
+
+    // and racing claims straight at the API: exactly one wins
+    let id = submit_approved();
+    let digest = gw.request(&id)["digest"].clone();
+    let path = format!("/v1/requests/{id}/claim");
+    let resps = gw.post_concurrently(8, "bot", &path, json!({ "digest": digest }));
+    let mut codes: Vec<u16> = resps.iter().map(|r| r.status).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [200, 409, 409, 409, 409, 409, 409, 409],
+        "{resps:#?}"
+    );
+    let claimed = gw
+        .events_for(&id)
+        .iter()
+        .filter(|e| e["kind"] == "request_claimed")
+        .count();
+    assert_eq!(claimed, 1, "one approval claimed {claimed} times");
 }
 
-/// 9. An agent token cannot approve: 403 problem+json, recorded.
+/// Scenario 9: An agent token cannot approve: 403 problem+json, recorded.
 fn agent_token_cannot_approve(b: Backend) {
     let gw = Gateway::start(b);
     let id = gw.submit("bot", export_body())["id"]
@@ -532,7 +565,7 @@ impl Matrix<'_> {
     }
 }
 
-/// 10. The role matrix over HTTP, for every endpoint.
+/// Scenario 10: The role matrix over HTTP, for every endpoint.
 fn role_matrix_over_http(b: Backend) {
     let mut gw = Gateway::start(b);
     // principals created by the admin over the API get revoked below
@@ -716,7 +749,7 @@ fn role_matrix_over_http(b: Backend) {
     );
 }
 
-/// 11. Bad input gets precise problems.
+/// Scenario 11: Bad input gets precise problems.
 fn bad_input_gets_precise_problems(b: Backend) {
     let mut gw = Gateway::start(b);
     let agent = gw.token("bot");
@@ -859,7 +892,7 @@ fn bad_input_gets_precise_problems(b: Backend) {
     );
 }
 
-/// 12. A broken policy reload is rejected with file:line:col, the old set
+/// Scenario 12: A broken policy reload is rejected with file:line:col, the old set
 /// stays in force, and the rejection is recorded.
 fn bad_policy_reload_keeps_old_set(b: Backend) {
     let gw = Gateway::start(b);
@@ -953,7 +986,7 @@ fn policy_is_rechecked_when_the_approval_is_used(b: Backend) {
     );
 }
 
-/// 13. A full approval flow leaves exactly its events, in order, with dense indexes.
+/// Scenario 13: A full approval flow leaves exactly its events, in order, with dense indexes.
 fn every_state_change_has_its_audit_event(b: Backend) {
     let gw = Gateway::start(b);
     // concurrent commits must still get dense, ordered indexes
@@ -1026,7 +1059,7 @@ fn every_state_change_has_its_audit_event(b: Backend) {
     );
 }
 
-/// 14. `signoff ls --json` and `signoff show ID --json`.
+/// Scenario 14: `signoff ls --json` and `signoff show ID --json`.
 fn ls_and_show_print_json(b: Backend) {
     let gw = Gateway::start(b);
     let out = gw.cli_as("bot", exec("test.read", &[], &["true"]));
@@ -1090,7 +1123,7 @@ fn ls_and_show_print_json(b: Backend) {
     assert_ne!(out.code, 0, "{out}");
 }
 
-/// 15. With its database gone, the gateway fails closed (exec 75, nothing
+/// Scenario 15: With its database gone, the gateway fails closed (exec 75, nothing
 /// runs, /readyz 503) and recovers once the database is back.
 fn database_outage_fails_closed_and_recovers() {
     let pg = PrivatePg::start();
@@ -1164,7 +1197,7 @@ fn database_outage_fails_closed_and_recovers() {
     assert!(waited.exists());
 }
 
-/// 16. `signoff serve --dev` prints URL and tokens, and the demo export flow works.
+/// Scenario 16: `signoff serve --dev` prints URL and tokens, and the demo export flow works.
 fn dev_mode_demo_flow() {
     let mut gw = Gateway::start_dev();
     // each demo principal is shown on a line with its own token

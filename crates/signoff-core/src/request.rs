@@ -133,7 +133,8 @@ pub struct Outcome {
     pub signal: Option<i32>,
     /// How long it ran.
     pub duration_ms: u64,
-    /// SHA-256 (hex) of everything it wrote to stdout and stderr.
+    /// SHA-256 (hex) of everything it wrote to stdout (stderr is passed
+    /// through but not hashed: its interleaving with stdout is not stable).
     pub output_sha256: Option<String>,
     /// A short human-readable summary.
     pub summary: Option<String>,
@@ -690,7 +691,10 @@ impl RequestRecord {
         }
         match recheck.decision {
             Decision::Deny => {
-                let why = recheck.summary();
+                let why = match recheck.reasons.is_empty() {
+                    true => recheck.summary(),
+                    false => format!("{}: {}", recheck.summary(), recheck.reasons.join("; ")),
+                };
                 let refusal = ClaimRefusal::PolicyNowDenies(why.clone());
                 let mut events = refuse(self, refusal.clone())
                     .err()

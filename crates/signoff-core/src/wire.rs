@@ -146,7 +146,7 @@ pub struct OutcomeBody {
     pub signal: Option<i32>,
     /// Wall time.
     pub duration_ms: u64,
-    /// SHA-256 (hex) of its output.
+    /// SHA-256 (hex) of its standard output.
     #[serde(default)]
     pub output_sha256: Option<String>,
     /// Short summary (≤ 1,000 characters).

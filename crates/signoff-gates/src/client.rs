@@ -181,7 +181,8 @@ impl Client {
                 .header("Idempotency-Key", idempotency_key)
                 .json(body);
             match self.send(req, Duration::from_secs(30)).await {
-                Err(e) if e.is_transient() && attempt < 3 => {
+                // two quick retries ride out a restart; a longer outage fails closed promptly
+                Err(e) if e.is_transient() && attempt < 2 => {
                     attempt += 1;
                     tokio::time::sleep(delay).await;
                     delay *= 3;

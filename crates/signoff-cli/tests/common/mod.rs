@@ -659,6 +659,44 @@ impl Gateway {
         })
     }
 
+    /// The same POST of JSON as `who`, `n` times at once (to race the server).
+    pub fn post_concurrently(&self, n: usize, who: &str, path: &str, body: Value) -> Vec<Resp> {
+        let token = self.token(who);
+        let url = format!("{}{path}", self.url);
+        let bytes = serde_json::to_vec(&body).expect("json");
+        self.rt.block_on(async {
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let req = self
+                        .http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(bytes.clone())
+                        .timeout(Duration::from_secs(30));
+                    let what = format!("POST {path}   [as {who}, concurrently]");
+                    tokio::spawn(async move {
+                        let resp = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+                        let status = resp.status().as_u16();
+                        let headers = resp.headers().clone();
+                        let body = resp.text().await.unwrap_or_default();
+                        Resp {
+                            what,
+                            status,
+                            headers,
+                            body,
+                        }
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.expect("request task"));
+            }
+            out
+        })
+    }
+
     /// GET as `who`.
     pub fn get_as(&self, who: &str, path: &str) -> Resp {
         let mut r = self.http("GET", path, Some(&self.token(who)), Body::Empty, &[]);
