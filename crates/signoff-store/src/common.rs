@@ -109,6 +109,83 @@ pub(crate) fn insert_events_sql(rows: usize) -> &'static str {
     )
 }
 
+/// The ledger node insert for `rows` rows (a size [`chunk`] returns), binds
+/// `(level, idx, hash)` per row.
+pub(crate) fn insert_nodes_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    pick(SQL.get_or_init(|| multi_insert(INSERT_NODE_HEAD, 3)), rows)
+}
+
+const INSERT_NODE_HEAD: &str = "INSERT INTO ledger_nodes (level, idx, hash)";
+
+/// `SELECT level, idx, hash` of the given `(level, idx)` pairs: one query
+/// for a whole proof or frontier. Binds two per pair.
+pub(crate) fn select_nodes_sql(pairs: usize) -> String {
+    let mut sql = String::from("SELECT level, idx, hash FROM ledger_nodes WHERE ");
+    for i in 0..pairs {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str(&format!(
+            "(level = ${} AND idx = ${})",
+            2 * i + 1,
+            2 * i + 2
+        ));
+    }
+    sql
+}
+
+pub(crate) const INSERT_CHECKPOINT: &str =
+    "INSERT INTO ledger_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)";
+pub(crate) const SELECT_CHECKPOINTS: &str = "SELECT size, root, note, created_at \
+    FROM ledger_checkpoints WHERE size >= $1 ORDER BY size LIMIT $2";
+pub(crate) const SELECT_LATEST_CHECKPOINT: &str = "SELECT size, root, note, created_at \
+    FROM ledger_checkpoints ORDER BY size DESC LIMIT 1";
+
+/// Orders fetched `(level, idx, hash)` rows as `coords` asks, failing on a
+/// missing node (a gap in the ledger is corruption, not absence).
+pub(crate) fn order_nodes(
+    coords: &[(u32, u64)],
+    rows: Vec<(i64, i64, Vec<u8>)>,
+) -> Result<Vec<[u8; 32]>> {
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for (level, idx, hash) in rows {
+        let hash: [u8; 32] = hash.try_into().map_err(|_| {
+            StoreError::Corrupt(format!("ledger node ({level}, {idx}) is not 32 bytes"))
+        })?;
+        found.insert((level, idx), hash);
+    }
+    coords
+        .iter()
+        .map(|&(level, idx)| {
+            found
+                .get(&(i64::from(level), to_i64(idx)))
+                .copied()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "ledger node at level {level}, index {idx} is missing"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// Decodes a checkpoint row.
+pub(crate) fn decode_checkpoint(
+    row: (i64, Vec<u8>, String, i64),
+) -> Result<crate::StoredCheckpoint> {
+    let (size, root, note, created_at) = row;
+    Ok(crate::StoredCheckpoint {
+        size: u64::try_from(size)
+            .map_err(|_| StoreError::Corrupt(format!("checkpoint size {size}")))?,
+        root: root
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("checkpoint {size} root is not 32 bytes")))?,
+        note,
+        created_at: timestamp(created_at, &|| format!("checkpoint {size} time"))?,
+    })
+}
+
 const INSERT_REQUEST_HEAD: &str = "INSERT INTO requests \
     (id, status, action, resource, environment, principal, created_at, expires_at, idempotency_key, version, body)";
 const INSERT_EVENT_HEAD: &str = "INSERT INTO audit_events \

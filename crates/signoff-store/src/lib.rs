@@ -46,6 +46,9 @@ pub enum Change {
         /// Hex SHA-256 of its token.
         token_hash: String,
     },
+    /// Store a signed checkpoint. Fails with [`StoreError::Duplicate`] if one
+    /// of that size exists.
+    InsertCheckpoint(StoredCheckpoint),
     /// Mark a principal revoked. Fails with [`StoreError::NotFound`] if unknown.
     RevokePrincipal {
         /// Its name.
@@ -53,6 +56,19 @@ pub enum Change {
         /// When.
         at: Timestamp,
     },
+}
+
+/// A signed checkpoint of the ledger as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// RFC 6962 root of the first `size` entries.
+    pub root: [u8; 32],
+    /// The C2SP signed note.
+    pub note: String,
+    /// When it was signed.
+    pub created_at: Timestamp,
 }
 
 /// Changes and their audit events, applied all together or not at all.
@@ -123,6 +139,14 @@ pub trait Store: Send + Sync + 'static {
     async fn event_count(&self) -> Result<u64>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
+    /// Hashes of perfect subtrees of the ledger, `(level, index)` as in
+    /// `signoff_ledger::merkle`, in the order asked; one query. A missing
+    /// node is [`StoreError::Corrupt`].
+    async fn ledger_nodes(&self, coords: &[(u32, u64)]) -> Result<Vec<[u8; 32]>>;
+    /// Checkpoints with size ≥ `from_size`, smallest first, at most `limit`.
+    async fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<StoredCheckpoint>>;
+    /// The largest checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` (created if missing) or

@@ -128,6 +128,25 @@ macro_rules! shared_impl {
                             return Err(StoreError::NotFound(format!("principal {name}")));
                         }
                     }
+                    Change::InsertCheckpoint(cp) => {
+                        sqlx::query(c::INSERT_CHECKPOINT)
+                            .bind(c::to_i64(cp.size))
+                            .bind(cp.root.to_vec())
+                            .bind(&cp.note)
+                            .bind(c::millis(cp.created_at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(|e| match c::db_err(e) {
+                                StoreError::Database(m)
+                                    if m.contains("unique")
+                                        || m.contains("UNIQUE")
+                                        || m.contains("duplicate") =>
+                                {
+                                    StoreError::Duplicate(format!("checkpoint of size {}", cp.size))
+                                }
+                                other => other,
+                            })?;
+                    }
                 }
                 Ok(())
             }
@@ -189,6 +208,38 @@ macro_rules! shared_impl {
                             .bind(row.reason)
                             .bind(row.detail)
                             .bind(row.schema);
+                    }
+                    query.execute(&mut *self).await.map_err(c::db_err)?;
+                    rest = tail;
+                }
+                Ok(())
+            }
+
+            async fn nodes(&mut self, coords: &[(u32, u64)]) -> $crate::Result<Vec<[u8; 32]>> {
+                use $crate::common as c;
+                if coords.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = c::select_nodes_sql(coords.len());
+                let mut query = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(&sql);
+                for &(level, idx) in coords {
+                    query = query.bind(i64::from(level)).bind(c::to_i64(idx));
+                }
+                let rows = query.fetch_all(&mut *self).await.map_err(c::db_err)?;
+                c::order_nodes(coords, rows)
+            }
+
+            async fn append_nodes(&mut self, nodes: &[(u32, u64, [u8; 32])]) -> $crate::Result<()> {
+                use $crate::common as c;
+                let mut rest = nodes;
+                while !rest.is_empty() {
+                    let (chunk, tail) = rest.split_at(c::chunk(rest.len()));
+                    let mut query = sqlx::query(c::insert_nodes_sql(chunk.len()));
+                    for (level, idx, hash) in chunk {
+                        query = query
+                            .bind(i64::from(*level))
+                            .bind(c::to_i64(*idx))
+                            .bind(hash.to_vec());
                     }
                     query.execute(&mut *self).await.map_err(c::db_err)?;
                     rest = tail;
@@ -372,6 +423,45 @@ macro_rules! shared_impl {
                 u64::try_from(next).map_err(|_| {
                     $crate::StoreError::Corrupt(format!("ledger head is negative ({next})"))
                 })
+            }
+
+            async fn ledger_nodes(&self, coords: &[(u32, u64)]) -> $crate::Result<Vec<[u8; 32]>> {
+                use $crate::common as c;
+                if coords.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = c::select_nodes_sql(coords.len());
+                let mut query = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(&sql);
+                for &(level, idx) in coords {
+                    query = query.bind(i64::from(level)).bind(c::to_i64(idx));
+                }
+                let rows = query.fetch_all(&self.read).await.map_err(c::db_err)?;
+                c::order_nodes(coords, rows)
+            }
+
+            async fn checkpoints(
+                &self,
+                from_size: u64,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::StoredCheckpoint>> {
+                use $crate::common as c;
+                let rows: Vec<(i64, Vec<u8>, String, i64)> = sqlx::query_as(c::SELECT_CHECKPOINTS)
+                    .bind(c::to_i64(from_size))
+                    .bind(c::to_i64(limit.clamp(1, c::MAX_EVENTS)))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(c::db_err)?;
+                rows.into_iter().map(c::decode_checkpoint).collect()
+            }
+
+            async fn latest_checkpoint(&self) -> $crate::Result<Option<$crate::StoredCheckpoint>> {
+                use $crate::common as c;
+                let row: Option<(i64, Vec<u8>, String, i64)> =
+                    sqlx::query_as(c::SELECT_LATEST_CHECKPOINT)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(c::db_err)?;
+                row.map(c::decode_checkpoint).transpose()
             }
 
             async fn ping(&self) -> $crate::Result<()> {

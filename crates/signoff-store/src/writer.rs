@@ -43,6 +43,10 @@ pub(crate) trait WriteConn: Send + 'static {
     async fn insert_requests(&mut self, records: &[&RequestRecord]) -> Result<()>;
     /// Appends `events` at indexes `first`, `first + 1`, ….
     async fn append(&mut self, first: u64, events: &[&AuditEvent]) -> Result<()>;
+    /// Reads ledger nodes `(level, idx)` in the order asked.
+    async fn nodes(&mut self, coords: &[(u32, u64)]) -> Result<Vec<[u8; 32]>>;
+    /// Inserts ledger nodes `(level, idx, hash)`.
+    async fn append_nodes(&mut self, nodes: &[(u32, u64, [u8; 32])]) -> Result<()>;
     /// Closes the connection.
     async fn close(self);
 }
@@ -241,6 +245,7 @@ async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<F
                 return Ok(Fast::Retry);
             }
         }
+        append_tree(conn, head, &events).await?;
         conn.set_head(next).await?;
     }
     conn.exec("COMMIT").await?;
@@ -281,6 +286,7 @@ async fn savepoint_batch<W: WriteConn>(
     conn.begin().await?;
     let head = conn.lock_head().await?;
     let mut next = head;
+    let mut appended: Vec<&AuditEvent> = Vec::new();
     for (commit, result) in commits.iter().zip(results.iter_mut()) {
         if result.is_some() {
             continue;
@@ -290,6 +296,7 @@ async fn savepoint_batch<W: WriteConn>(
             Ok(receipt) => {
                 conn.exec("RELEASE SAVEPOINT signoff_commit").await?;
                 next += receipt.event_indexes.len() as u64;
+                appended.extend(commit.events.iter());
                 *result = Some(Ok(receipt));
             }
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
@@ -301,9 +308,28 @@ async fn savepoint_batch<W: WriteConn>(
         }
     }
     if next != head {
+        append_tree(conn, head, &appended).await?;
         conn.set_head(next).await?;
     }
     conn.exec("COMMIT").await
+}
+
+/// Adds `events` (about to be stored at `head`, `head + 1`, …) to the Merkle
+/// tree in the same transaction: reads the right edge of the tree (one
+/// query, at most 64 nodes), hashes each leaf, and stores every perfect
+/// subtree the new leaves complete.
+async fn append_tree<W: WriteConn>(conn: &mut W, head: u64, events: &[&AuditEvent]) -> Result<()> {
+    use signoff_ledger::{leaf, merkle};
+    let edge = conn.nodes(&merkle::perfect_subtrees(0, head)).await?;
+    let mut frontier = merkle::Frontier::from_nodes(head, edge)
+        .map_err(|e| StoreError::Corrupt(format!("ledger right edge: {e}")))?;
+    let mut nodes = Vec::with_capacity(events.len() * 2);
+    for (i, event) in events.iter().enumerate() {
+        let mut entry = (*event).clone();
+        entry.index = Some(head + i as u64);
+        nodes.extend(frontier.push(merkle::leaf_hash(&leaf::encode(&entry))));
+    }
+    conn.append_nodes(&nodes).await
 }
 
 async fn apply<W: WriteConn>(conn: &mut W, commit: &Commit, first: u64) -> Result<Receipt> {

@@ -209,6 +209,8 @@ suite!(
     count_by_status,
     principals,
     audit_events_are_append_only,
+    merkle_tree_follows_every_commit,
+    checkpoints_are_stored_once,
     reopen_keeps_data,
     bad_url_is_config_error,
     unreachable_is_unavailable,
@@ -1134,6 +1136,127 @@ async fn audit_events_are_append_only(h: &mut Harness) {
         .map(|(i, e)| with_index(e, i as u64))
         .collect();
     assert_eq!(h.store.events(0, 10).await.unwrap(), want);
+}
+
+/// The stored perfect-subtree hashes agree with a tree recomputed from the
+/// events themselves, whatever path the writer took.
+async fn assert_tree_matches_events(s: &Arc<dyn Store>) {
+    use signoff_ledger::{leaf, merkle};
+    let events = s.events(0, 10_000).await.unwrap();
+    let n = events.len() as u64;
+    let leaves: Vec<merkle::Hash> = events
+        .iter()
+        .map(|e| merkle::leaf_hash(&leaf::encode(e)))
+        .collect();
+    let edge = s
+        .ledger_nodes(&merkle::perfect_subtrees(0, n))
+        .await
+        .unwrap();
+    let root = merkle::range_hash(&edge);
+    assert_eq!(
+        root,
+        merkle::root(&leaves),
+        "root from stored nodes at size {n}"
+    );
+    for index in [0, n / 3, n / 2, n.saturating_sub(1)] {
+        if index >= n {
+            continue;
+        }
+        let ranges = merkle::inclusion_ranges(index, n).unwrap();
+        let mut coords = Vec::new();
+        for &(a, b) in &ranges {
+            coords.extend(merkle::perfect_subtrees(a, b));
+        }
+        let fetched = s.ledger_nodes(&coords).await.unwrap();
+        let mut it = fetched.into_iter();
+        let proof = merkle::proof_from_nodes(&ranges, |_, _| it.next().ok_or(())).unwrap();
+        merkle::verify_inclusion(&leaves[index as usize], index, n, &proof, &root).unwrap();
+    }
+}
+
+async fn merkle_tree_follows_every_commit(h: &mut Harness) {
+    let s = h.store.clone();
+    // fast path, many concurrent batches
+    let mut tasks = Vec::new();
+    for t in 0..20i64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..5i64 {
+                let (r, e) = submit(
+                    &format!("m{t:02}{k}"),
+                    "db.read",
+                    "agent:etl",
+                    Decision::Allow,
+                    None,
+                    t * 10 + k,
+                );
+                s.commit(Commit {
+                    changes: vec![Change::InsertRequest(r)],
+                    events: vec![e],
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_tree_matches_events(&s).await;
+    // savepoint path: a failing commit among good ones
+    let (dup, e) = submit("m000", "db.read", "agent:etl", Decision::Allow, None, 1);
+    let bad = s.commit(Commit {
+        changes: vec![Change::InsertRequest(dup)],
+        events: vec![e],
+    });
+    let (ok, e2) = submit("m999", "db.read", "agent:etl", Decision::Allow, None, 2);
+    let good = s.commit(Commit {
+        changes: vec![Change::InsertRequest(ok)],
+        events: vec![e2, event(3)],
+    });
+    let (bad, good) = tokio::join!(bad, good);
+    assert!(bad.is_err());
+    good.unwrap();
+    assert_tree_matches_events(&s).await;
+    assert_eq!(s.event_count().await.unwrap(), 102);
+    let err = h
+        .raw("UPDATE ledger_nodes SET hash = hash")
+        .await
+        .unwrap_err();
+    assert!(err.contains("append-only"), "{err}");
+    let err = h.raw("DELETE FROM ledger_nodes").await.unwrap_err();
+    assert!(err.contains("append-only"), "{err}");
+}
+
+async fn checkpoints_are_stored_once(h: &mut Harness) {
+    let s = &h.store;
+    assert_eq!(s.latest_checkpoint().await.unwrap(), None);
+    let cp = |size: u64| signoff_store::StoredCheckpoint {
+        size,
+        root: [size as u8; 32],
+        note: format!("origin\n{size}\nroot\n\n— key sig\n"),
+        created_at: at(size as i64),
+    };
+    for size in [1, 5, 9] {
+        s.commit(Commit {
+            changes: vec![Change::InsertCheckpoint(cp(size))],
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    }
+    let err = s
+        .commit(Commit {
+            changes: vec![Change::InsertCheckpoint(cp(5))],
+            events: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(_)), "{err}");
+    assert_eq!(s.latest_checkpoint().await.unwrap(), Some(cp(9)));
+    assert_eq!(s.checkpoints(2, 10).await.unwrap(), vec![cp(5), cp(9)]);
+    let err = h.raw("DELETE FROM ledger_checkpoints").await.unwrap_err();
+    assert!(err.contains("append-only"), "{err}");
 }
 
 async fn reopen_keeps_data(h: &mut Harness) {
