@@ -23,6 +23,22 @@ pub struct Config {
     /// How long an approval stays claimable (default `15m`).
     #[serde(default)]
     pub approval_window: Option<String>,
+    /// File holding the Ed25519 key that signs ledger checkpoints; created
+    /// (mode 0600) on first start. Default `ledger.key` beside the config.
+    #[serde(default = "default_ledger_key")]
+    pub ledger_key: PathBuf,
+    /// The ledger's origin line and key name (default `signoff`); use a
+    /// name unique to this deployment, e.g. `signoff.example.com/prod`.
+    #[serde(default = "default_origin")]
+    pub ledger_origin: String,
+}
+
+fn default_ledger_key() -> PathBuf {
+    PathBuf::from("ledger.key")
+}
+
+fn default_origin() -> String {
+    "signoff".into()
 }
 
 fn default_listen() -> String {
@@ -51,6 +67,9 @@ impl Config {
     pub fn resolve(&mut self, base: &Path) {
         if self.policies.is_relative() {
             self.policies = base.join(&self.policies);
+        }
+        if self.ledger_key.is_relative() {
+            self.ledger_key = base.join(&self.ledger_key);
         }
         if let Some(rest) = self.database.strip_prefix("sqlite://") {
             let (file, query) = rest

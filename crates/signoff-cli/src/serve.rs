@@ -25,6 +25,10 @@ pub async fn engine(config: &Config) -> Result<Arc<Engine>> {
         store,
         Arc::new(SystemClock),
         EngineConfig {
+            ledger_key: Some(Arc::new(signoff_engine::ledger::load_or_create_key(
+                &config.ledger_key,
+                &config.ledger_origin,
+            )?)),
             policy_dir: config.policies.clone(),
             deadlines: config.deadlines()?,
         },

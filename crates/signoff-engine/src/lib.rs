@@ -8,6 +8,7 @@
 
 pub mod authz;
 mod error;
+pub mod ledger;
 pub mod principals;
 mod waiters;
 
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub policy_dir: PathBuf,
     /// Review and claim deadlines.
     pub deadlines: Deadlines,
+    /// The key that signs ledger checkpoints; without one no checkpoints are signed.
+    pub ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
 }
 
 /// The use cases of signoff over a store, a policy set and a clock.
@@ -60,6 +63,7 @@ pub struct Engine {
     waiters: Waiters,
     deadline_changed: tokio::sync::Notify,
     auth_cache: principals::AuthCache,
+    ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -99,10 +103,11 @@ impl Engine {
                 loaded_at: now,
             }),
             clock,
-            config,
             waiters: Waiters::default(),
             deadline_changed: tokio::sync::Notify::new(),
             auth_cache: principals::AuthCache::default(),
+            ledger_key: config.ledger_key.clone(),
+            config,
         });
         Ok(engine)
     }

@@ -47,6 +47,9 @@ async fn fixture() -> Fixture {
         EngineConfig {
             policy_dir: policies.clone(),
             deadlines: Default::default(),
+            ledger_key: Some(Arc::new(
+                signoff_ledger::note::SigningKey::generate("test.example/log").unwrap(),
+            )),
         },
     )
     .await
@@ -255,4 +258,56 @@ async fn auditors_cannot_submit_and_agents_see_only_their_own() {
         .await
         .unwrap();
     assert_eq!(r.status, RequestStatus::Pending);
+}
+
+#[tokio::test]
+async fn checkpoints_are_signed_consistent_and_prove_inclusion() {
+    use signoff_ledger::{leaf, merkle, note::Verifier};
+    let f = fixture().await;
+    for _ in 0..3 {
+        f.engine.submit(&f.agent, export(), None).await.unwrap();
+    }
+    let first = f.engine.checkpoint_now().await.unwrap().unwrap();
+    assert!(
+        f.engine.checkpoint_now().await.unwrap().is_none(),
+        "nothing new to sign"
+    );
+    for _ in 0..5 {
+        f.engine.submit(&f.agent, export(), None).await.unwrap();
+    }
+    let second = f.engine.checkpoint_now().await.unwrap().unwrap();
+    assert!(second.size > first.size);
+
+    let verifier = Verifier::from_vkey(&f.engine.ledger_vkey().unwrap()).unwrap();
+    let cp = verifier.verify_note(&second.note).unwrap();
+    assert_eq!((cp.size, cp.root), (second.size, second.root));
+
+    let proof = f
+        .engine
+        .consistency_proof(first.size, second.size)
+        .await
+        .unwrap();
+    merkle::verify_consistency(first.size, second.size, &first.root, &second.root, &proof).unwrap();
+
+    let events = f.engine.events(&f.auditor, 0, 1000).await.unwrap();
+    for (i, e) in events.iter().enumerate().take(second.size as usize) {
+        let proof = f
+            .engine
+            .inclusion_proof(i as u64, second.size)
+            .await
+            .unwrap();
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(&leaf::encode(e)),
+            i as u64,
+            second.size,
+            &proof,
+            &second.root,
+        )
+        .unwrap();
+    }
+    assert!(f
+        .engine
+        .inclusion_proof(0, second.size + 100)
+        .await
+        .is_err());
 }

@@ -54,6 +54,12 @@ pub async fn serve(
             let _ = rx.wait_for(|stopped| *stopped).await;
         }
     }));
+    let checkpointer = tokio::spawn(engine.clone().run_checkpointer({
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }));
     let app = router(engine).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -62,5 +68,6 @@ pub async fn serve(
         })
         .await;
     let _ = sweeper.await;
+    let _ = checkpointer.await;
     result
 }

@@ -181,6 +181,10 @@ async fn host(dir: &std::path::Path, database: &str) -> Result<(String, String)>
         EngineConfig {
             policy_dir: policies,
             deadlines: Default::default(),
+            ledger_key: Some(Arc::new(signoff_engine::ledger::load_or_create_key(
+                &dir.join("ledger.key"),
+                "load.signoff/ledger",
+            )?)),
         },
     )
     .await?;

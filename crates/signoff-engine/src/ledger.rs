@@ -1,0 +1,206 @@
+//! The Merkle ledger over the audit events: signed checkpoints, proofs and
+//! the checkpointer task.
+//!
+//! The store keeps the hash of every perfect subtree, written in the same
+//! transaction as the events, so every root and proof here costs one query
+//! of O(log n) rows. Checkpoints are signed C2SP notes; before signing a new
+//! one the engine proves it consistent with the latest stored one, so it
+//! never signs two inconsistent checkpoints.
+
+use crate::{Engine, EngineError};
+use jiff::Timestamp;
+use signoff_ledger::merkle::{self, Hash};
+use signoff_ledger::note::{Checkpoint, SigningKey};
+use signoff_store::{Change, Commit, StoreError, StoredCheckpoint};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest time between an append and the checkpoint that covers it.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reads the ledger signing key from `path`, or creates one named `origin`
+/// there (mode 0600) if the file does not exist.
+pub fn load_or_create_key(path: &Path, origin: &str) -> Result<SigningKey, EngineError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => SigningKey::from_skey(text.trim())
+            .map_err(|e| EngineError::Invalid(format!("ledger key {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate(origin)
+                .map_err(|e| EngineError::Invalid(format!("ledger origin `{origin}`: {e}")))?;
+            write_secret(path, &format!("{}\n", key.to_skey())).map_err(|e| {
+                EngineError::Internal(format!("cannot create ledger key {}: {e}", path.display()))
+            })?;
+            Ok(key)
+        }
+        Err(e) => Err(EngineError::Internal(format!(
+            "cannot read ledger key {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(text.as_bytes())
+}
+
+fn corrupt(e: StoreError) -> EngineError {
+    match e {
+        StoreError::Corrupt(m) => {
+            EngineError::Internal(format!("ledger storage is inconsistent: {m}"))
+        }
+        other => other.into(),
+    }
+}
+
+impl Engine {
+    /// The verifier key (`name+id+key`) of the ledger, if a signing key is configured.
+    pub fn ledger_vkey(&self) -> Option<String> {
+        self.ledger_key.as_ref().map(|k| k.vkey())
+    }
+
+    /// Number of entries in the ledger.
+    pub async fn ledger_size(&self) -> Result<u64, EngineError> {
+        Ok(self.store.event_count().await?)
+    }
+
+    fn check_size(size: u64, have: u64) -> Result<(), EngineError> {
+        if size > have {
+            return Err(EngineError::Invalid(format!(
+                "tree size {size} is larger than the ledger ({have} entries)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The RFC 6962 root of the first `size` entries.
+    pub async fn ledger_root(&self, size: u64) -> Result<Hash, EngineError> {
+        Self::check_size(size, self.ledger_size().await?)?;
+        let nodes = self
+            .store
+            .ledger_nodes(&merkle::perfect_subtrees(0, size))
+            .await
+            .map_err(corrupt)?;
+        Ok(merkle::range_hash(&nodes))
+    }
+
+    async fn proof(&self, ranges: Vec<(u64, u64)>) -> Result<Vec<Hash>, EngineError> {
+        let coords: Vec<(u32, u64)> = ranges
+            .iter()
+            .flat_map(|&(a, b)| merkle::perfect_subtrees(a, b))
+            .collect();
+        let nodes = self.store.ledger_nodes(&coords).await.map_err(corrupt)?;
+        let mut it = nodes.into_iter();
+        merkle::proof_from_nodes(&ranges, |level, index| {
+            it.next().ok_or_else(|| {
+                EngineError::Internal(format!("ledger node ({level}, {index}) missing"))
+            })
+        })
+    }
+
+    /// The inclusion proof of entry `index` in the tree of size `size` (RFC 9162 order).
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, EngineError> {
+        Self::check_size(size, self.ledger_size().await?)?;
+        let ranges = merkle::inclusion_ranges(index, size)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        self.proof(ranges).await
+    }
+
+    /// The consistency proof between the trees of sizes `from` and `to`.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, EngineError> {
+        Self::check_size(to, self.ledger_size().await?)?;
+        let ranges = merkle::consistency_ranges(from, to)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        self.proof(ranges).await
+    }
+
+    /// The latest signed checkpoint.
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, EngineError> {
+        Ok(self.store.latest_checkpoint().await?)
+    }
+
+    /// Signs a checkpoint for the current size if it grew since the latest
+    /// one. The new root is first proven consistent with the latest stored
+    /// checkpoint; if it is not, nothing is signed and the error says so.
+    pub async fn checkpoint_now(&self) -> Result<Option<StoredCheckpoint>, EngineError> {
+        let Some(key) = &self.ledger_key else {
+            return Ok(None);
+        };
+        let size = self.ledger_size().await?;
+        let latest = self.store.latest_checkpoint().await?;
+        if latest.as_ref().is_some_and(|l| l.size >= size) {
+            return Ok(None);
+        }
+        let root = self.ledger_root(size).await?;
+        if let Some(prev) = &latest {
+            let proof = self.consistency_proof(prev.size, size).await?;
+            merkle::verify_consistency(prev.size, size, &prev.root, &root, &proof).map_err(|e| {
+                EngineError::Internal(format!(
+                    "refusing to sign: tree of size {size} is not consistent with checkpoint {}: {e}",
+                    prev.size
+                ))
+            })?;
+        }
+        let note = key.sign(&Checkpoint {
+            origin: key.name().to_owned(),
+            size,
+            root,
+        });
+        let stored = StoredCheckpoint {
+            size,
+            root,
+            note,
+            created_at: self.now(),
+        };
+        match self
+            .store
+            .commit(Commit {
+                changes: vec![Change::InsertCheckpoint(stored.clone())],
+                events: vec![],
+            })
+            .await
+        {
+            Ok(_) => Ok(Some(stored)),
+            // another replica signed the same size first
+            Err(StoreError::Duplicate(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Signs checkpoints until `shutdown`: at most [`CHECKPOINT_INTERVAL`]
+    /// after any append, and once more on the way out.
+    pub async fn run_checkpointer(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        if self.ledger_key.is_none() {
+            return;
+        }
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    let _ = self.checkpoint_now().await;
+                    return;
+                }
+                _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+            }
+            if let Err(e) = self.checkpoint_now().await {
+                tracing::warn!(error = %e, "checkpoint failed; retrying");
+            }
+        }
+    }
+
+    /// When the checkpoint was signed, for display.
+    pub fn checkpoint_time(cp: &StoredCheckpoint) -> Timestamp {
+        cp.created_at
+    }
+}
