@@ -40,6 +40,10 @@ struct Args {
     /// Action to request (the in-process policy allows everything).
     #[arg(long, default_value = "db.read")]
     action: String,
+    /// Before measuring, append this many audit events to the in-process
+    /// gateway's ledger (to show latency does not grow with ledger size).
+    #[arg(long, default_value_t = 0)]
+    prefill: u64,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -62,7 +66,7 @@ async fn run(args: Args) -> Result<()> {
         (Some(_), None) => anyhow::bail!("--url needs --token (or SIGNOFF_TOKEN)"),
         _ => {
             let dir = tempfile::tempdir()?;
-            let (url, token) = host(dir.path(), &args.database).await?;
+            let (url, token) = host(dir.path(), &args.database, args.prefill).await?;
             _tmp = dir;
             (url, token)
         }
@@ -162,7 +166,7 @@ async fn run(args: Args) -> Result<()> {
 }
 
 /// Starts an in-process gateway with an allow-all policy and one agent.
-async fn host(dir: &std::path::Path, database: &str) -> Result<(String, String)> {
+async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(String, String)> {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies)?;
     std::fs::write(
@@ -202,6 +206,47 @@ async fn host(dir: &std::path::Path, database: &str) -> Result<(String, String)>
             },
         )
         .await?;
+    if prefill > 0 {
+        let started = Instant::now();
+        let store = engine.store().clone();
+        let mut done = 0u64;
+        let mut pending = Vec::new();
+        while done < prefill {
+            let n = (prefill - done).min(1000);
+            let events = (0..n)
+                .map(|i| {
+                    signoff_core::AuditEvent::new(
+                        signoff_core::EventKind::RequestSubmitted,
+                        engine.now(),
+                        "agent:prefill",
+                    )
+                    .with_reason(format!("prefill {}", done + i))
+                })
+                .collect();
+            let store = store.clone();
+            pending.push(tokio::spawn(async move {
+                store
+                    .commit(signoff_store::Commit {
+                        changes: vec![],
+                        events,
+                    })
+                    .await
+            }));
+            done += n;
+            if pending.len() >= 16 {
+                for p in pending.drain(..) {
+                    p.await??;
+                }
+            }
+        }
+        for p in pending.drain(..) {
+            p.await??;
+        }
+        eprintln!(
+            "prefilled {prefill} ledger entries in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(signoff_server::serve(
