@@ -166,7 +166,8 @@ fn token(setup: &DevSetup, var: &str) -> String {
         .unwrap_or_else(|| "(missing: delete .signoff-dev to start over)".into())
 }
 
-/// Prints the URL, the credentials and a walkthrough to copy and paste.
+/// Prints the URL, the credentials, the ledger keys and a walkthrough to
+/// copy and paste.
 pub fn print_banner(setup: &DevSetup, url: &str, engine: &Engine) {
     let info = engine.policy_info();
     let agent = token(setup, "AGENT_TOKEN");
@@ -178,6 +179,8 @@ pub fn print_banner(setup: &DevSetup, url: &str, engine: &Engine) {
   database     {db}
   policies     {pol} ({n} policies)
   credentials  {cred}
+  ledger key   {ledger_key} (signs checkpoints; keep it secret)
+  verifier key {vkey}
 
   agent    etl-bot  (owner carol)          {agent}
   reviewer alice    (group sre)            {alice}
@@ -195,11 +198,18 @@ Try it in another terminal:
   SIGNOFF_URL={url} SIGNOFF_TOKEN={alice} signoff ls --status pending
   SIGNOFF_URL={url} SIGNOFF_TOKEN={alice} signoff approve <ID>
   SIGNOFF_URL={url} SIGNOFF_TOKEN={bob} signoff approve <ID>
+
+  # the signed ledger (carol is an admin, so she may read the audit trail):
+  curl -s -H "Authorization: Bearer {carol}" {url}/v1/ledger/checkpoint
 "#,
         db = setup.config.database,
         pol = setup.config.policies.display(),
         n = info.policy_ids.len(),
         cred = setup.credentials.display(),
+        ledger_key = setup.config.ledger_key.display(),
+        vkey = engine
+            .ledger_vkey()
+            .unwrap_or_else(|| "(none: no ledger key configured)".into()),
     );
     let _ = &setup.dir;
 }

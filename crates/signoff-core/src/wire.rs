@@ -3,10 +3,10 @@
 //! so the two can never drift apart.
 
 use crate::action::{ActionRequest, Digest};
-use crate::event::AuditEvent;
+use crate::event::{AuditEvent, EventKind};
 use crate::principal::{Principal, PrincipalKind, Role};
 use crate::request::{Outcome, RequestRecord, RequestStatus, Review, ReviewDecision};
-use crate::verdict::Verdict;
+use crate::verdict::{Decision, Verdict};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -231,4 +231,95 @@ pub struct Problem {
     /// The request concerned, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// One ledger entry as `GET /v1/ledger/entries` serves it: the exact leaf
+/// bytes that the Merkle tree hashes, and the event they encode, decoded for
+/// reading. Verifiers must hash `leaf`, never re-encode the decoded fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LedgerEntry {
+    /// Position in the log (dense from 0).
+    pub index: u64,
+    /// Standard base64 (with padding) of the leaf bytes:
+    /// `signoff-event-v1\n` followed by the RFC 8785 JSON of the event.
+    pub leaf: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// When it happened.
+    #[schema(value_type = String, format = DateTime)]
+    pub time: Timestamp,
+    /// Who caused it.
+    pub actor: String,
+    /// The request concerned, if any.
+    pub request_id: Option<String>,
+    /// The action digest of that request.
+    pub digest: Option<String>,
+    /// The verdict in force.
+    pub verdict: Option<Decision>,
+    /// The policies that determined the verdict.
+    pub policy_ids: Vec<String>,
+    /// The policy set that decided.
+    pub policy_set_hash: Option<String>,
+    /// Why (review reason, refusal reason, error…).
+    pub reason: Option<String>,
+    /// Kind-specific details.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+impl LedgerEntry {
+    /// The entry for `event` at `index` with base64 leaf bytes `leaf`.
+    pub fn new(index: u64, leaf: String, event: AuditEvent) -> Self {
+        LedgerEntry {
+            index,
+            leaf,
+            kind: event.kind,
+            time: event.time,
+            actor: event.actor,
+            request_id: event.request_id,
+            digest: event.digest,
+            verdict: event.verdict,
+            policy_ids: event.policy_ids,
+            policy_set_hash: event.policy_set_hash,
+            reason: event.reason,
+            detail: event.detail,
+        }
+    }
+
+    /// The decoded event (with its index), for display. Not what the tree
+    /// hashes: that is [`LedgerEntry::leaf`].
+    pub fn event(&self) -> AuditEvent {
+        AuditEvent {
+            index: Some(self.index),
+            kind: self.kind,
+            time: self.time,
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+            digest: self.digest.clone(),
+            verdict: self.verdict,
+            policy_ids: self.policy_ids.clone(),
+            policy_set_hash: self.policy_set_hash.clone(),
+            reason: self.reason.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+/// `GET /v1/ledger/entries`: entries `[start, end)` in log order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LedgerEntryPage {
+    /// The entries, by increasing index.
+    pub entries: Vec<LedgerEntry>,
+    /// When the range asked for was longer than one page (1,000 entries):
+    /// the index to pass as `start` for the rest. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// An RFC 9162 inclusion or consistency proof: the hashes, standard base64,
+/// in the order the RFC's verification algorithms consume them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProofHashes {
+    /// SHA-256 node hashes, standard base64 with padding.
+    pub hashes: Vec<String>,
 }

@@ -121,7 +121,21 @@ fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, ApiError
             .map_err(|_| ApiError::bad_request("malformed query string"))?,
     )
     .map(|q| q.0)
-    .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+    .map_err(|e| ApiError::bad_request(query_error(&e.body_text())))
+}
+
+/// `Failed to deserialize query string: start: invalid digit found in string`
+/// → `invalid query parameter `start`: invalid digit found in string`.
+fn query_error(text: &str) -> String {
+    let rest = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    match rest.split_once(": ") {
+        Some((field, why)) if !field.is_empty() && !field.contains(' ') => {
+            format!("invalid query parameter `{field}`: {why}")
+        }
+        _ => format!("invalid query: {rest}"),
+    }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for JsonBody<T> {
@@ -135,5 +149,22 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
         <JsonBody<T> as FromRequest<S>>::from_request(req, state)
             .await
             .map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_error;
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        assert_eq!(
+            query_error("Failed to deserialize query string: start: invalid digit found in string"),
+            "invalid query parameter `start`: invalid digit found in string"
+        );
+        assert_eq!(
+            query_error("Failed to deserialize query string: missing field `size`"),
+            "invalid query: missing field `size`"
+        );
     }
 }

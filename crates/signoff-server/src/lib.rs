@@ -4,6 +4,7 @@
 //! translate the wire format, and call the engine.
 
 mod extract;
+mod ledger_routes;
 pub mod metrics;
 mod problem;
 mod routes;

@@ -25,7 +25,9 @@ use utoipa::OpenApi;
     info(title = "signoff", description = "Action-level approval gateway for AI agents and automation pipelines."),
     paths(
         submit, list, get_one, wait, review, cancel, claim, outcome, whoami, list_events, policy_info,
-        reload_policy, list_principals, add_principal, revoke_principal, healthz, readyz, metrics
+        reload_policy, list_principals, add_principal, revoke_principal, healthz, readyz, metrics,
+        crate::ledger_routes::checkpoint, crate::ledger_routes::key, crate::ledger_routes::entries,
+        crate::ledger_routes::inclusion, crate::ledger_routes::consistency
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth)
@@ -71,6 +73,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::ledger_routes::router())
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
