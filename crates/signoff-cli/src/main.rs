@@ -3,6 +3,7 @@
 //! that talks to a running gateway.
 
 mod args;
+mod audit;
 mod config;
 mod dev;
 mod output;
@@ -99,9 +100,9 @@ enum Command {
     /// Check, test and explain policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCmd),
-    /// Read the audit trail.
+    /// Read, verify, export and report on the audit ledger.
     #[command(subcommand)]
-    Audit(remote::AuditCmd),
+    Audit(audit::AuditCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +211,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Cancel { id, reason, remote } => remote::cancel(&remote, &id, reason).await,
         Command::Policy(cmd) => policy_cmd::run(cmd),
-        Command::Audit(cmd) => remote::audit(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
     }
 }

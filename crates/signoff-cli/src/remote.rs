@@ -3,15 +3,15 @@
 use crate::args::ActionArgs;
 use crate::output;
 use crate::Remote;
-use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use anyhow::Result;
+use clap::Args;
 use signoff_core::wire::SubmitRequest;
 use signoff_core::{RequestStatus, ReviewDecision};
 use signoff_gates::exec::{self, ExecSpec};
 use signoff_gates::{Client, EXIT_DENIED, EXIT_TEMPFAIL};
 use std::time::Duration;
 
-fn client(remote: &Remote) -> Result<Client> {
+pub(crate) fn client(remote: &Remote) -> Result<Client> {
     let token = remote.token.clone().unwrap_or_default();
     Ok(Client::new(&remote.url, &token)?)
 }
@@ -196,57 +196,4 @@ pub async fn cancel(remote: &Remote, id: &str, reason: Option<String>) -> Result
     let view = client(remote)?.cancel(id, reason).await?;
     println!("cancelled {}", view.id);
     Ok(0)
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditCmd {
-    /// Print audit events (auditor or admin).
-    Events {
-        /// First index.
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        remote: Remote,
-    },
-}
-
-pub async fn audit(cmd: AuditCmd) -> Result<i32> {
-    match cmd {
-        AuditCmd::Events {
-            from,
-            limit,
-            json,
-            remote,
-        } => {
-            let page = client(&remote)?
-                .events(from, limit)
-                .await
-                .context("cannot read audit events")?;
-            for e in &page.events {
-                if json {
-                    println!("{}", serde_json::to_string(e)?);
-                } else {
-                    println!(
-                        "{:>6}  {}  {:<20} {:<18} {}{}",
-                        e.index.unwrap_or_default(),
-                        e.time,
-                        e.kind.as_str(),
-                        e.actor,
-                        e.request_id.as_deref().unwrap_or("-"),
-                        e.reason
-                            .as_deref()
-                            .map(|r| format!("  {r}"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            Ok(0)
-        }
-    }
 }

@@ -135,6 +135,13 @@ pub(crate) fn select_nodes_sql(pairs: usize) -> String {
     sql
 }
 
+pub(crate) const SELECT_LEAVES: &str = "SELECT idx, hash FROM ledger_nodes \
+    WHERE level = 0 AND idx >= $1 ORDER BY idx LIMIT $2";
+
+pub(crate) const SELECT_EVENT_RANGE: &str = "SELECT \
+    (SELECT MIN(idx) FROM audit_events WHERE time >= $1), \
+    (SELECT MAX(idx) FROM audit_events WHERE time < $2)";
+
 pub(crate) const INSERT_CHECKPOINT: &str =
     "INSERT INTO ledger_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)";
 pub(crate) const SELECT_CHECKPOINTS: &str = "SELECT size, root, note, created_at \

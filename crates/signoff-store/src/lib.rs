@@ -137,6 +137,16 @@ pub trait Store: Send + Sync + 'static {
     async fn events(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>>;
     /// Number of events (= next index).
     async fn event_count(&self) -> Result<u64>;
+    /// The index range `(first, last)` of the events of a period: `first` is
+    /// the lowest index whose time is ≥ `since`, `last` the highest whose
+    /// time is < `until`. `None` when either does not exist or `first > last`.
+    /// (Indexes follow commit order, so with a monotonic clock every event in
+    /// `first..=last` is in the period.)
+    async fn event_range(&self, since: Timestamp, until: Timestamp) -> Result<Option<(u64, u64)>>;
+    /// The leaf hashes recorded at append time (ledger nodes of level 0)
+    /// with index ≥ `from`, by index, at most `limit` (capped at 10,000), as
+    /// `(index, hash)`.
+    async fn ledger_leaves(&self, from: u64, limit: usize) -> Result<Vec<(u64, [u8; 32])>>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
     /// Hashes of perfect subtrees of the ledger, `(level, index)` as in

@@ -425,6 +425,60 @@ macro_rules! shared_impl {
                 })
             }
 
+            async fn event_range(
+                &self,
+                since: jiff::Timestamp,
+                until: jiff::Timestamp,
+            ) -> $crate::Result<Option<(u64, u64)>> {
+                use $crate::common as c;
+                let (first, last): (Option<i64>, Option<i64>) =
+                    sqlx::query_as(c::SELECT_EVENT_RANGE)
+                        .bind(c::millis(since))
+                        .bind(c::millis(until))
+                        .fetch_one(&self.read)
+                        .await
+                        .map_err(c::db_err)?;
+                Ok(match (first, last) {
+                    (Some(f), Some(l)) if f <= l => {
+                        u64::try_from(f).ok().zip(u64::try_from(l).ok())
+                    }
+                    _ => None,
+                })
+            }
+
+            async fn ledger_leaves(
+                &self,
+                from: u64,
+                limit: usize,
+            ) -> $crate::Result<Vec<(u64, [u8; 32])>> {
+                use $crate::common as c;
+                let Ok(from) = i64::try_from(from) else {
+                    return Ok(Vec::new());
+                };
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(c::SELECT_LEAVES)
+                    .bind(from)
+                    .bind(c::to_i64(limit.min(c::MAX_EVENTS)))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(c::db_err)?;
+                rows.into_iter()
+                    .map(|(idx, hash)| {
+                        let hash: [u8; 32] = hash.try_into().map_err(|_| {
+                            $crate::StoreError::Corrupt(format!(
+                                "ledger leaf {idx} is not 32 bytes"
+                            ))
+                        })?;
+                        let idx = u64::try_from(idx).map_err(|_| {
+                            $crate::StoreError::Corrupt(format!("ledger leaf index {idx}"))
+                        })?;
+                        Ok((idx, hash))
+                    })
+                    .collect()
+            }
+
             async fn ledger_nodes(&self, coords: &[(u32, u64)]) -> $crate::Result<Vec<[u8; 32]>> {
                 use $crate::common as c;
                 if coords.is_empty() {

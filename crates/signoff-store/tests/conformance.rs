@@ -211,6 +211,7 @@ suite!(
     audit_events_are_append_only,
     merkle_tree_follows_every_commit,
     checkpoints_are_stored_once,
+    event_range_and_leaves,
     reopen_keeps_data,
     bad_url_is_config_error,
     unreachable_is_unavailable,
@@ -1257,6 +1258,42 @@ async fn checkpoints_are_stored_once(h: &mut Harness) {
     assert_eq!(s.checkpoints(2, 10).await.unwrap(), vec![cp(5), cp(9)]);
     let err = h.raw("DELETE FROM ledger_checkpoints").await.unwrap_err();
     assert!(err.contains("append-only"), "{err}");
+}
+
+async fn event_range_and_leaves(h: &mut Harness) {
+    use signoff_ledger::{leaf, merkle};
+    let s = &h.store;
+    assert_eq!(s.event_range(at(0), at(100)).await.unwrap(), None);
+    assert!(s.ledger_leaves(0, 10).await.unwrap().is_empty());
+    // times 0, 10, 20, …, 90 at indexes 0..10
+    let events: Vec<AuditEvent> = (0..10).map(|i| event(i * 10)).collect();
+    s.commit(Commit {
+        changes: vec![],
+        events: events.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.event_range(at(0), at(100)).await.unwrap(), Some((0, 9)));
+    assert_eq!(s.event_range(at(15), at(40)).await.unwrap(), Some((2, 3)));
+    assert_eq!(s.event_range(at(20), at(21)).await.unwrap(), Some((2, 2)));
+    // `until` is exclusive, `since` inclusive
+    assert_eq!(s.event_range(at(20), at(20)).await.unwrap(), None);
+    assert_eq!(s.event_range(at(21), at(29)).await.unwrap(), None);
+    assert_eq!(s.event_range(at(95), at(1000)).await.unwrap(), None);
+    assert_eq!(s.event_range(at(-50), at(-1)).await.unwrap(), None);
+
+    let leaves = s.ledger_leaves(3, 4).await.unwrap();
+    let want: Vec<(u64, [u8; 32])> = (3..7)
+        .map(|i| {
+            let e = with_index(events[i as usize].clone(), i);
+            (i, merkle::leaf_hash(&leaf::encode(&e)))
+        })
+        .collect();
+    assert_eq!(leaves, want);
+    assert_eq!(s.ledger_leaves(8, 100).await.unwrap().len(), 2);
+    assert!(s.ledger_leaves(10, 100).await.unwrap().is_empty());
+    assert!(s.ledger_leaves(u64::MAX, 100).await.unwrap().is_empty());
+    assert!(s.ledger_leaves(0, 0).await.unwrap().is_empty());
 }
 
 async fn reopen_keeps_data(h: &mut Harness) {

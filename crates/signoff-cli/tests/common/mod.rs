@@ -1162,3 +1162,117 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+// ---------------------------------------------------------------- audit helpers
+
+impl Gateway {
+    /// Stops the server gracefully (SIGTERM, so it signs a last checkpoint),
+    /// killing it if it has not exited within 15 s.
+    pub fn stop(&mut self) {
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+
+    /// Runs `signoff ARGS…` with no token, at most 120 s.
+    pub fn cli<I, S>(&self, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let (cmd, what) = self.cli_command(None, args);
+        Bg::spawn(cmd, what).finish(Duration::from_secs(120))
+    }
+
+    /// Whether the gateway's database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database.starts_with("postgres")
+    }
+
+    /// Runs SQL statements directly on the gateway's database, bypassing
+    /// signoff (`sqlite3` or `psql`), as someone with database access would.
+    /// Returns the output rows, `|`-separated.
+    pub fn sql(&self, sql: &str) -> Result<String, String> {
+        if self.is_postgres() {
+            let (base, db) = self
+                .database
+                .rsplit_once('/')
+                .expect("postgres url has a database");
+            psql(base, db, sql)
+        } else {
+            let file = self
+                .database
+                .strip_prefix("sqlite://")
+                .expect("sqlite url")
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let out = Command::new("sqlite3")
+                .args(["-bail", "-batch", &file, sql])
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run `sqlite3` (is it installed?): {e}"))?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            }
+        }
+    }
+
+    /// [`Gateway::sql`] that must succeed.
+    pub fn sql_ok(&self, sql: &str) -> String {
+        self.sql(sql)
+            .unwrap_or_else(|e| panic!("SQL failed on {}: {e}\n{sql}", self.database))
+    }
+
+    /// Drops the triggers that make the ledger tables append-only, as an
+    /// attacker with database access could.
+    pub fn drop_append_only_triggers(&self) {
+        let sql = if self.is_postgres() {
+            "DROP TRIGGER audit_events_no_update_delete ON audit_events;\
+             DROP TRIGGER audit_events_no_truncate ON audit_events;\
+             DROP TRIGGER ledger_nodes_append_only ON ledger_nodes;\
+             DROP TRIGGER ledger_nodes_no_truncate ON ledger_nodes;\
+             DROP TRIGGER ledger_checkpoints_append_only ON ledger_checkpoints;\
+             DROP TRIGGER ledger_checkpoints_no_truncate ON ledger_checkpoints;"
+        } else {
+            "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;\
+             DROP TRIGGER ledger_nodes_no_update; DROP TRIGGER ledger_nodes_no_delete;\
+             DROP TRIGGER ledger_checkpoints_no_update; DROP TRIGGER ledger_checkpoints_no_delete;"
+        };
+        self.sql_ok(sql);
+    }
+
+    /// The ledger verifier key, derived from the gateway's `ledger.key`.
+    pub fn ledger_vkey(&self) -> String {
+        let path = self.config.parent().expect("config dir").join("ledger.key");
+        let skey = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        signoff_ledger::note::SigningKey::from_skey(skey.trim())
+            .expect("ledger key parses")
+            .vkey()
+    }
+}
+
+/// Runs `signoff ARGS…` outside any gateway (no URL, no token), at most 10 minutes.
+pub fn run_signoff(args: &[&str]) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("SIGNOFF_TOKEN")
+        .env_remove("SIGNOFF_URL");
+    Bg::spawn(cmd, format!("signoff {}", args.join(" "))).finish(Duration::from_secs(600))
+}
