@@ -5,6 +5,45 @@
 //! instantiated per backend: the SQL (in [`crate::common`]) and the Rust are
 //! identical, only the connection and pool types differ.
 
+/// Binds a [`crate::common::RequestRow`] to `$query` in column order, the
+/// one order every request statement (insert, update, multi-row insert) uses.
+macro_rules! bind_request_row {
+    ($query:expr, $row:expr) => {{
+        let row = $row;
+        $query
+            .bind(row.id)
+            .bind(row.status)
+            .bind(row.action)
+            .bind(row.resource)
+            .bind(row.environment)
+            .bind(row.principal)
+            .bind(row.created_at)
+            .bind(row.expires_at)
+            .bind(row.idempotency_key)
+            .bind(row.version)
+            .bind(row.body)
+    }};
+}
+
+/// Reads ledger nodes `(level, idx)` through `$exec` (the writer's
+/// transaction or the read pool) in one query, in the order asked.
+macro_rules! fetch_nodes {
+    ($exec:expr, $coords:expr) => {{
+        use $crate::common as c;
+        let coords: &[(u32, u64)] = $coords;
+        if coords.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = c::select_nodes_sql(coords.len());
+        let mut query = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(&sql);
+        for &(level, idx) in coords {
+            query = query.bind(i64::from(level)).bind(c::to_i64(idx));
+        }
+        let rows = query.fetch_all($exec).await.map_err(c::db_err)?;
+        c::order_nodes(coords, rows)
+    }};
+}
+
 /// Implements [`crate::writer::WriteConn`] for `$conn` and [`crate::Store`]
 /// for `$store` (which has fields `read: sqlx::Pool<_>` and `writer: Writer`).
 /// `$begin` is the statement that opens a write transaction.
@@ -49,18 +88,7 @@ macro_rules! shared_impl {
                 match change {
                     Change::InsertRequest(r) => {
                         let row = RequestRow::new(r, r.version)?;
-                        sqlx::query(c::INSERT_REQUEST)
-                            .bind(row.id)
-                            .bind(row.status)
-                            .bind(row.action)
-                            .bind(row.resource)
-                            .bind(row.environment)
-                            .bind(row.principal)
-                            .bind(row.created_at)
-                            .bind(row.expires_at)
-                            .bind(row.idempotency_key)
-                            .bind(row.version)
-                            .bind(row.body)
+                        $crate::shared::bind_request_row!(sqlx::query(c::INSERT_REQUEST), row)
                             .execute(&mut *self)
                             .await
                             .map_err(|e| c::insert_request_err(e, r))?;
@@ -70,22 +98,12 @@ macro_rules! shared_impl {
                             StoreError::Database(format!("request {} version overflow", r.id))
                         })?;
                         let row = RequestRow::new(r, version)?;
-                        let done = sqlx::query(c::UPDATE_REQUEST)
-                            .bind(row.id)
-                            .bind(row.status)
-                            .bind(row.action)
-                            .bind(row.resource)
-                            .bind(row.environment)
-                            .bind(row.principal)
-                            .bind(row.created_at)
-                            .bind(row.expires_at)
-                            .bind(row.idempotency_key)
-                            .bind(row.version)
-                            .bind(row.body)
-                            .bind(r.version)
-                            .execute(&mut *self)
-                            .await
-                            .map_err(|e| c::insert_request_err(e, r))?;
+                        let done =
+                            $crate::shared::bind_request_row!(sqlx::query(c::UPDATE_REQUEST), row)
+                                .bind(r.version)
+                                .execute(&mut *self)
+                                .await
+                                .map_err(|e| c::insert_request_err(e, r))?;
                         if done.rows_affected() == 0 {
                             let exists = sqlx::query(c::REQUEST_EXISTS)
                                 .bind(&r.id)
@@ -162,18 +180,7 @@ macro_rules! shared_impl {
                     let mut query = sqlx::query(c::insert_requests_sql(chunk.len()));
                     for r in chunk {
                         let row = c::RequestRow::new(r, r.version)?;
-                        query = query
-                            .bind(row.id)
-                            .bind(row.status)
-                            .bind(row.action)
-                            .bind(row.resource)
-                            .bind(row.environment)
-                            .bind(row.principal)
-                            .bind(row.created_at)
-                            .bind(row.expires_at)
-                            .bind(row.idempotency_key)
-                            .bind(row.version)
-                            .bind(row.body);
+                        query = $crate::shared::bind_request_row!(query, row);
                     }
                     query.execute(&mut *self).await.map_err(c::db_err)?;
                     rest = tail;
@@ -216,17 +223,7 @@ macro_rules! shared_impl {
             }
 
             async fn nodes(&mut self, coords: &[(u32, u64)]) -> $crate::Result<Vec<[u8; 32]>> {
-                use $crate::common as c;
-                if coords.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let sql = c::select_nodes_sql(coords.len());
-                let mut query = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(&sql);
-                for &(level, idx) in coords {
-                    query = query.bind(i64::from(level)).bind(c::to_i64(idx));
-                }
-                let rows = query.fetch_all(&mut *self).await.map_err(c::db_err)?;
-                c::order_nodes(coords, rows)
+                $crate::shared::fetch_nodes!(&mut *self, coords)
             }
 
             async fn append_nodes(&mut self, nodes: &[(u32, u64, [u8; 32])]) -> $crate::Result<()> {
@@ -480,17 +477,7 @@ macro_rules! shared_impl {
             }
 
             async fn ledger_nodes(&self, coords: &[(u32, u64)]) -> $crate::Result<Vec<[u8; 32]>> {
-                use $crate::common as c;
-                if coords.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let sql = c::select_nodes_sql(coords.len());
-                let mut query = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(&sql);
-                for &(level, idx) in coords {
-                    query = query.bind(i64::from(level)).bind(c::to_i64(idx));
-                }
-                let rows = query.fetch_all(&self.read).await.map_err(c::db_err)?;
-                c::order_nodes(coords, rows)
+                $crate::shared::fetch_nodes!(&self.read, coords)
             }
 
             async fn checkpoints(
@@ -528,4 +515,4 @@ macro_rules! shared_impl {
         }
     };
 }
-pub(crate) use shared_impl;
+pub(crate) use {bind_request_row, fetch_nodes, shared_impl};
