@@ -34,6 +34,7 @@
 //! [RFC 8785]: https://www.rfc-editor.org/rfc/rfc8785
 
 use signoff_core::event::AuditEvent;
+use std::io::Write as _;
 use thiserror::Error;
 
 /// The version line of every leaf (without its line feed).
@@ -95,6 +96,137 @@ pub fn decode(bytes: &[u8]) -> Result<AuditEvent, LeafError> {
         return Err(LeafError::NotCanonical { offset });
     }
     Ok(event)
+}
+
+/// `value` as RFC 8785 canonical JSON: the spelling a store should keep the
+/// JSON columns of an event in, so that [`encode_columns`] reproduces the
+/// leaf without parsing them.
+pub fn canonical_json<T: serde::Serialize>(value: &T) -> serde_json::Result<String> {
+    let bytes = serde_json_canonicalizer::to_vec(value)?;
+    // RFC 8785 output is UTF-8 JSON text.
+    String::from_utf8(bytes).map_err(serde::ser::Error::custom)
+}
+
+/// An audit event as its stored columns, borrowed from a database row: what
+/// [`encode_columns`] turns into leaf bytes without building an
+/// [`AuditEvent`]. Text columns are raw bytes: they are not checked to be
+/// UTF-8 here (bytes that are not can only fail to confirm, see
+/// [`encode_columns`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LeafColumns<'a> {
+    /// The entry's index.
+    pub index: u64,
+    /// The kind, e.g. `request_submitted`.
+    pub kind: &'a [u8],
+    /// The time in milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// Who caused it.
+    pub actor: &'a [u8],
+    /// The request concerned.
+    pub request_id: Option<&'a [u8]>,
+    /// The action digest.
+    pub digest: Option<&'a [u8]>,
+    /// The verdict, e.g. `allow`.
+    pub verdict: Option<&'a [u8]>,
+    /// The policy ids as stored: a JSON array, copied verbatim.
+    pub policy_ids_json: &'a [u8],
+    /// The policy set hash.
+    pub policy_set_hash: Option<&'a [u8]>,
+    /// The reason.
+    pub reason: Option<&'a [u8]>,
+    /// The detail as stored: JSON text, copied verbatim.
+    pub detail_json: &'a [u8],
+}
+
+/// Appends the leaf bytes the stored columns spell to `out`, for a verifier
+/// that reads millions of rows: no JSON is parsed and nothing is allocated
+/// beyond `out`. Returns `false` (and leaves `out` as it was) when the time
+/// is out of range or a string that needs escaping is not UTF-8.
+///
+/// The two JSON columns are copied as they are, so the result equals
+/// [`encode`] of the decoded event only when they were stored in canonical
+/// form ([`canonical_json`], as the store writes them).
+/// A verifier may therefore use these bytes only to **confirm** a recorded
+/// leaf hash; when they do not match, it must decode the row and use
+/// [`encode`], which decides.
+///
+/// Confirming is sound: if these bytes hash to the recorded leaf, they are
+/// the original leaf, and the columns are the original ones. Every string
+/// column is escaped here, so its extent is fixed; a verbatim JSON column
+/// could only end elsewhere than the original by cutting the original
+/// inside a nested value or by swallowing a following member, and either
+/// way the fixed member names and brackets written around it would no
+/// longer line up with the original bytes (a `,"` never occurs inside a
+/// JSON string, and every top-level member name occurs once). Bytes that
+/// are not UTF-8 cannot equal the original leaf, which is.
+pub fn encode_columns(c: &LeafColumns<'_>, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    if write_columns(c, out).is_none() {
+        out.truncate(start);
+        return false;
+    }
+    true
+}
+
+fn write_columns(c: &LeafColumns<'_>, out: &mut Vec<u8>) -> Option<()> {
+    let time = jiff::Timestamp::from_millisecond(c.time_ms).ok()?;
+    out.extend_from_slice(LEAF_VERSION.as_bytes());
+    out.extend_from_slice(b"\n{\"actor\":");
+    json_string(out, c.actor)?;
+    out.extend_from_slice(b",\"detail\":");
+    out.extend_from_slice(c.detail_json);
+    out.extend_from_slice(b",\"digest\":");
+    json_opt_string(out, c.digest)?;
+    out.extend_from_slice(b",\"index\":");
+    // io::Write into a Vec cannot fail.
+    let _ = write!(out, "{}", c.index);
+    out.extend_from_slice(b",\"kind\":");
+    json_string(out, c.kind)?;
+    out.extend_from_slice(b",\"policy_ids\":");
+    out.extend_from_slice(c.policy_ids_json);
+    out.extend_from_slice(b",\"policy_set_hash\":");
+    json_opt_string(out, c.policy_set_hash)?;
+    out.extend_from_slice(b",\"reason\":");
+    json_opt_string(out, c.reason)?;
+    out.extend_from_slice(b",\"request_id\":");
+    json_opt_string(out, c.request_id)?;
+    out.extend_from_slice(b",\"time\":\"");
+    let _ = write!(out, "{time}");
+    out.extend_from_slice(b"\",\"verdict\":");
+    json_opt_string(out, c.verdict)?;
+    out.push(b'}');
+    Some(())
+}
+
+/// A JSON string as RFC 8785 writes it; serde_json's escaping (`\"`, `\\`,
+/// `\b \f \n \r \t`, other controls as lowercase `\u00xx`, nothing else)
+/// is exactly that. `None` when it needs escaping and is not UTF-8.
+fn json_string(out: &mut Vec<u8>, s: &[u8]) -> Option<()> {
+    // Without an early exit the check vectorizes; strings that need no
+    // escape (nearly all) are then copied as they are.
+    let needs_escape = s.iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if needs_escape {
+        let s = std::str::from_utf8(s).ok()?;
+        // Writing JSON into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    }
+    Some(())
+}
+
+fn json_opt_string(out: &mut Vec<u8>, s: Option<&[u8]>) -> Option<()> {
+    match s {
+        Some(s) => json_string(out, s),
+        None => {
+            out.extend_from_slice(b"null");
+            Some(())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +315,158 @@ mod tests {
             decode(b"signoff-event-v1\n{\"index\":1}"),
             Err(LeafError::Json(_))
         ));
+    }
+
+    /// Events covering every column shape, as the store would write them.
+    fn varied_events() -> Vec<AuditEvent> {
+        use serde_json::json;
+        use signoff_core::Decision;
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let details = [
+            json!(null),
+            json!({}),
+            json!({"b": [1, -2, 9007199254740992u64, "x"], "a": {"é": true, "Z": false, "": null}}),
+            json!({"action": {"action": "db.export", "resource": "c\"u\\s\u{7}\u{1f}\n\t\r\u{8}\u{c}\u{7f}",
+                   "context": {"k": "\u{2028}\u{2029}é😀"}, "principal": "agent:bot", "on_behalf_of": null},
+                   "gate": "exec", "status": "pending", "requirement": [{"group": "sre", "count": 2}]}),
+            json!(["a", {"y": 1, "x": 2}, [[]]]),
+            json!("just a string"),
+        ];
+        let mut out = Vec::new();
+        for (i, detail) in details.into_iter().enumerate() {
+            let mut e = AuditEvent::new(
+                EventKind::RequestSubmitted,
+                t("2025-01-02T03:04:05.120Z"),
+                "agent:deployer",
+            )
+            .with_detail(detail);
+            e.index = Some(i as u64 * 1_000_003);
+            out.push(e.clone());
+            e.kind = EventKind::OutcomeRecorded;
+            e.time = t("2025-01-02T03:04:05Z");
+            e.actor = "user:\u{1}\"ann\"".into();
+            e.reason = Some("ship \"it\"\n".into());
+            e.request_id = Some("01J0000000000000000000000".into());
+            e.digest = Some("ab".into());
+            e.verdict = Some(Decision::ApprovalRequired);
+            e.policy_ids = vec!["p1".into(), "p\"2".into()];
+            e.policy_set_hash = Some("h".into());
+            out.push(e);
+        }
+        out
+    }
+
+    /// The columns the store writes for `e`.
+    fn columns_of(e: &AuditEvent, f: impl FnOnce(&LeafColumns<'_>)) {
+        let policy_ids = canonical_json(&e.policy_ids).unwrap();
+        let detail = canonical_json(&e.detail).unwrap();
+        f(&LeafColumns {
+            index: e.index.unwrap(),
+            kind: e.kind.as_str().as_bytes(),
+            time_ms: e.time.as_millisecond(),
+            actor: e.actor.as_bytes(),
+            request_id: e.request_id.as_deref().map(str::as_bytes),
+            digest: e.digest.as_deref().map(str::as_bytes),
+            verdict: e.verdict.map(|v| v.as_str().as_bytes()),
+            policy_ids_json: policy_ids.as_bytes(),
+            policy_set_hash: e.policy_set_hash.as_deref().map(str::as_bytes),
+            reason: e.reason.as_deref().map(str::as_bytes),
+            detail_json: detail.as_bytes(),
+        })
+    }
+
+    #[test]
+    fn columns_encode_to_the_same_bytes() {
+        for e in varied_events() {
+            columns_of(&e, |c| {
+                let mut out = b"kept".to_vec();
+                assert!(encode_columns(c, &mut out));
+                assert_eq!(
+                    String::from_utf8_lossy(&out[4..]),
+                    String::from_utf8_lossy(&encode(&e))
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn non_canonical_columns_only_ever_differ() {
+        // Detail stored in another spelling (keys in insertion order, as
+        // older stores wrote it): the bytes differ, so a verifier falls
+        // back to `encode`.
+        let mut e = event();
+        e.detail = serde_json::json!({"\u{e000}": 1, "😀": 2});
+        let spelled = "{\"\u{e000}\":1,\"😀\":2}";
+        let policy_ids = canonical_json(&e.policy_ids).unwrap();
+        let mut out = Vec::new();
+        assert!(encode_columns(
+            &LeafColumns {
+                index: 7,
+                kind: e.kind.as_str().as_bytes(),
+                time_ms: e.time.as_millisecond(),
+                actor: e.actor.as_bytes(),
+                request_id: e.request_id.as_deref().map(str::as_bytes),
+                digest: None,
+                verdict: None,
+                policy_ids_json: policy_ids.as_bytes(),
+                policy_set_hash: None,
+                reason: e.reason.as_deref().map(str::as_bytes),
+                detail_json: spelled.as_bytes(),
+            },
+            &mut out
+        ));
+        assert_ne!(out, encode(&e));
+        // A column moved into its neighbour cannot give the same bytes.
+        let e = event();
+        let original = encode(&e);
+        let policy_ids = canonical_json(&e.policy_ids).unwrap();
+        let detail = canonical_json(&e.detail).unwrap();
+        let swallowed = format!("{detail},\"digest\":null");
+        let mut out = Vec::new();
+        encode_columns(
+            &LeafColumns {
+                index: 7,
+                kind: e.kind.as_str().as_bytes(),
+                time_ms: e.time.as_millisecond(),
+                actor: e.actor.as_bytes(),
+                request_id: e.request_id.as_deref().map(str::as_bytes),
+                digest: None,
+                verdict: None,
+                policy_ids_json: policy_ids.as_bytes(),
+                policy_set_hash: None,
+                reason: e.reason.as_deref().map(str::as_bytes),
+                detail_json: swallowed.as_bytes(),
+            },
+            &mut out,
+        );
+        assert_ne!(out, original);
+    }
+
+    #[test]
+    fn escaped_text_that_is_not_utf8_is_declined() {
+        let e = event();
+        columns_of(&e, |c| {
+            let mut out = b"kept".to_vec();
+            let c = LeafColumns {
+                reason: Some(b"\"\xff"),
+                ..*c
+            };
+            assert!(!encode_columns(&c, &mut out));
+            assert_eq!(out, b"kept");
+        });
+    }
+
+    #[test]
+    fn time_out_of_range_is_declined() {
+        let e = event();
+        columns_of(&e, |c| {
+            let mut out = b"kept".to_vec();
+            let c = LeafColumns {
+                time_ms: i64::MAX,
+                ..*c
+            };
+            assert!(!encode_columns(&c, &mut out));
+            assert_eq!(out, b"kept");
+        });
     }
 }

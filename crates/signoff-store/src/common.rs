@@ -9,6 +9,7 @@
 use crate::{redact, RequestFilter, Result, StoreError};
 use jiff::Timestamp;
 use signoff_core::{AuditEvent, Decision, EventKind, Principal, RequestRecord, RequestStatus};
+use signoff_ledger::leaf;
 
 /// Largest page [`crate::Store::list_requests`] returns.
 pub(crate) const MAX_LIST: usize = 1_000;
@@ -402,10 +403,12 @@ impl EventRow {
             request_id: e.request_id.clone(),
             digest: e.digest.clone(),
             verdict: e.verdict.map(|v| v.as_str().to_owned()),
-            policy_ids: ser("policy ids", serde_json::to_string(&e.policy_ids))?,
+            // Canonical (RFC 8785) JSON, so a verifier can rebuild the
+            // leaf from the columns without parsing them.
+            policy_ids: ser("policy ids", leaf::canonical_json(&e.policy_ids))?,
             policy_set_hash: e.policy_set_hash.clone(),
             reason: e.reason.clone(),
-            detail: ser("detail", serde_json::to_string(&e.detail))?,
+            detail: ser("detail", leaf::canonical_json(&e.detail))?,
             schema: i32::try_from(AuditEvent::SCHEMA).unwrap_or(i32::MAX),
         })
     }

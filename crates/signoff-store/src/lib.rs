@@ -24,9 +24,11 @@ use std::sync::Arc;
 
 mod common;
 mod error;
+pub mod scan;
 mod shared;
 mod writer;
 pub use error::StoreError;
+pub use scan::{LedgerScan, ScannedEntry, MAX_SCAN};
 
 /// One change to durable state.
 #[derive(Debug, Clone)]
@@ -147,6 +149,11 @@ pub trait Store: Send + Sync + 'static {
     /// with index ≥ `from`, by index, at most `limit` (capped at 10,000), as
     /// `(index, hash)`.
     async fn ledger_leaves(&self, from: u64, limit: usize) -> Result<Vec<(u64, [u8; 32])>>;
+    /// Fills `into` with the entries of `[from, to)` (at most [`MAX_SCAN`]
+    /// of them) encoded straight from their columns, and the recorded leaf
+    /// hashes of the range: one pass, for verifiers. `into` is cleared
+    /// first; its buffers are reused. See [`scan`].
+    async fn scan_ledger(&self, from: u64, to: u64, into: &mut LedgerScan) -> Result<()>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
     /// Hashes of perfect subtrees of the ledger, `(level, index)` as in

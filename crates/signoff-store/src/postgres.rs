@@ -88,4 +88,12 @@ impl Connector for PgConnector {
     }
 }
 
+impl PgStore {
+    /// [`crate::Store::scan_ledger`]: sqlx reads PostgreSQL rows on the
+    /// calling task, cheaply enough.
+    async fn scan(&self, from: u64, to: u64, into: &mut crate::LedgerScan) -> Result<()> {
+        crate::shared::sqlx_scan!(&self.read, from, to, into)
+    }
+}
+
 crate::shared::shared_impl!(PgStore, PgConnection, "BEGIN");

@@ -44,6 +44,70 @@ macro_rules! fetch_nodes {
     }};
 }
 
+/// [`crate::Store::scan_ledger`] through sqlx on `$pool`: each row's
+/// columns are borrowed, not copied, into the leaf encoder.
+macro_rules! sqlx_scan {
+    ($pool:expr, $from:expr, $to:expr, $into:expr) => {{
+        use sqlx::Row as _;
+        use $crate::scan as s;
+        let (from, to): (u64, u64) = ($from, $to);
+        let scan: &mut s::LedgerScan = $into;
+        let Some((lo, hi)) = s::capped(from, to) else {
+            scan.reset(from, from);
+            return Ok(());
+        };
+        let corrupt = |what: &str, e: sqlx::Error| {
+            $crate::StoreError::Corrupt(format!("ledger scan at {lo}: {what}: {e}"))
+        };
+        let rows = sqlx::query(s::SELECT_SCAN_EVENTS)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all($pool)
+            .await
+            .map_err($crate::common::db_err)?;
+        scan.reset(from, u64::try_from(hi).unwrap_or(from));
+        for row in &rows {
+            let idx: i64 = row.try_get(0).map_err(|e| corrupt("index", e))?;
+            let index = u64::try_from(idx).map_err(|_| {
+                $crate::StoreError::Corrupt(format!("ledger scan: negative index {idx}"))
+            })?;
+            let schema: i32 = row.try_get(11).unwrap_or(-1);
+            let text = |i: usize| row.try_get::<&str, _>(i).ok().map(str::as_bytes);
+            let opt_text = |i: usize| {
+                row.try_get::<Option<&str>, _>(i)
+                    .ok()
+                    .map(|t| t.map(str::as_bytes))
+            };
+            let columns = (|| {
+                Some(signoff_ledger::leaf::LeafColumns {
+                    index,
+                    kind: text(1)?,
+                    time_ms: row.try_get(2).ok()?,
+                    actor: text(3)?,
+                    request_id: opt_text(4)?,
+                    digest: opt_text(5)?,
+                    verdict: opt_text(6)?,
+                    policy_ids_json: text(7)?,
+                    policy_set_hash: opt_text(8)?,
+                    reason: opt_text(9)?,
+                    detail_json: text(10)?,
+                })
+            })();
+            scan.push(index, i64::from(schema), columns);
+        }
+        let leaves: Vec<(i64, Vec<u8>)> = sqlx::query_as(s::SELECT_SCAN_LEAVES)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all($pool)
+            .await
+            .map_err($crate::common::db_err)?;
+        for (idx, hash) in leaves {
+            scan.recorded.push(s::recorded_leaf(idx, hash)?);
+        }
+        Ok(())
+    }};
+}
+
 /// Implements [`crate::writer::WriteConn`] for `$conn` and [`crate::Store`]
 /// for `$store` (which has fields `read: sqlx::Pool<_>` and `writer: Writer`).
 /// `$begin` is the statement that opens a write transaction.
@@ -462,17 +526,7 @@ macro_rules! shared_impl {
                     .await
                     .map_err(c::db_err)?;
                 rows.into_iter()
-                    .map(|(idx, hash)| {
-                        let hash: [u8; 32] = hash.try_into().map_err(|_| {
-                            $crate::StoreError::Corrupt(format!(
-                                "ledger leaf {idx} is not 32 bytes"
-                            ))
-                        })?;
-                        let idx = u64::try_from(idx).map_err(|_| {
-                            $crate::StoreError::Corrupt(format!("ledger leaf index {idx}"))
-                        })?;
-                        Ok((idx, hash))
-                    })
+                    .map(|(idx, hash)| $crate::scan::recorded_leaf(idx, hash))
                     .collect()
             }
 
@@ -505,6 +559,15 @@ macro_rules! shared_impl {
                 row.map(c::decode_checkpoint).transpose()
             }
 
+            async fn scan_ledger(
+                &self,
+                from: u64,
+                to: u64,
+                into: &mut $crate::LedgerScan,
+            ) -> $crate::Result<()> {
+                self.scan(from, to, into).await
+            }
+
             async fn ping(&self) -> $crate::Result<()> {
                 sqlx::query("SELECT 1")
                     .execute(&self.read)
@@ -515,4 +578,4 @@ macro_rules! shared_impl {
         }
     };
 }
-pub(crate) use {bind_request_row, fetch_nodes, shared_impl};
+pub(crate) use {bind_request_row, fetch_nodes, shared_impl, sqlx_scan};

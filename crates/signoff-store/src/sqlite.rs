@@ -15,6 +15,8 @@ use sqlx::Connection;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod direct;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a statement waits for another process's lock on the file.
@@ -30,6 +32,8 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     read: SqlitePool,
     writer: Writer,
+    /// For ledger scans; `None` for an in-memory database.
+    direct: Option<direct::DirectReader>,
 }
 
 impl SqliteStore {
@@ -59,8 +63,25 @@ impl SqliteStore {
             .connect_with(base.read_only(true).busy_timeout(BUSY_TIMEOUT))
             .await
             .map_err(|e| open_err(url, unavailable_on_open(e)))?;
+        let file = write.get_filename();
+        let direct = file
+            .is_file()
+            .then(|| direct::DirectReader::new(file.to_owned()));
         let writer = Writer::spawn(SqliteConnector { options: write }, conn);
-        Ok(SqliteStore { read, writer })
+        Ok(SqliteStore {
+            read,
+            writer,
+            direct,
+        })
+    }
+
+    /// [`crate::Store::scan_ledger`]: directly from the file when there is
+    /// one (see [`direct`]), else through sqlx.
+    async fn scan(&self, from: u64, to: u64, into: &mut crate::LedgerScan) -> Result<()> {
+        match &self.direct {
+            Some(d) => d.scan(from, to, into).await,
+            None => crate::shared::sqlx_scan!(&self.read, from, to, into),
+        }
     }
 }
 

@@ -1,11 +1,17 @@
 //! `signoff audit verify --config`: replays the live ledger from entry 0.
 //!
-//! Every event is re-encoded as its leaf ([`leaf::encode`]) and hashed; the
-//! hash is compared with the leaf hash the store recorded at append time
-//! (level-0 ledger node), indexes must be consecutive, and the tree rebuilt
-//! from the recomputed leaves must have the root of every stored, signed
-//! checkpoint at its size. Fetching page `n + 1` overlaps with hashing page
-//! `n` (on a blocking thread), so both cores work.
+//! Every event is re-encoded as its leaf and hashed; the hash is compared
+//! with the leaf hash the store recorded at append time (level-0 ledger
+//! node), indexes must be consecutive, and the tree rebuilt from the
+//! recomputed leaves must have the root of every stored, signed checkpoint
+//! at its size.
+//!
+//! Speed comes from [`Store::scan_ledger`], which encodes each row's
+//! columns straight into leaf bytes. Those bytes only ever *confirm* a
+//! recorded hash: an entry they do not confirm is read again as an
+//! [`AuditEvent`] and decided by [`leaf::encode`], exactly as if there were
+//! no fast path. Several windows are scanned and hashed at once (each on a
+//! blocking thread); only appending to the tree is sequential.
 //!
 //! All differences are collected, then ordered by where they occur in the
 //! log; the first one is the verdict.
@@ -14,19 +20,20 @@ use signoff_core::AuditEvent;
 use signoff_ledger::leaf;
 use signoff_ledger::merkle::{self, Frontier, Hash};
 use signoff_ledger::note::{Checkpoint, Verifier};
-use signoff_store::{Store, StoreError, StoredCheckpoint};
+use signoff_store::{LedgerScan, Store, StoreError, StoredCheckpoint};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod fast;
-
-/// Entries fetched per page (the store's maximum).
+/// Entries fetched per page by [`Store::events`] (the store's maximum).
 pub const PAGE: u64 = 10_000;
 
-/// Windows fetched ahead of the one being hashed.
-const FETCH_AHEAD: usize = 3;
+/// Entries per window scanned and hashed as one unit.
+const WINDOW: u64 = 32_768;
+
+/// Windows in flight (scanning or hashing) ahead of the one being appended.
+const FETCH_AHEAD: usize = 4;
 
 fn task_failed(e: tokio::task::JoinError) -> StoreError {
     StoreError::Database(format!("verification task failed: {e}"))
@@ -241,11 +248,13 @@ impl Outcome {
 /// Progress callback: called with the tree size reached and the size to reach.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
-/// One window `[start, end)` of rows as fetched.
+/// One window `[start, end)` of rows, scanned and hashed.
 struct Window {
     start: u64,
     end: u64,
-    /// Present events by index (rows that decoded).
+    /// Entries whose fast leaf bytes hash to the recorded leaf, by index.
+    confirmed: Vec<(u64, Hash)>,
+    /// Entries read the slow way (not confirmed by the fast bytes), by index.
     events: Vec<AuditEvent>,
     /// Rows that do not decode.
     unreadable: Vec<(u64, String)>,
@@ -311,10 +320,10 @@ impl Replay {
     /// the tree reaches their size.
     fn process(&mut self, w: Window) {
         let mut cps: VecDeque<StoredCheckpoint> = w.checkpoints.into();
+        let mut confirmed = w.confirmed.into_iter().peekable();
         let mut events = w.events.into_iter().peekable();
         let mut unreadable = w.unreadable.into_iter().peekable();
         let mut leaves = w.leaves.into_iter().peekable();
-        let mut buf = Vec::with_capacity(2048);
         for index in w.start..w.end {
             while cps.front().is_some_and(|c| c.size == index) {
                 if let Some(cp) = cps.pop_front() {
@@ -325,18 +334,19 @@ impl Replay {
                 leaves.next();
             }
             let recorded = leaves.next_if(|(i, _)| *i == index).map(|(_, h)| h);
+            if let Some((_, hash)) = confirmed.next_if(|(i, _)| *i == index) {
+                self.close_missing_run();
+                self.entries += 1;
+                self.frontier.append(hash);
+                continue;
+            }
             while events.peek().is_some_and(|e| e.index < Some(index)) {
                 events.next();
             }
             if let Some(event) = events.next_if(|e| e.index == Some(index)) {
                 self.close_missing_run();
                 self.entries += 1;
-                let hash = match fast::leaf_hash(&event, &mut buf) {
-                    Some(h) if Some(h) == recorded => h,
-                    // The fast encoder is only trusted when it agrees with
-                    // the record; anything else is decided by leaf::encode.
-                    _ => merkle::leaf_hash(&leaf::encode(&event)),
-                };
+                let hash = merkle::leaf_hash(&leaf::encode(&event));
                 match recorded {
                     Some(r) if r == hash => {}
                     _ => {
@@ -445,26 +455,111 @@ impl Replay {
     }
 }
 
-/// Fetches the rows of `[start, end)` and the checkpoints whose size falls
-/// in it (`[0, end]` for the first window, `(start, end]` after).
-async fn fetch_window(store: Arc<dyn Store>, start: u64, end: u64) -> Result<Window, StoreError> {
-    let limit = usize::try_from(end - start).unwrap_or(usize::MAX);
-    let (events, leaves, checkpoints) = tokio::join!(
-        fetch_events(&store, start, end),
-        store.ledger_leaves(start, limit),
+/// Scans `[start, end)`, hashes the fast leaf bytes (on a blocking thread),
+/// reads every entry they do not confirm the slow way, and fetches the
+/// checkpoints whose size falls in the window (`[0, end]` for the first
+/// window, `(start, end]` after).
+async fn fetch_window(
+    store: Arc<dyn Store>,
+    spare: Spare,
+    start: u64,
+    end: u64,
+) -> Result<Window, StoreError> {
+    let (scans, checkpoints) = tokio::join!(
+        scan_range(&store, &spare, start, end),
         fetch_checkpoints(&store, if start == 0 { 0 } else { start + 1 }, end),
     );
-    let (events, unreadable) = events?;
-    let mut leaves = leaves?;
-    leaves.retain(|(i, _)| *i < end);
+    let scans = scans?;
+    let (confirmed, leaves, unconfirmed) = tokio::task::spawn_blocking(move || {
+        let confirmed = confirm(&scans);
+        if let Ok(mut spare) = spare.lock() {
+            spare.extend(scans);
+        }
+        confirmed
+    })
+    .await
+    .map_err(task_failed)?;
+    let mut events = Vec::new();
+    let mut unreadable = Vec::new();
+    for (from, to) in runs(&unconfirmed) {
+        let (mut e, mut u) = fetch_events(&store, from, to).await?;
+        events.append(&mut e);
+        unreadable.append(&mut u);
+    }
     Ok(Window {
         start,
         end,
+        confirmed,
         events,
         unreadable,
         leaves,
         checkpoints: checkpoints?,
     })
+}
+
+/// Scans done with, kept for their buffers (see [`LedgerScan`]).
+type Spare = Arc<std::sync::Mutex<Vec<LedgerScan>>>;
+
+/// All of `[start, end)`, in as many scans as the store's cap needs.
+async fn scan_range(
+    store: &Arc<dyn Store>,
+    spare: &Spare,
+    start: u64,
+    end: u64,
+) -> Result<Vec<LedgerScan>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = start;
+    while from < end {
+        let mut scan = spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        store.scan_ledger(from, end, &mut scan).await?;
+        from = scan.to.max(from + 1);
+        out.push(scan);
+    }
+    Ok(out)
+}
+
+/// Hashes the fast leaf bytes: `(confirmed, recorded leaves, unconfirmed
+/// indexes)`. An entry is confirmed only when its bytes hash to the leaf
+/// recorded at its index.
+type Confirmed = (Vec<(u64, Hash)>, Vec<(u64, Hash)>, Vec<u64>);
+
+fn confirm(scans: &[LedgerScan]) -> Confirmed {
+    let mut confirmed = Vec::new();
+    let mut unconfirmed = Vec::new();
+    let mut leaves = Vec::new();
+    for scan in scans {
+        let mut recorded = scan.recorded.iter().peekable();
+        for entry in &scan.entries {
+            while recorded.peek().is_some_and(|(i, _)| *i < entry.index) {
+                recorded.next();
+            }
+            let want = recorded
+                .next_if(|(i, _)| *i == entry.index)
+                .map(|(_, h)| *h);
+            match (scan.leaf(entry).map(merkle::leaf_hash), want) {
+                (Some(h), Some(w)) if h == w => confirmed.push((entry.index, h)),
+                _ => unconfirmed.push(entry.index),
+            }
+        }
+        leaves.extend_from_slice(&scan.recorded);
+    }
+    (confirmed, leaves, unconfirmed)
+}
+
+/// Sorted indexes as half-open runs of consecutive ones.
+fn runs(indexes: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &i in indexes {
+        match out.last_mut() {
+            Some((_, end)) if *end == i => *end = i + 1,
+            _ => out.push((i, i + 1)),
+        }
+    }
+    out
 }
 
 /// The readable events of `[start, end)`, and the index and error of each
@@ -481,7 +576,7 @@ async fn fetch_events(
         let want = usize::try_from(end - from).unwrap_or(usize::MAX);
         match store.events(from, want).await {
             Ok(page) => {
-                let done = page.len() < want;
+                let done = page.len() < want.min(PAGE as usize);
                 let last = page.last().and_then(|e| e.index);
                 out.extend(page.into_iter().filter(|e| e.index < Some(end)));
                 match last {
@@ -578,7 +673,7 @@ pub async fn replay(
         mismatched: BTreeMap::new(),
         missing_run: None,
     };
-    let window_end = |start: u64| start.saturating_add(PAGE).min(target);
+    let window_end = |start: u64| start.saturating_add(WINDOW).min(target);
     if target == 0 {
         // An empty log can still have a checkpoint of size 0.
         for cp in fetch_checkpoints(&store, 0, 0).await? {
@@ -589,10 +684,16 @@ pub async fn replay(
     // current one is hashed on a blocking thread.
     let mut next_start = 0u64;
     let mut inflight = VecDeque::new();
+    let spare = Spare::default();
     let mut fetch_more = |inflight: &mut VecDeque<_>| {
         while inflight.len() < FETCH_AHEAD && next_start < target {
             let end = window_end(next_start);
-            inflight.push_back(tokio::spawn(fetch_window(store.clone(), next_start, end)));
+            inflight.push_back(tokio::spawn(fetch_window(
+                store.clone(),
+                spare.clone(),
+                next_start,
+                end,
+            )));
             next_start = end;
         }
     };

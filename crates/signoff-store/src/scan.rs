@@ -1,0 +1,106 @@
+//! A bulk read of the ledger for verifiers: [`crate::Store::scan_ledger`].
+//!
+//! A verifier reads every row of the log, so the per-row cost of building an
+//! [`signoff_core::AuditEvent`] (a JSON parse of `detail`, a dozen owned
+//! strings) dominates everything else. The scan instead turns each row's
+//! columns straight into leaf bytes with
+//! [`signoff_ledger::leaf::encode_columns`], back to back in one buffer.
+//! Those bytes may only *confirm* the recorded leaf hash; a row whose bytes
+//! do not is read again through [`crate::Store::events`] and decided by
+//! `leaf::encode`.
+
+use signoff_ledger::leaf::{self, LeafColumns};
+use std::ops::Range;
+
+/// Most entries one [`crate::Store::scan_ledger`] call returns.
+pub const MAX_SCAN: u64 = 65_536;
+
+/// The ledger entries of `[from, to)` as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerScan {
+    /// First index asked for.
+    pub from: u64,
+    /// End of the range asked for (exclusive), after capping at [`MAX_SCAN`].
+    pub to: u64,
+    /// Every present row, by index. Absent indexes are simply not listed.
+    pub entries: Vec<ScannedEntry>,
+    /// The leaf bytes of the entries, back to back.
+    pub bytes: Vec<u8>,
+    /// The leaf hashes recorded at append time (level-0 ledger nodes) in
+    /// the range, by index.
+    pub recorded: Vec<(u64, [u8; 32])>,
+}
+
+/// One row of a [`LedgerScan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedEntry {
+    /// The row's index.
+    pub index: u64,
+    /// Where its leaf bytes are in [`LedgerScan::bytes`]; `None` when the
+    /// columns cannot be encoded directly (text that is not UTF-8, a schema
+    /// other than this build's, a time out of range): the row must be read
+    /// through [`crate::Store::events`].
+    pub leaf: Option<Range<usize>>,
+}
+
+impl LedgerScan {
+    /// Empties the scan for `[from, to)`, keeping (and growing) its buffers:
+    /// a verifier passes the same few scans around, so the tens of
+    /// megabytes they hold are allocated, and paged in, once.
+    pub(crate) fn reset(&mut self, from: u64, to: u64) {
+        const TYPICAL_LEAF: usize = 768;
+        let n = usize::try_from(to.saturating_sub(from)).unwrap_or(0);
+        self.from = from;
+        self.to = to;
+        self.entries.clear();
+        self.entries.reserve(n);
+        self.bytes.clear();
+        self.bytes.reserve(n.saturating_mul(TYPICAL_LEAF));
+        self.recorded.clear();
+        self.recorded.reserve(n);
+    }
+
+    /// The leaf bytes of `entry`, when it has them.
+    pub fn leaf(&self, entry: &ScannedEntry) -> Option<&[u8]> {
+        entry.leaf.clone().and_then(|r| self.bytes.get(r))
+    }
+
+    /// Appends a row: its index, its `schema` column and its other columns
+    /// (`None` when they do not read as text).
+    pub(crate) fn push(&mut self, index: u64, schema: i64, columns: Option<LeafColumns<'_>>) {
+        let start = self.bytes.len();
+        let leaf = match columns {
+            Some(c) if schema == i64::from(signoff_core::AuditEvent::SCHEMA) => {
+                leaf::encode_columns(&c, &mut self.bytes).then_some(start..self.bytes.len())
+            }
+            _ => None,
+        };
+        self.entries.push(ScannedEntry { index, leaf });
+    }
+}
+
+/// The range a scan of `[from, to)` covers, capped at [`MAX_SCAN`] entries
+/// and at the database's integer range.
+pub(crate) fn capped(from: u64, to: u64) -> Option<(i64, i64)> {
+    let to = to.min(from.saturating_add(MAX_SCAN));
+    let from = i64::try_from(from).ok()?;
+    let to = i64::try_from(to).unwrap_or(i64::MAX);
+    (from < to).then_some((from, to))
+}
+
+pub(crate) const SELECT_SCAN_EVENTS: &str = "SELECT \
+    idx, kind, time, actor, request_id, digest, verdict, policy_ids, policy_set_hash, reason, detail, schema \
+    FROM audit_events WHERE idx >= $1 AND idx < $2 ORDER BY idx";
+
+pub(crate) const SELECT_SCAN_LEAVES: &str = "SELECT idx, hash FROM ledger_nodes \
+    WHERE level = 0 AND idx >= $1 AND idx < $2 ORDER BY idx";
+
+/// A level-0 ledger node row as `(index, hash)`.
+pub(crate) fn recorded_leaf(idx: i64, hash: Vec<u8>) -> crate::Result<(u64, [u8; 32])> {
+    let hash: [u8; 32] = hash
+        .try_into()
+        .map_err(|_| crate::StoreError::Corrupt(format!("ledger leaf {idx} is not 32 bytes")))?;
+    let idx = u64::try_from(idx)
+        .map_err(|_| crate::StoreError::Corrupt(format!("ledger leaf index {idx}")))?;
+    Ok((idx, hash))
+}
