@@ -43,6 +43,10 @@ backend_tests! {
 /// ```text
 /// SIGNOFF_AUDIT_PERF_N=200000 cargo test --release -p signoff --test audit throughput -- --ignored --nocapture
 /// ```
+///
+/// With `SIGNOFF_AUDIT_PERF_DIR=DIR` the ledger (SQLite file, or the
+/// PostgreSQL database) and its config are kept for repeated
+/// `signoff audit verify --config DIR/signoff.toml` runs.
 mod throughput {
     #[test]
     #[ignore = "benchmark: writes a large ledger"]
@@ -858,7 +862,7 @@ fn verify_throughput(b: Backend) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    // SIGNOFF_AUDIT_PERF_DIR keeps the SQLite ledger there, for profiling.
+    // SIGNOFF_AUDIT_PERF_DIR keeps the ledger and its config there.
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("SIGNOFF_AUDIT_PERF_DIR")
         .map(PathBuf::from)
@@ -973,4 +977,12 @@ fn verify_throughput(b: Backend) {
             .starts_with(&format!("ledger verified: {n} entries, ")),
         "{out}"
     );
+    if std::env::var_os("SIGNOFF_AUDIT_PERF_DIR").is_some() {
+        // Kept with its config for repeated runs and profiling.
+        if let Some(pg) = pg {
+            eprintln!("kept {}", pg.url());
+            std::mem::forget(pg);
+        }
+        eprintln!("config: {}", config.display());
+    }
 }

@@ -158,6 +158,10 @@ fn main() {
                 .unwrap()
         })
     });
+    // The part of each proof that is not node reads: the size check.
+    group.bench_function(BenchmarkId::new("size_check", size), |b| {
+        b.iter(|| rt.block_on(engine.ledger_size()).unwrap())
+    });
     group.bench_function(BenchmarkId::new("consistency", size), |b| {
         b.iter(|| {
             rt.block_on(engine.consistency_proof(size / 2 + 1, size))

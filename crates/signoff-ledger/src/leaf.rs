@@ -31,6 +31,11 @@
 //! same bytes, so any byte outside the canonical form (whitespace, member
 //! order, number spelling, escapes, timestamp spelling) is an edit.
 //!
+//! [`encode`] is the definition. [`encode_columns`] writes the same bytes
+//! from an event's stored columns without parsing them, for verifiers that
+//! read millions of rows; its output may confirm a recorded hash but never
+//! refute one (see there).
+//!
 //! [RFC 8785]: https://www.rfc-editor.org/rfc/rfc8785
 
 use signoff_core::event::AuditEvent;

@@ -94,6 +94,11 @@ impl PgStore {
     async fn scan(&self, from: u64, to: u64, into: &mut crate::LedgerScan) -> Result<()> {
         crate::shared::sqlx_scan!(&self.read, from, to, into)
     }
+
+    /// [`crate::Store::ledger_nodes`] in one query.
+    async fn read_nodes(&self, coords: &[(u32, u64)]) -> Result<Vec<[u8; 32]>> {
+        crate::shared::fetch_nodes!(&self.read, coords)
+    }
 }
 
 crate::shared::shared_impl!(PgStore, PgConnection, "BEGIN");

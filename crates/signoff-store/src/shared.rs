@@ -72,12 +72,11 @@ macro_rules! sqlx_scan {
                 $crate::StoreError::Corrupt(format!("ledger scan: negative index {idx}"))
             })?;
             let schema: i32 = row.try_get(11).unwrap_or(-1);
-            let text = |i: usize| row.try_get::<&str, _>(i).ok().map(str::as_bytes);
-            let opt_text = |i: usize| {
-                row.try_get::<Option<&str>, _>(i)
-                    .ok()
-                    .map(|t| t.map(str::as_bytes))
-            };
+            // Text columns as their raw bytes: unchecked skips sqlx's type
+            // check and UTF-8 validation, a third of the cost of a row here
+            // (the bytes can only confirm, see LeafColumns).
+            let text = |i: usize| row.try_get_unchecked::<&[u8], _>(i).ok();
+            let opt_text = |i: usize| row.try_get_unchecked::<Option<&[u8]>, _>(i).ok();
             let columns = (|| {
                 Some(signoff_ledger::leaf::LeafColumns {
                     index,
@@ -531,7 +530,7 @@ macro_rules! shared_impl {
             }
 
             async fn ledger_nodes(&self, coords: &[(u32, u64)]) -> $crate::Result<Vec<[u8; 32]>> {
-                $crate::shared::fetch_nodes!(&self.read, coords)
+                self.read_nodes(coords).await
             }
 
             async fn checkpoints(

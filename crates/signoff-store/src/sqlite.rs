@@ -83,6 +83,16 @@ impl SqliteStore {
             None => crate::shared::sqlx_scan!(&self.read, from, to, into),
         }
     }
+
+    /// [`crate::Store::ledger_nodes`]: point lookups on the file directly
+    /// (a proof reads about 2·log₂ n nodes; through sqlx each row would cost
+    /// a thread wake-up), else one query through sqlx.
+    async fn read_nodes(&self, coords: &[(u32, u64)]) -> Result<Vec<[u8; 32]>> {
+        match &self.direct {
+            Some(d) => d.nodes(coords).await,
+            None => crate::shared::fetch_nodes!(&self.read, coords),
+        }
+    }
 }
 
 /// Failing to open the file (missing directory, permissions) is an

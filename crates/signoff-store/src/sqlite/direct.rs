@@ -38,9 +38,7 @@ impl DirectReader {
         let (scan, result) = tokio::task::spawn_blocking(move || {
             let result = this.connection().and_then(|conn| {
                 scan_with(&conn, from, to, &mut scan)?;
-                if let Ok(mut idle) = this.idle.lock() {
-                    idle.push(conn);
-                }
+                this.give_back(conn);
                 Ok(())
             });
             (scan, result)
@@ -49,6 +47,29 @@ impl DirectReader {
         .map_err(|e| StoreError::Database(format!("ledger scan task failed: {e}")))?;
         *into = scan;
         result
+    }
+
+    /// Ledger nodes `(level, idx)` in the order asked, on a blocking thread.
+    pub(crate) async fn nodes(&self, coords: &[(u32, u64)]) -> Result<Vec<[u8; 32]>> {
+        if coords.is_empty() {
+            return Ok(Vec::new());
+        }
+        let this = self.clone();
+        let coords = coords.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let conn = this.connection()?;
+            let nodes = nodes_with(&conn, &coords)?;
+            this.give_back(conn);
+            Ok(nodes)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("ledger node task failed: {e}")))?
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
     }
 
     fn connection(&self) -> Result<Connection> {
@@ -139,4 +160,37 @@ fn scan_with(conn: &Connection, from: u64, to: u64, out: &mut LedgerScan) -> Res
         }
     }
     tx.finish().map_err(db)
+}
+
+const SELECT_NODE: &str = "SELECT hash FROM ledger_nodes WHERE level = ?1 AND idx = ?2";
+
+fn nodes_with(conn: &Connection, coords: &[(u32, u64)]) -> Result<Vec<[u8; 32]>> {
+    // One read transaction, so every node comes from the same snapshot.
+    let tx = conn.unchecked_transaction().map_err(db)?;
+    let mut stmt = tx.prepare_cached(SELECT_NODE).map_err(db)?;
+    let mut out = Vec::with_capacity(coords.len());
+    for &(level, idx) in coords {
+        let missing = || {
+            StoreError::Corrupt(format!(
+                "ledger node at level {level}, index {idx} is missing"
+            ))
+        };
+        let Ok(key) = i64::try_from(idx) else {
+            return Err(missing());
+        };
+        let mut rows = stmt.query((i64::from(level), key)).map_err(db)?;
+        let row = rows.next().map_err(db)?.ok_or_else(missing)?;
+        let hash = row
+            .get_ref(0)
+            .ok()
+            .and_then(|v| v.as_blob().ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("ledger node ({level}, {idx}) is not 32 bytes"))
+            })?;
+        out.push(hash);
+    }
+    drop(stmt);
+    tx.finish().map_err(db)?;
+    Ok(out)
 }
