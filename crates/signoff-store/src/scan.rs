@@ -92,6 +92,35 @@ pub(crate) const SELECT_SCAN_EVENTS: &str = "SELECT \
     idx, kind, time, actor, request_id, digest, verdict, policy_ids, policy_set_hash, reason, detail, schema \
     FROM audit_events WHERE idx >= $1 AND idx < $2 ORDER BY idx";
 
+/// The [`LeafColumns`] of a [`SELECT_SCAN_EVENTS`] row at `index`, given
+/// how to read its text columns (`text`), its nullable ones (`opt_text`,
+/// `Some(None)` for NULL) and its time: `None` when one does not read.
+pub(crate) fn columns_of_row<'r>(
+    index: u64,
+    text: impl Fn(usize) -> Option<&'r [u8]>,
+    opt_text: impl Fn(usize) -> Option<Option<&'r [u8]>>,
+    time_ms: Option<i64>,
+) -> Option<LeafColumns<'r>> {
+    Some(LeafColumns {
+        index,
+        kind: text(1)?,
+        time_ms: time_ms?,
+        actor: text(3)?,
+        request_id: opt_text(4)?,
+        digest: opt_text(5)?,
+        verdict: opt_text(6)?,
+        policy_ids_json: text(7)?,
+        policy_set_hash: opt_text(8)?,
+        reason: opt_text(9)?,
+        detail_json: text(10)?,
+    })
+}
+
+/// Column of [`SELECT_SCAN_EVENTS`] holding the time.
+pub(crate) const TIME_COLUMN: usize = 2;
+/// Column of [`SELECT_SCAN_EVENTS`] holding the schema version.
+pub(crate) const SCHEMA_COLUMN: usize = 11;
+
 pub(crate) const SELECT_SCAN_LEAVES: &str = "SELECT idx, hash FROM ledger_nodes \
     WHERE level = 0 AND idx >= $1 AND idx < $2 ORDER BY idx";
 

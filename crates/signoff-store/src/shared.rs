@@ -71,27 +71,14 @@ macro_rules! sqlx_scan {
             let index = u64::try_from(idx).map_err(|_| {
                 $crate::StoreError::Corrupt(format!("ledger scan: negative index {idx}"))
             })?;
-            let schema: i32 = row.try_get(11).unwrap_or(-1);
+            let schema: i32 = row.try_get(s::SCHEMA_COLUMN).unwrap_or(-1);
             // Text columns as their raw bytes: unchecked skips sqlx's type
             // check and UTF-8 validation, a third of the cost of a row here
             // (the bytes can only confirm, see LeafColumns).
             let text = |i: usize| row.try_get_unchecked::<&[u8], _>(i).ok();
             let opt_text = |i: usize| row.try_get_unchecked::<Option<&[u8]>, _>(i).ok();
-            let columns = (|| {
-                Some(signoff_ledger::leaf::LeafColumns {
-                    index,
-                    kind: text(1)?,
-                    time_ms: row.try_get(2).ok()?,
-                    actor: text(3)?,
-                    request_id: opt_text(4)?,
-                    digest: opt_text(5)?,
-                    verdict: opt_text(6)?,
-                    policy_ids_json: text(7)?,
-                    policy_set_hash: opt_text(8)?,
-                    reason: opt_text(9)?,
-                    detail_json: text(10)?,
-                })
-            })();
+            let time = row.try_get(s::TIME_COLUMN).ok();
+            let columns = s::columns_of_row(index, text, opt_text, time);
             scan.push(index, i64::from(schema), columns);
         }
         let leaves: Vec<(i64, Vec<u8>)> = sqlx::query_as(s::SELECT_SCAN_LEAVES)

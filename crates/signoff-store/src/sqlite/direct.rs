@@ -11,7 +11,6 @@
 use crate::scan::{self, LedgerScan};
 use crate::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags};
-use signoff_ledger::leaf::LeafColumns;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,23 +122,13 @@ fn scan_with(conn: &Connection, from: u64, to: u64, out: &mut LedgerScan) -> Res
             // Raw bytes: UTF-8 is not checked here (see LeafColumns).
             let text = |i: usize| row.get_ref(i).ok()?.as_bytes().ok();
             let opt_text = |i: usize| row.get_ref(i).ok()?.as_bytes_or_null().ok();
-            let columns = (|| {
-                Some(LeafColumns {
-                    index,
-                    kind: text(1)?,
-                    time_ms: row.get_ref(2).ok()?.as_i64().ok()?,
-                    actor: text(3)?,
-                    request_id: opt_text(4)?,
-                    digest: opt_text(5)?,
-                    verdict: opt_text(6)?,
-                    policy_ids_json: text(7)?,
-                    policy_set_hash: opt_text(8)?,
-                    reason: opt_text(9)?,
-                    detail_json: text(10)?,
-                })
-            })();
+            let time = row
+                .get_ref(scan::TIME_COLUMN)
+                .ok()
+                .and_then(|v| v.as_i64().ok());
+            let columns = scan::columns_of_row(index, text, opt_text, time);
             let schema = row
-                .get_ref(11)
+                .get_ref(scan::SCHEMA_COLUMN)
                 .ok()
                 .and_then(|v| v.as_i64().ok())
                 .unwrap_or(-1);
