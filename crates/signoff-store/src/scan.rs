@@ -4,13 +4,13 @@
 //! [`signoff_core::AuditEvent`] (a JSON parse of `detail`, a dozen owned
 //! strings) dominates everything else. The scan instead turns each row's
 //! columns straight into leaf bytes with
-//! [`signoff_ledger::leaf::encode_columns`], back to back in one buffer.
-//! Those bytes may only *confirm* the recorded leaf hash; a row whose bytes
-//! do not is read again through [`crate::Store::events`] and decided by
-//! `leaf::encode`.
+//! [`signoff_ledger::leaf::encode_columns`] and hashes them at once, while
+//! they are still in the cache. That hash may only *confirm* the recorded
+//! leaf hash; a row whose hash does not is read again through
+//! [`crate::Store::events`] and decided by `leaf::encode`.
 
 use signoff_ledger::leaf::{self, LeafColumns};
-use std::ops::Range;
+use signoff_ledger::merkle;
 
 /// Most entries one [`crate::Store::scan_ledger`] call returns.
 pub const MAX_SCAN: u64 = 65_536;
@@ -24,11 +24,11 @@ pub struct LedgerScan {
     pub to: u64,
     /// Every present row, by index. Absent indexes are simply not listed.
     pub entries: Vec<ScannedEntry>,
-    /// The leaf bytes of the entries, back to back.
-    pub bytes: Vec<u8>,
     /// The leaf hashes recorded at append time (level-0 ledger nodes) in
     /// the range, by index.
     pub recorded: Vec<(u64, [u8; 32])>,
+    /// Where one row's leaf bytes are written before hashing.
+    scratch: Vec<u8>,
 }
 
 /// One row of a [`LedgerScan`].
@@ -36,46 +36,39 @@ pub struct LedgerScan {
 pub struct ScannedEntry {
     /// The row's index.
     pub index: u64,
-    /// Where its leaf bytes are in [`LedgerScan::bytes`]; `None` when the
-    /// columns cannot be encoded directly (text that is not UTF-8, a schema
-    /// other than this build's, a time out of range): the row must be read
-    /// through [`crate::Store::events`].
-    pub leaf: Option<Range<usize>>,
+    /// The Merkle leaf hash of the leaf bytes its columns spell; `None`
+    /// when the columns cannot be encoded directly (text that needs escaping
+    /// and is not UTF-8, a schema other than this build's, a time out of
+    /// range): the row must be read through [`crate::Store::events`].
+    pub leaf_hash: Option<[u8; 32]>,
 }
 
 impl LedgerScan {
     /// Empties the scan for `[from, to)`, keeping (and growing) its buffers:
-    /// a verifier passes the same few scans around, so the tens of
-    /// megabytes they hold are allocated, and paged in, once.
+    /// a verifier passes the same few scans around, so what they hold is
+    /// allocated, and paged in, once.
     pub(crate) fn reset(&mut self, from: u64, to: u64) {
-        const TYPICAL_LEAF: usize = 768;
         let n = usize::try_from(to.saturating_sub(from)).unwrap_or(0);
         self.from = from;
         self.to = to;
         self.entries.clear();
         self.entries.reserve(n);
-        self.bytes.clear();
-        self.bytes.reserve(n.saturating_mul(TYPICAL_LEAF));
         self.recorded.clear();
         self.recorded.reserve(n);
-    }
-
-    /// The leaf bytes of `entry`, when it has them.
-    pub fn leaf(&self, entry: &ScannedEntry) -> Option<&[u8]> {
-        entry.leaf.clone().and_then(|r| self.bytes.get(r))
     }
 
     /// Appends a row: its index, its `schema` column and its other columns
     /// (`None` when they do not read as text).
     pub(crate) fn push(&mut self, index: u64, schema: i64, columns: Option<LeafColumns<'_>>) {
-        let start = self.bytes.len();
-        let leaf = match columns {
+        self.scratch.clear();
+        let leaf_hash = match columns {
             Some(c) if schema == i64::from(signoff_core::AuditEvent::SCHEMA) => {
-                leaf::encode_columns(&c, &mut self.bytes).then_some(start..self.bytes.len())
+                leaf::encode_columns(&c, &mut self.scratch)
+                    .then(|| merkle::leaf_hash(&self.scratch))
             }
             _ => None,
         };
-        self.entries.push(ScannedEntry { index, leaf });
+        self.entries.push(ScannedEntry { index, leaf_hash });
     }
 }
 

@@ -7,10 +7,10 @@
 //! at its size.
 //!
 //! Speed comes from [`Store::scan_ledger`], which encodes each row's
-//! columns straight into leaf bytes. Those bytes only ever *confirm* a
-//! recorded hash: an entry they do not confirm is read again as an
-//! [`AuditEvent`] and decided by [`leaf::encode`], exactly as if there were
-//! no fast path. Several windows are scanned and hashed at once (each on a
+//! columns straight into leaf bytes and hashes them. That hash only ever
+//! *confirms* a recorded one: an entry it does not confirm is read again as
+//! an [`AuditEvent`] and decided by [`leaf::encode`], exactly as if there
+//! were no fast path. Several windows are scanned at once (each on a
 //! blocking thread); only appending to the tree is sequential.
 //!
 //! All differences are collected, then ordered by where they occur in the
@@ -455,8 +455,9 @@ impl Replay {
     }
 }
 
-/// Scans `[start, end)`, hashes the fast leaf bytes (on a blocking thread),
-/// reads every entry they do not confirm the slow way, and fetches the
+/// Scans `[start, end)`, compares the fast leaf hashes with the recorded
+/// ones (on a blocking thread), reads every entry they do not confirm the
+/// slow way, and fetches the
 /// checkpoints whose size falls in the window (`[0, end]` for the first
 /// window, `(start, end]` after).
 async fn fetch_window(
@@ -540,7 +541,7 @@ fn confirm(scans: &[LedgerScan]) -> Confirmed {
             let want = recorded
                 .next_if(|(i, _)| *i == entry.index)
                 .map(|(_, h)| *h);
-            match (scan.leaf(entry).map(merkle::leaf_hash), want) {
+            match (entry.leaf_hash, want) {
                 (Some(h), Some(w)) if h == w => confirmed.push((entry.index, h)),
                 _ => unconfirmed.push(entry.index),
             }
