@@ -10,7 +10,10 @@
 //! appended through `Store::commit` like any other event (so the Merkle
 //! nodes are the ones the writer stores). The database is kept in
 //! `target/bench-ledger-<N>/` and reused by later runs; building the 10 M
-//! one takes a few minutes and about 3 GB. With `SIGNOFF_BENCH_PG` set to a
+//! one takes about six minutes and 1.7 GB. The figures depend on whether
+//! the node pages are in the OS page cache: with a cold cache each proof
+//! waits for about 2·log₂ n random disk reads (`cat` the file to
+//! `/dev/null` first to measure the warm case). With `SIGNOFF_BENCH_PG` set to a
 //! PostgreSQL URL the ledger goes there instead (and is reused if it has the
 //! entries already).
 
