@@ -399,32 +399,25 @@ mod tests {
         // Detail stored in another spelling (keys in insertion order, as
         // older stores wrote it): the bytes differ, so a verifier falls
         // back to `encode`.
-        let mut e = event();
-        e.detail = serde_json::json!({"\u{e000}": 1, "😀": 2});
-        let spelled = "{\"\u{e000}\":1,\"😀\":2}";
-        columns_of(&e, |c| {
-            let mut out = Vec::new();
-            let c = LeafColumns {
-                detail_json: spelled.as_bytes(),
-                ..*c
-            };
-            assert!(encode_columns(&c, &mut out));
-            assert_ne!(out, encode(&e));
-        });
+        let mut respelled = event();
+        respelled.detail = serde_json::json!({"\u{e000}": 1, "😀": 2});
+        let spelled = "{\"\u{e000}\":1,\"😀\":2}".to_owned();
         // A column moved into its neighbour cannot give the same bytes.
-        let e = event();
-        assert_eq!(e.digest, None);
-        let detail = canonical_json(&e.detail).unwrap();
+        let swallowing = event();
+        assert_eq!(swallowing.digest, None);
+        let detail = canonical_json(&swallowing.detail).unwrap();
         let swallowed = format!("{detail},\"digest\":null");
-        columns_of(&e, |c| {
-            let mut out = Vec::new();
-            let c = LeafColumns {
-                detail_json: swallowed.as_bytes(),
-                ..*c
-            };
-            assert!(encode_columns(&c, &mut out));
-            assert_ne!(out, encode(&e));
-        });
+        for (e, detail_json) in [(respelled, spelled), (swallowing, swallowed)] {
+            columns_of(&e, |c| {
+                let mut out = Vec::new();
+                let c = LeafColumns {
+                    detail_json: detail_json.as_bytes(),
+                    ..*c
+                };
+                assert!(encode_columns(&c, &mut out));
+                assert_ne!(out, encode(&e), "{detail_json}");
+            });
+        }
     }
 
     #[test]

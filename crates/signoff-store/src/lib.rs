@@ -151,8 +151,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ledger_leaves(&self, from: u64, limit: usize) -> Result<Vec<(u64, [u8; 32])>>;
     /// Fills `into` with the entries of `[from, to)` (at most [`MAX_SCAN`]
     /// of them), each hashed as the leaf its columns spell, and the
-    /// recorded leaf hashes of the range: one pass, for verifiers. `into` is cleared
-    /// first; its buffers are reused. See [`scan`].
+    /// recorded leaf hashes of the range: one pass, for verifiers. `into`
+    /// is cleared first; its buffers are reused. See [`scan`].
     async fn scan_ledger(&self, from: u64, to: u64, into: &mut LedgerScan) -> Result<()>;
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;

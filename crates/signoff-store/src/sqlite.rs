@@ -32,7 +32,7 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     read: SqlitePool,
     writer: Writer,
-    /// For ledger scans; `None` for an in-memory database.
+    /// For ledger scans and proof nodes; `None` for an in-memory database.
     direct: Option<direct::DirectReader>,
 }
 

@@ -32,7 +32,7 @@ pub const PAGE: u64 = 10_000;
 /// Entries per window scanned and hashed as one unit.
 const WINDOW: u64 = 32_768;
 
-/// Windows in flight (scanning or hashing) ahead of the one being appended.
+/// Windows being scanned ahead of the one being appended to the tree.
 const FETCH_AHEAD: usize = 4;
 
 fn task_failed(e: tokio::task::JoinError) -> StoreError {
@@ -456,9 +456,8 @@ impl Replay {
 }
 
 /// Scans `[start, end)`, compares the fast leaf hashes with the recorded
-/// ones (on a blocking thread), reads every entry they do not confirm the
-/// slow way, and fetches the
-/// checkpoints whose size falls in the window (`[0, end]` for the first
+/// ones, reads every entry they do not confirm the slow way, and fetches
+/// the checkpoints whose size falls in the window (`[0, end]` for the first
 /// window, `(start, end]` after).
 async fn fetch_window(
     store: Arc<dyn Store>,
@@ -471,15 +470,10 @@ async fn fetch_window(
         fetch_checkpoints(&store, if start == 0 { 0 } else { start + 1 }, end),
     );
     let scans = scans?;
-    let (confirmed, leaves, unconfirmed) = tokio::task::spawn_blocking(move || {
-        let confirmed = confirm(&scans);
-        if let Ok(mut spare) = spare.lock() {
-            spare.extend(scans);
-        }
-        confirmed
-    })
-    .await
-    .map_err(task_failed)?;
+    let (confirmed, leaves, unconfirmed) = confirm(&scans);
+    if let Ok(mut spare) = spare.lock() {
+        spare.extend(scans);
+    }
     let mut events = Vec::new();
     let mut unreadable = Vec::new();
     for (from, to) in runs(&unconfirmed) {
@@ -498,7 +492,8 @@ async fn fetch_window(
     })
 }
 
-/// Scans done with, kept for their buffers (see [`LedgerScan`]).
+/// Scans done with, kept so that each window's entry and leaf vectors
+/// (about 3 MB) are allocated and paged in once, not per window.
 type Spare = Arc<std::sync::Mutex<Vec<LedgerScan>>>;
 
 /// All of `[start, end)`, in as many scans as the store's cap needs.
@@ -523,9 +518,9 @@ async fn scan_range(
     Ok(out)
 }
 
-/// Hashes the fast leaf bytes: `(confirmed, recorded leaves, unconfirmed
-/// indexes)`. An entry is confirmed only when its bytes hash to the leaf
-/// recorded at its index.
+/// Sorts scanned entries into `(confirmed, recorded leaves, unconfirmed
+/// indexes)`. An entry is confirmed only when its fast leaf hash equals the
+/// leaf recorded at its index.
 type Confirmed = (Vec<(u64, Hash)>, Vec<(u64, Hash)>, Vec<u64>);
 
 fn confirm(scans: &[LedgerScan]) -> Confirmed {
@@ -681,8 +676,8 @@ pub async fn replay(
             state.check_checkpoint(&cp, true);
         }
     }
-    // Windows are fetched ahead (each on its own connection) while the
-    // current one is hashed on a blocking thread.
+    // Windows are scanned ahead (each on its own connection, the SQLite
+    // scan on a blocking thread) while the current one is appended.
     let mut next_start = 0u64;
     let mut inflight = VecDeque::new();
     let spare = Spare::default();

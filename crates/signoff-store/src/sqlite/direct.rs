@@ -1,12 +1,13 @@
-//! The SQLite side of [`crate::Store::scan_ledger`], read with rusqlite on
-//! a blocking thread.
+//! The SQLite side of [`crate::Store::scan_ledger`] and
+//! [`crate::Store::ledger_nodes`], read with rusqlite on a blocking thread.
 //!
 //! sqlx hands every SQLite row from its worker thread to the caller through
 //! a channel, waking a thread per row: measured on a 1 M-entry ledger, that
 //! caps a scan at about 40–200k rows/s, while SQLite itself walks the same
-//! rows at over 1 M/s. Verification reads every row, so this one read goes
-//! to the file directly (the same bundled SQLite library sqlx links, opened
-//! read-only). Everything else stays on sqlx.
+//! rows at over 1 M/s. Verification reads every row, and a proof reads
+//! about 2·log₂ n nodes, so these two reads go to the file directly (the
+//! same bundled SQLite library sqlx links, opened read-only). Everything
+//! else stays on sqlx.
 
 use crate::scan::{self, LedgerScan};
 use crate::{Result, StoreError};
@@ -98,9 +99,9 @@ fn db(e: rusqlite::Error) -> StoreError {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) =>
         {
-            StoreError::Unavailable(format!("ledger scan: {e}"))
+            StoreError::Unavailable(format!("reading the ledger: {e}"))
         }
-        _ => StoreError::Database(format!("ledger scan: {e}")),
+        _ => StoreError::Database(format!("reading the ledger: {e}")),
     }
 }
 
