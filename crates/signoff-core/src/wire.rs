@@ -73,6 +73,10 @@ pub struct RequestView {
     pub claimed_at: Option<Timestamp>,
     /// What happened when it ran.
     pub outcome: Option<Outcome>,
+    /// Bumped by every change (each review, the decision, the claim…); pass
+    /// it as `since_version` to `/wait` to hear of the next change.
+    #[serde(default)]
+    pub version: i64,
 }
 
 impl From<&RequestRecord> for RequestView {
@@ -92,6 +96,7 @@ impl From<&RequestRecord> for RequestView {
             decided_at: r.decided_at,
             claimed_at: r.claimed_at,
             outcome: r.outcome.clone(),
+            version: r.version,
         }
     }
 }

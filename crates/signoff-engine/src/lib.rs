@@ -334,12 +334,15 @@ impl Engine {
         Ok(self.store.list_requests(&filter).await?)
     }
 
-    /// Waits until the request is no longer pending, or `timeout` passes, and
-    /// returns it as it then is. Wakes on the commit itself, not by polling.
+    /// Waits until the request is no longer pending — or, with
+    /// `since_version`, until it differs from that version (each review
+    /// counts) — or `timeout` passes, and returns it as it then is. Wakes on
+    /// the commit itself, not by polling.
     pub async fn wait(
         &self,
         caller: &Principal,
         id: &str,
+        since_version: Option<i64>,
         timeout: Duration,
     ) -> Result<RequestRecord, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -349,7 +352,9 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let record = self.get(caller, id).await?;
-            if record.status != signoff_core::RequestStatus::Pending {
+            if record.status != signoff_core::RequestStatus::Pending
+                || since_version.is_some_and(|v| record.version != v)
+            {
                 return Ok(record);
             }
             // A pending request past its deadline is expired now, even if

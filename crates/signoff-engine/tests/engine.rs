@@ -193,7 +193,7 @@ async fn wait_returns_when_decided_not_by_polling() {
     let engine = f.engine.clone();
     let (agent, id) = (f.agent.clone(), r.id.clone());
     let waiter =
-        tokio::spawn(async move { engine.wait(&agent, &id, Duration::from_secs(30)).await });
+        tokio::spawn(async move { engine.wait(&agent, &id, None, Duration::from_secs(30)).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished());
     f.engine

@@ -210,9 +210,13 @@ async fn get_one(
 struct WaitQuery {
     /// Longest wait in seconds (default 30, max 300).
     timeout: Option<u64>,
+    /// Return as soon as the request's `version` differs from this one
+    /// (every review, not only the decision); without it, only a decision
+    /// ends the wait.
+    since_version: Option<i64>,
 }
 
-/// Long-poll: returns as soon as the request is no longer pending, or when the timeout passes (then still pending).
+/// Long-poll: returns as soon as the request is no longer pending (or, with `since_version`, as soon as it changes: each review wakes it), or when the timeout passes (then unchanged).
 #[utoipa::path(get, path = "/v1/requests/{id}/wait", params(WaitQuery), responses((status = 200, body = RequestView), (status = 404, body = Problem)))]
 async fn wait(
     State(state): State<AppState>,
@@ -224,7 +228,7 @@ async fn wait(
     Ok(view(
         &state
             .engine
-            .wait(&caller, &id, timeout)
+            .wait(&caller, &id, q.since_version, timeout)
             .await
             .map_err(|e| ApiError::from(e).with_request(&id))?,
     ))
