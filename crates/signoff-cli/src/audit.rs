@@ -12,6 +12,7 @@ use base64::Engine as _;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use signoff_core::{AuditEvent, RequestRecord};
+use signoff_engine::principals::Operator;
 use signoff_engine::Engine;
 use signoff_ledger::bundle;
 use signoff_ledger::leaf;
@@ -289,10 +290,11 @@ fn require_database(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The engine for `config`, on an existing database.
-async fn engine(config: &Config) -> Result<Arc<Engine>> {
+/// The store and engine for `config`, on an existing database. The CLI is
+/// the composition root: offline audit reads the store directly.
+async fn engine(config: &Config) -> Result<(Arc<dyn Store>, Arc<Engine>)> {
     require_database(config)?;
-    crate::serve::engine(config).await
+    crate::serve::open(config).await
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
@@ -351,7 +353,7 @@ fn bundle_period(dir: &Path) -> Option<(Timestamp, Timestamp)> {
 /// A signed checkpoint covering entry `last`: the latest, or a new one.
 async fn covering_checkpoint(engine: &Engine, last: Option<u64>) -> Result<StoredCheckpoint> {
     let covers = |cp: &StoredCheckpoint| last.is_none_or(|l| cp.size > l);
-    if let Some(cp) = engine.latest_checkpoint().await?.filter(covers) {
+    if let Some(cp) = engine.ledger(Operator::Console)?.latest_checkpoint().await?.filter(covers) {
         return Ok(cp);
     }
     engine
@@ -359,6 +361,7 @@ async fn covering_checkpoint(engine: &Engine, last: Option<u64>) -> Result<Store
         .await
         .context("cannot sign a checkpoint")?;
     engine
+        .ledger(Operator::Console)?
         .latest_checkpoint()
         .await?
         .filter(covers)
@@ -410,14 +413,14 @@ async fn export(args: ExportArgs) -> Result<i32> {
     let (since, until) = period(&args.period)?;
     check_out_dir(&args.out)?;
     let config = Config::load(&args.period.config)?;
-    let engine = engine(&config).await?;
-    let store = engine.store().clone();
+    let (store, engine) = engine(&config).await?;
     let Some((first, last)) = store.event_range(since, until).await? else {
         bail!("no audit events from {since} to {until}: nothing to export");
     };
     let cp = covering_checkpoint(&engine, Some(last)).await?;
     let vkey = engine
-        .ledger_vkey()
+        .ledger(Operator::Console)?
+        .vkey()
         .context("no ledger key is configured")?;
     let events = read_events(&store, first, last).await?;
     let entries: Vec<(u64, Vec<u8>)> = events
@@ -429,6 +432,7 @@ async fn export(args: ExportArgs) -> Result<i32> {
     for (index, _) in &entries {
         proofs.push(
             engine
+                .ledger(Operator::Console)?
                 .inclusion_proof(*index, cp.size)
                 .await
                 .with_context(|| format!("cannot build the inclusion proof of entry {index}"))?,
@@ -508,12 +512,12 @@ async fn make_report(args: ReportArgs) -> Result<i32> {
         }
     }
     let config = Config::load(&args.period.config)?;
-    let engine = engine(&config).await?;
-    let store = engine.store().clone();
+    let (store, engine) = engine(&config).await?;
     let range = store.event_range(since, until).await?;
     let cp = covering_checkpoint(&engine, range.map(|r| r.1)).await?;
     let vkey = engine
-        .ledger_vkey()
+        .ledger(Operator::Console)?
+        .vkey()
         .context("no ledger key is configured")?;
     let signed = Verifier::from_vkey(&vkey)
         .and_then(|v| v.verify_note(&cp.note))

@@ -31,6 +31,9 @@ pub struct Config {
     /// name unique to this deployment, e.g. `signoff.example.com/prod`.
     #[serde(default = "default_origin")]
     pub ledger_origin: String,
+    /// `[components.*]`: background work, each in its own section.
+    #[serde(default)]
+    pub components: signoff_engine::components::ComponentsConfig,
 }
 
 fn default_ledger_key() -> PathBuf {
@@ -60,6 +63,10 @@ impl Config {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.resolve(&base);
         config.deadlines()?;
+        config
+            .components
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(config)
     }
 

@@ -88,14 +88,6 @@ struct Demo {
 
 const DEMO_PRINCIPALS: [Demo; 4] = [
     Demo {
-        var: "AGENT_TOKEN",
-        kind: PrincipalKind::Agent,
-        name: "etl-bot",
-        role: Role::Agent,
-        groups: &[],
-        owner: Some("carol"),
-    },
-    Demo {
         var: "ALICE_TOKEN",
         kind: PrincipalKind::User,
         name: "alice",
@@ -119,6 +111,15 @@ const DEMO_PRINCIPALS: [Demo; 4] = [
         groups: &["sre"],
         owner: None,
     },
+    // last: its owner must exist first
+    Demo {
+        var: "AGENT_TOKEN",
+        kind: PrincipalKind::Agent,
+        name: "etl-bot",
+        role: Role::Agent,
+        groups: &[],
+        owner: Some("carol"),
+    },
 ];
 
 /// Creates the demo principals once and saves their tokens.
@@ -136,8 +137,9 @@ pub async fn ensure_principals(engine: &Engine, setup: &DevSetup) -> Result<()> 
             email: (d.kind == PrincipalKind::User).then(|| format!("{}@example.com", d.name)),
             groups: d.groups.iter().map(|g| g.to_string()).collect(),
             owner: d.owner.map(str::to_owned),
+            gate: None,
         };
-        let (_, token) = engine.add_principal(Operator::Console, new).await?;
+        let (_, _, token) = engine.add_principal(Operator::Console, new).await?;
         lines.push_str(&format!("{}={token}\n", d.var));
     }
     write_private(&setup.credentials, &lines)?;
@@ -208,7 +210,9 @@ Try it in another terminal:
         cred = setup.credentials.display(),
         ledger_key = setup.config.ledger_key.display(),
         vkey = engine
-            .ledger_vkey()
+            .ledger(Operator::Console)
+            .ok()
+            .and_then(|l| l.vkey())
             .unwrap_or_else(|| "(none: no ledger key configured)".into()),
     );
     let _ = &setup.dir;

@@ -119,9 +119,22 @@ enum PrincipalCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a principal's token.
+    /// Revoke a principal (all its credentials stop working).
     Revoke {
         /// Name.
+        name: String,
+        /// Config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Issue, list and revoke a principal's credentials.
+    #[command(subcommand)]
+    Credential(serve::CredentialCmd),
+    /// Link an external identity (OIDC subject, Slack or Teams user) to a user.
+    Link(serve::LinkArgs),
+    /// List a user's linked identities.
+    Identities {
+        /// The user.
         name: String,
         /// Config file.
         #[arg(long)]
@@ -141,6 +154,10 @@ enum AddCmd {
         /// Groups (for policies).
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// Bind its token to one gate (exec, mcp, http, postgres, api):
+        /// policies see that gate, and it cannot submit through another.
+        #[arg(long)]
+        gate: Option<String>,
         /// Config file.
         #[arg(long)]
         config: PathBuf,

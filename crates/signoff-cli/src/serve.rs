@@ -13,6 +13,14 @@ use std::sync::Arc;
 
 /// Opens the store and starts the engine described by `config`.
 pub async fn engine(config: &Config) -> Result<Arc<Engine>> {
+    Ok(open(config).await?.1)
+}
+
+/// Opens the store and starts the engine described by `config`, returning
+/// both (the offline audit commands read the store directly).
+pub async fn open(
+    config: &Config,
+) -> Result<(Arc<dyn signoff_store::Store>, Arc<Engine>)> {
     let store = signoff_store::open(&config.database)
         .await
         .with_context(|| {
@@ -22,7 +30,7 @@ pub async fn engine(config: &Config) -> Result<Arc<Engine>> {
             )
         })?;
     let engine = Engine::start(
-        store,
+        store.clone(),
         Arc::new(SystemClock),
         EngineConfig {
             ledger_key: Some(Arc::new(signoff_engine::ledger::load_or_create_key(
@@ -35,7 +43,7 @@ pub async fn engine(config: &Config) -> Result<Arc<Engine>> {
     )
     .await
     .with_context(|| format!("cannot load policies from {}", config.policies.display()))?;
-    Ok(engine)
+    Ok((store, engine))
 }
 
 pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>) -> Result<i32> {
@@ -78,7 +86,11 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
     }
     tracing::info!(%url, "listening");
     spawn_reload_on_sighup(engine.clone());
-    signoff_server::serve(engine, listener, shutdown_signal())
+    let components = config
+        .components
+        .build(engine.store_is_shared())
+        .context("invalid [components] configuration")?;
+    signoff_server::serve(engine, listener, components, shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("stopped");
@@ -129,7 +141,7 @@ fn spawn_reload_on_sighup(engine: Arc<Engine>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match engine.reload_policies("system:sighup").await {
+            match engine.reload_policies(Operator::Console).await {
                 Ok(info) => {
                     tracing::info!(hash = %info.hash, policies = info.policy_ids.len(), "policies reloaded")
                 }
@@ -149,6 +161,7 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                     name,
                     owner,
                     groups,
+                    gate,
                     config,
                 } => (
                     config,
@@ -159,6 +172,7 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                         email: None,
                         groups,
                         owner,
+                        gate,
                     },
                 ),
                 AddCmd::User {
@@ -178,12 +192,13 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                             email,
                             groups,
                             owner: None,
+                            gate: None,
                         },
                     )
                 }
             };
             let engine = engine(&Config::load(&config)?).await?;
-            let (_, token) = engine.add_principal(Operator::Console, new).await?;
+            let (_, _, token) = engine.add_principal(Operator::Console, new).await?;
             println!("{token}");
             Ok(0)
         }
@@ -203,5 +218,194 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
             eprintln!("revoked {name}");
             Ok(0)
         }
+        PrincipalCmd::Credential(cmd) => credential(cmd).await,
+        PrincipalCmd::Link(args) => {
+            let engine = engine(&Config::load(&args.config)?).await?;
+            let identity = engine
+                .link_identity(
+                    Operator::Console,
+                    &args.name,
+                    &args.issuer,
+                    &args.subject,
+                    &args.verified_by,
+                )
+                .await?;
+            eprintln!(
+                "linked {} {} to {} (verified by {})",
+                identity.issuer, identity.subject, identity.principal, identity.verified_by
+            );
+            Ok(0)
+        }
+        PrincipalCmd::Identities { name, config } => {
+            let engine = engine(&Config::load(&config)?).await?;
+            let list = engine.list_identities(Operator::Console, &name).await?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            Ok(0)
+        }
     }
+}
+
+/// `signoff principal credential …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum CredentialCmd {
+    /// Issue another credential; prints its token as the only line on stdout.
+    Add {
+        /// The principal.
+        principal: String,
+        /// A name for it, unique per principal (e.g. `ci-runner-3`).
+        name: String,
+        /// Bind it to one gate (exec, mcp, http, postgres, api).
+        #[arg(long)]
+        gate: Option<String>,
+        /// Lifetime, e.g. `30d`, `12h` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List a principal's credentials (never their secrets).
+    Ls {
+        /// The principal.
+        principal: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Revoke one credential (by id or name); the others keep working.
+    Revoke {
+        /// The principal.
+        principal: String,
+        /// The credential's id or name.
+        credential: String,
+        /// Config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// `signoff principal link …`.
+#[derive(Debug, clap::Args)]
+pub struct LinkArgs {
+    /// The user.
+    pub name: String,
+    /// OIDC issuer URL, `slack:TEAM_ID` or `teams:TENANT_ID`.
+    #[arg(long)]
+    pub issuer: String,
+    /// The subject's stable id at that issuer.
+    #[arg(long)]
+    pub subject: String,
+    /// How the link was verified.
+    #[arg(long, default_value = "admin")]
+    pub verified_by: String,
+    /// Config file.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+async fn credential(cmd: CredentialCmd) -> Result<i32> {
+    match cmd {
+        CredentialCmd::Add {
+            principal,
+            name,
+            gate,
+            expires_in,
+            config,
+        } => {
+            let expires_in = expires_in
+                .map(|t| {
+                    t.trim().parse::<jiff::SignedDuration>().map_err(|e| {
+                        anyhow::anyhow!("--expires-in `{t}` is not a duration like `30d`: {e}")
+                    })
+                })
+                .transpose()?;
+            let engine = engine(&Config::load(&config)?).await?;
+            let (_, token) = engine
+                .add_credential(
+                    Operator::Console,
+                    &principal,
+                    signoff_engine::identity::NewCredential {
+                        name,
+                        gate,
+                        expires_in,
+                    },
+                )
+                .await?;
+            println!("{token}");
+            Ok(0)
+        }
+        CredentialCmd::Ls {
+            principal,
+            json,
+            config,
+        } => {
+            let engine = engine(&Config::load(&config)?).await?;
+            let list = engine
+                .list_credentials(Operator::Console, &principal)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", credentials_table(&list));
+            }
+            Ok(0)
+        }
+        CredentialCmd::Revoke {
+            principal,
+            credential,
+            config,
+        } => {
+            let engine = engine(&Config::load(&config)?).await?;
+            let revoked = engine
+                .revoke_credential(Operator::Console, &principal, &credential)
+                .await?;
+            eprintln!("revoked credential {} ({}) of {principal}", revoked.name, revoked.id);
+            Ok(0)
+        }
+    }
+}
+
+fn credentials_table(list: &[signoff_core::Credential]) -> String {
+    let day = |t: Option<jiff::Timestamp>| {
+        t.map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<[String; 6]> = list
+        .iter()
+        .map(|c| {
+            [
+                c.id.clone(),
+                c.name.clone(),
+                c.gate.clone().unwrap_or_else(|| "-".into()),
+                day(c.expires_at),
+                day(c.last_used_at),
+                if c.revoked_at.is_some() {
+                    "revoked".into()
+                } else {
+                    "active".into()
+                },
+            ]
+        })
+        .collect();
+    let header = ["ID", "NAME", "GATE", "EXPIRES", "LAST USED", "STATUS"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header.map(str::to_owned)).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }

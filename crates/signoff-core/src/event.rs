@@ -45,6 +45,15 @@ pub enum EventKind {
     PolicySetLoaded,
     /// A policy set was rejected; the previous one stays active.
     PolicySetRejected,
+    /// A credential was issued to a principal.
+    CredentialIssued,
+    /// A credential was revoked.
+    CredentialRevoked,
+    /// An external identity was linked to a principal.
+    IdentityLinked,
+    /// A submission was refused before evaluation (e.g. a credential bound
+    /// to one gate submitting through another).
+    SubmissionRefused,
 }
 
 impl EventKind {
@@ -67,6 +76,10 @@ impl EventKind {
             EventKind::PrincipalRevoked => "principal_revoked",
             EventKind::PolicySetLoaded => "policy_set_loaded",
             EventKind::PolicySetRejected => "policy_set_rejected",
+            EventKind::CredentialIssued => "credential_issued",
+            EventKind::CredentialRevoked => "credential_revoked",
+            EventKind::IdentityLinked => "identity_linked",
+            EventKind::SubmissionRefused => "submission_refused",
         }
     }
 }

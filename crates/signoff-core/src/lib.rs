@@ -9,6 +9,7 @@ pub mod action;
 pub mod clock;
 pub mod event;
 pub mod principal;
+pub mod query;
 pub mod quorum;
 pub mod request;
 pub mod verdict;
@@ -17,7 +18,10 @@ pub mod wire;
 pub use action::{ActionError, ActionRequest, Digest, PrincipalRef};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{AuditEvent, EventKind};
-pub use principal::{Principal, PrincipalKind, Role};
+pub use principal::{
+    canonical_name, same_principal, Channel, Credential, Identity, Principal, PrincipalKind, Role,
+};
+pub use query::RequestFilter;
 pub use quorum::{GroupQuorum, Requirement, RequirementError};
 pub use request::{
     ClaimRefusal, Deadlines, Outcome, RequestRecord, RequestStatus, Review, ReviewDecision,

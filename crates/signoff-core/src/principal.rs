@@ -150,3 +150,134 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// The canonical form of a principal or group name: ASCII-lowercased, so
+/// "Alice" and "alice" are one principal and can never count as two
+/// reviewers. Names are stored in this form; inputs are folded on the way in.
+pub fn canonical_name(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+/// Whether two names denote the same principal (compares canonical forms).
+pub fn same_principal(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// One way a principal proves who it is: a bearer token today, later an
+/// OIDC session or a workload JWT. Only a hash of the secret is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Credential {
+    /// Unique id (`cr_…`), used to revoke it.
+    pub id: String,
+    /// The principal it authenticates (canonical name).
+    pub principal: String,
+    /// A name unique per principal (`default`, `ci-runner-3`, …).
+    pub name: String,
+    /// The gate this credential may submit through (`exec`, `mcp`, …);
+    /// policies see it as `context.gate`. `None`: not bound, requests are
+    /// attributed to the `api` gate whatever the body says.
+    pub gate: Option<String>,
+    /// When it was issued.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it stops working, if it expires.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    /// When it was revoked, if it was.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+    /// When it was last used (recorded with up to a minute's delay).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl Credential {
+    /// Whether it authenticates at `now` (not revoked, not expired).
+    pub fn is_valid_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// An account elsewhere (an OIDC subject, a Slack or Teams user) linked to
+/// a principal, with how the link was verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Identity {
+    /// Who vouches for the subject: an OIDC issuer URL, `slack:TEAM_ID`,
+    /// `teams:TENANT_ID`.
+    pub issuer: String,
+    /// The subject's stable id at that issuer.
+    pub subject: String,
+    /// The principal it is linked to (canonical name).
+    pub principal: String,
+    /// How the link was verified (`admin`, `oidc-login`, `slack-signed-callback`…).
+    pub verified_by: String,
+    /// Who linked it (`user:NAME`, `console`).
+    pub linked_by: String,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub linked_at: Timestamp,
+}
+
+/// The channel a human acted through; recorded on every review so a report
+/// can say "approved by bob in Slack".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// The `signoff` command line.
+    Cli,
+    /// The REST API directly.
+    Api,
+    /// The web inbox.
+    Web,
+    /// Slack.
+    Slack,
+    /// Microsoft Teams.
+    Teams,
+}
+
+impl Channel {
+    /// The lowercase name used on the wire and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Cli => "cli",
+            Channel::Api => "api",
+            Channel::Web => "web",
+            Channel::Slack => "slack",
+            Channel::Teams => "teams",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cli" => Ok(Self::Cli),
+            "api" => Ok(Self::Api),
+            "web" => Ok(Self::Web),
+            "slack" => Ok(Self::Slack),
+            "teams" => Ok(Self::Teams),
+            other => Err(format!(
+                "unknown channel `{other}` (expected cli, api, web, slack or teams)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    #[test]
+    fn names_fold_case() {
+        assert_eq!(canonical_name("Alice"), "alice");
+        assert!(same_principal("Alice", "alice"));
+        assert!(!same_principal("alice", "alicia"));
+    }
+}

@@ -13,7 +13,7 @@
 
 use crate::action::{ActionRequest, Digest, PrincipalRef};
 use crate::event::{AuditEvent, EventKind};
-use crate::principal::{PrincipalKind, Role};
+use crate::principal::{same_principal, Channel, PrincipalKind, Role};
 use crate::verdict::{Decision, Verdict};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,10 @@ pub struct Review {
     /// When.
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
+    /// The channel the review came through (absent on reviews recorded
+    /// before channels were tracked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
 }
 
 /// What the gate reported after running the action.
@@ -154,6 +158,8 @@ pub struct Reviewer {
     pub role: Role,
     /// Groups the reviewer belongs to.
     pub groups: Vec<String>,
+    /// The channel the review comes through.
+    pub channel: Channel,
 }
 
 impl Reviewer {
@@ -288,8 +294,12 @@ pub struct RequestRecord {
     pub action: ActionRequest,
     /// [`ActionRequest::digest`] of it.
     pub digest: Digest,
-    /// Which gate submitted it (`exec`, `api`, …).
+    /// Which gate submitted it (`exec`, `api`, …), as its credential
+    /// establishes it.
     pub gate: Option<String>,
+    /// The gate the client named, when it differs from `gate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_gate: Option<String>,
     /// The human owning the requesting agent, when the principal is an agent.
     pub principal_owner: Option<String>,
     /// The verdict in force (replaced if the policy changes at claim time).
@@ -323,8 +333,11 @@ pub struct Submission {
     pub id: String,
     /// What is asked.
     pub action: ActionRequest,
-    /// Which gate submits it.
+    /// Which gate submits it, as the credential establishes it.
     pub gate: Option<String>,
+    /// The gate the client named, when it differs from `gate` (a claim,
+    /// shown to reviewers, never given to policies).
+    pub claimed_gate: Option<String>,
     /// The owner of the requesting agent, if any.
     pub principal_owner: Option<String>,
     /// The policy's verdict.
@@ -369,6 +382,7 @@ impl RequestRecord {
             id,
             action,
             gate,
+            claimed_gate,
             principal_owner,
             verdict,
             idempotency_key,
@@ -390,6 +404,7 @@ impl RequestRecord {
             digest: action.digest(),
             action,
             gate,
+            claimed_gate,
             principal_owner,
             verdict,
             status,
@@ -417,6 +432,9 @@ impl RequestRecord {
             "reasons": record.verdict.reasons,
             "errors": record.verdict.errors,
         });
+        if let (Some(claimed), Some(detail)) = (&record.claimed_gate, event.detail.as_object_mut()) {
+            detail.insert("claimed_gate".into(), serde_json::json!(claimed));
+        }
         (record, event)
     }
 
@@ -463,7 +481,7 @@ impl RequestRecord {
             let event = self
                 .event(EventKind::ReviewRefused, now, reviewer.actor())
                 .with_reason(refusal.to_string())
-                .with_detail(serde_json::json!({ "decision": decision }));
+                .with_detail(serde_json::json!({ "decision": decision, "channel": reviewer.channel }));
             return Err((refusal, Box::new(event)));
         }
         self.reviews.push(Review {
@@ -472,10 +490,15 @@ impl RequestRecord {
             reason: reason.clone(),
             groups: reviewer.groups.clone(),
             at: now,
+            channel: Some(reviewer.channel),
         });
         let mut recorded = self.event(EventKind::ReviewRecorded, now, reviewer.actor());
         recorded.reason = reason.clone();
-        recorded.detail = serde_json::json!({ "decision": decision, "groups": reviewer.groups });
+        recorded.detail = serde_json::json!({
+            "decision": decision,
+            "groups": reviewer.groups,
+            "channel": reviewer.channel,
+        });
         let mut events = vec![recorded];
         match decision {
             ReviewDecision::Deny => {
@@ -539,7 +562,11 @@ impl RequestRecord {
         if let Some(at) = self.expires_at.filter(|at| *at <= now) {
             return Err(ReviewRefusal::Expired { at });
         }
-        if self.reviews.iter().any(|r| r.reviewer == reviewer.name) {
+        if self
+            .reviews
+            .iter()
+            .any(|r| same_principal(&r.reviewer, &reviewer.name))
+        {
             return Err(ReviewRefusal::AlreadyReviewed {
                 name: reviewer.name.clone(),
             });
@@ -561,12 +588,23 @@ impl RequestRecord {
 
     /// How `name` is tied to this request, if at all.
     pub fn self_relation(&self, name: &str) -> Option<SelfRelation> {
+        // Names compare in canonical form: a principal cannot slip past the
+        // rule by spelling its own name with other capitals.
         let p = &self.action.principal;
-        if p.kind == PrincipalKind::User && p.name == name {
+        if p.kind == PrincipalKind::User && same_principal(&p.name, name) {
             Some(SelfRelation::Principal)
-        } else if self.action.on_behalf_of.as_deref() == Some(name) {
+        } else if self
+            .action
+            .on_behalf_of
+            .as_deref()
+            .is_some_and(|o| same_principal(o, name))
+        {
             Some(SelfRelation::OnBehalfOf)
-        } else if self.principal_owner.as_deref() == Some(name) {
+        } else if self
+            .principal_owner
+            .as_deref()
+            .is_some_and(|o| same_principal(o, name))
+        {
             Some(SelfRelation::AgentOwner)
         } else {
             None

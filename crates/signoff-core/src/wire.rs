@@ -4,7 +4,7 @@
 
 use crate::action::{ActionRequest, Digest};
 use crate::event::{AuditEvent, EventKind};
-use crate::principal::{Principal, PrincipalKind, Role};
+use crate::principal::{Credential, Principal, PrincipalKind, Role};
 use crate::request::{Outcome, RequestRecord, RequestStatus, Review, ReviewDecision};
 use crate::verdict::{Decision, Verdict};
 use jiff::Timestamp;
@@ -179,6 +179,9 @@ pub struct NewPrincipal {
     /// An agent's owner.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Bind the first credential to this gate (`exec`, `mcp`, …).
+    #[serde(default)]
+    pub gate: Option<String>,
 }
 
 /// A newly created principal and its bearer token, shown once.
@@ -188,6 +191,46 @@ pub struct CreatedPrincipal {
     pub principal: Principal,
     /// Its bearer token; only its hash is stored.
     pub token: String,
+    /// The credential the token belongs to.
+    #[serde(default)]
+    pub credential: Option<Credential>,
+}
+
+/// `POST /v1/principals/{name}/credentials` (admin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredentialBody {
+    /// Unique per principal.
+    pub name: String,
+    /// Bind it to one gate (`exec`, `mcp`, …); policies see the gate of the
+    /// credential, not what a request body says.
+    #[serde(default)]
+    pub gate: Option<String>,
+    /// Lifetime, e.g. `30d`, `12h` (default: no expiry).
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// A newly issued credential and its token, shown once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedCredential {
+    /// The credential.
+    pub credential: Credential,
+    /// Its bearer token; only its hash is stored.
+    pub token: String,
+}
+
+/// `POST /v1/principals/{name}/identities` (admin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkIdentityBody {
+    /// OIDC issuer URL, `slack:TEAM_ID` or `teams:TENANT_ID`.
+    pub issuer: String,
+    /// The subject's stable id there.
+    pub subject: String,
+    /// How the link was verified (default `admin`: an admin vouches for it).
+    #[serde(default)]
+    pub verified_by: Option<String>,
 }
 
 /// A page of audit events in log order.
@@ -216,6 +259,19 @@ pub struct PolicySetInfo {
 pub struct WhoAmI {
     /// The principal.
     pub principal: Principal,
+    /// The name of the credential presented.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// The gate that credential is bound to.
+    #[serde(default)]
+    pub gate: Option<String>,
+    /// The channel the call came through.
+    #[serde(default = "default_channel")]
+    pub channel: crate::principal::Channel,
+}
+
+fn default_channel() -> crate::principal::Channel {
+    crate::principal::Channel::Api
 }
 
 /// RFC 9457 problem details, served as `application/problem+json`.
@@ -327,4 +383,27 @@ pub struct LedgerEntryPage {
 pub struct ProofHashes {
     /// SHA-256 node hashes, standard base64 with padding.
     pub hashes: Vec<String>,
+}
+
+/// `GET /readyz`: the database and each background component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` when the database answers and no component is failing.
+    pub status: String,
+    /// The database check.
+    pub database: ComponentHealth,
+    /// Each running component by name.
+    pub components: std::collections::BTreeMap<String, ComponentHealth>,
+}
+
+/// How one component is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ComponentHealth {
+    /// `starting`, `ok`, `failing` or `stopped`.
+    pub status: String,
+    /// What it last did or why it fails.
+    pub detail: String,
+    /// When the status last changed.
+    #[schema(value_type = String, format = DateTime)]
+    pub since: Timestamp,
 }

@@ -61,14 +61,73 @@ fn corrupt(e: StoreError) -> EngineError {
     }
 }
 
+/// Read access to the ledger, granted by [`Engine::ledger`] to auditors,
+/// admins and the console operator.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerReader<'a> {
+    engine: &'a Engine,
+}
+
+impl LedgerReader<'_> {
+    /// The verifier key (`name+id+key`), if a signing key is configured.
+    pub fn vkey(&self) -> Option<String> {
+        self.engine.ledger_vkey()
+    }
+    /// Number of entries.
+    pub async fn size(&self) -> Result<u64, EngineError> {
+        self.engine.ledger_size().await
+    }
+    /// The RFC 6962 root of the first `size` entries.
+    pub async fn root(&self, size: u64) -> Result<Hash, EngineError> {
+        self.engine.ledger_root(size).await
+    }
+    /// The inclusion proof of entry `index` in the tree of size `size`.
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, EngineError> {
+        self.engine.inclusion_proof(index, size).await
+    }
+    /// The consistency proof between the trees of sizes `from` and `to`.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, EngineError> {
+        self.engine.consistency_proof(from, to).await
+    }
+    /// The latest signed checkpoint.
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, EngineError> {
+        self.engine.latest_checkpoint().await
+    }
+    /// Entries from index `from`, at most `limit` (capped at 1,000).
+    pub async fn entries(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<signoff_core::AuditEvent>, EngineError> {
+        Ok(self.engine.store.events(from, limit.clamp(1, 1000)).await?)
+    }
+    /// The recorded leaf hashes from index `from`, at most `limit`.
+    pub async fn leaf_hashes(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Hash)>, EngineError> {
+        Ok(self.engine.store.ledger_leaves(from, limit).await?)
+    }
+}
+
 impl Engine {
+    /// Read access to the ledger for `operator`: auditors and admins over
+    /// the API, or the console operator.
+    pub fn ledger(&self, operator: crate::principals::Operator<'_>) -> Result<LedgerReader<'_>, EngineError> {
+        if let crate::principals::Operator::Caller(caller) = operator {
+            crate::identity::require_auditor(caller)?;
+        }
+        Ok(LedgerReader { engine: self })
+    }
+
     /// The verifier key (`name+id+key`) of the ledger, if a signing key is configured.
-    pub fn ledger_vkey(&self) -> Option<String> {
+    pub(crate) fn ledger_vkey(&self) -> Option<String> {
         self.ledger_key.as_ref().map(|k| k.vkey())
     }
 
     /// Number of entries in the ledger.
-    pub async fn ledger_size(&self) -> Result<u64, EngineError> {
+    pub(crate) async fn ledger_size(&self) -> Result<u64, EngineError> {
         Ok(self.store.event_count().await?)
     }
 
@@ -82,7 +141,7 @@ impl Engine {
     }
 
     /// The RFC 6962 root of the first `size` entries.
-    pub async fn ledger_root(&self, size: u64) -> Result<Hash, EngineError> {
+    pub(crate) async fn ledger_root(&self, size: u64) -> Result<Hash, EngineError> {
         Self::check_size(size, self.ledger_size().await?)?;
         let nodes = self
             .store
@@ -107,7 +166,7 @@ impl Engine {
     }
 
     /// The inclusion proof of entry `index` in the tree of size `size` (RFC 9162 order).
-    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, EngineError> {
+    pub(crate) async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, EngineError> {
         Self::check_size(size, self.ledger_size().await?)?;
         let ranges = merkle::inclusion_ranges(index, size)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -115,7 +174,7 @@ impl Engine {
     }
 
     /// The consistency proof between the trees of sizes `from` and `to`.
-    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, EngineError> {
+    pub(crate) async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, EngineError> {
         Self::check_size(to, self.ledger_size().await?)?;
         let ranges = merkle::consistency_ranges(from, to)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -123,7 +182,7 @@ impl Engine {
     }
 
     /// The latest signed checkpoint.
-    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, EngineError> {
+    pub(crate) async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, EngineError> {
         Ok(self.store.latest_checkpoint().await?)
     }
 
@@ -177,7 +236,7 @@ impl Engine {
 
     /// Signs checkpoints until `shutdown`: at most [`CHECKPOINT_INTERVAL`]
     /// after any append, and once more on the way out.
-    pub async fn run_checkpointer(
+    pub(crate) async fn run_checkpointer(
         self: Arc<Self>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
@@ -193,8 +252,12 @@ impl Engine {
                 }
                 _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
             }
-            if let Err(e) = self.checkpoint_now().await {
-                tracing::warn!(error = %e, "checkpoint failed; retrying");
+            match self.checkpoint_now().await {
+                Ok(Some(cp)) => self.health.ok("checkpointer", format!("signed size {}", cp.size)),
+                Ok(None) => self.health.ok("checkpointer", "up to date".into()),
+                Err(e) => self
+                    .health
+                    .failing("checkpointer", format!("checkpoint failed: {e}")),
             }
         }
     }

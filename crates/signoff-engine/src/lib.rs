@@ -3,28 +3,40 @@
 //! both to the store in one atomic [`Commit`]. No state change without its
 //! audit event; no audit event without its state change.
 //!
-//! The engine is also where authorization lives ([`authz`]), so every channel
-//! (REST, CLI, later Slack and Teams) enforces the same role matrix.
+//! The engine is the one permission boundary: every use case takes the
+//! authenticated [`Caller`] and checks the role matrix ([`authz`]) itself,
+//! and nothing outside the engine can reach the store. So every channel
+//! (REST, CLI, later Slack and Teams) enforces the same rules.
+//!
+//! The seams later capabilities plug into: the [`stream`] of committed
+//! events with durable cursors, the [`identity`] model (credentials,
+//! linked identities, the [`Authenticator`] seam), [`components`] with one
+//! lifecycle, and the policy set shared by every replica ([`replication`]).
 
 pub mod authz;
+pub mod components;
 mod error;
+pub mod identity;
 pub mod ledger;
 pub mod principals;
+pub mod replication;
+pub mod stream;
 mod waiters;
 
 pub use authz::Permission;
 pub use error::EngineError;
-pub use principals::AUTH_CACHE_TTL;
+pub use identity::{Authenticator, Caller, Presented, AUTH_CACHE_TTL};
+pub use signoff_core::RequestFilter;
 
 use arc_swap::ArcSwap;
 use jiff::Timestamp;
 use signoff_core::wire::{OutcomeBody, PolicySetInfo, SubmitRequest};
 use signoff_core::{
-    ActionRequest, AuditEvent, Clock, Deadlines, Digest, EventKind, Outcome, Principal,
-    PrincipalKind, RequestRecord, ReviewDecision, Reviewer,
+    ActionRequest, AuditEvent, Clock, Deadlines, Digest, EventKind, Outcome, PrincipalKind,
+    RequestRecord, RequestStatus, ReviewDecision, Reviewer,
 };
 use signoff_policy::{EvalInput, PolicyError, PolicySet};
-use signoff_store::{Change, Commit, RequestFilter, Store, StoreError};
+use signoff_store::{Change, Commit, Store, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +74,10 @@ pub struct Engine {
     config: EngineConfig,
     waiters: Waiters,
     deadline_changed: tokio::sync::Notify,
-    auth_cache: principals::AuthCache,
+    bearer: Arc<identity::BearerTokens>,
+    authenticators: ArcSwap<Vec<Arc<dyn Authenticator>>>,
+    usage: identity::UsageTracker,
+    health: components::HealthBoard,
     ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
 }
 
@@ -96,6 +111,8 @@ impl Engine {
         let set = PolicySet::load_dir(&config.policy_dir)
             .map_err(|e| EngineError::Policy(e.to_string()))?;
         let now = clock.now();
+        let bearer = Arc::new(identity::BearerTokens::default());
+        let authenticators: Vec<Arc<dyn Authenticator>> = vec![bearer.clone()];
         let engine = Arc::new(Engine {
             store,
             policies: ArcSwap::from_pointee(LoadedPolicies {
@@ -105,29 +122,56 @@ impl Engine {
             clock,
             waiters: Waiters::default(),
             deadline_changed: tokio::sync::Notify::new(),
-            auth_cache: principals::AuthCache::default(),
+            bearer,
+            authenticators: ArcSwap::from_pointee(authenticators),
+            usage: identity::UsageTracker::default(),
+            health: components::HealthBoard::default(),
             ledger_key: config.ledger_key.clone(),
             config,
         });
         Ok(engine)
     }
 
-    /// Records in the audit trail which policy set this instance enforces
-    /// from now on (called once when serving starts).
+    /// Makes the policy set this instance loaded the active one for every
+    /// replica and records it in the audit trail (called once when serving
+    /// starts; a restarted replica's files win, as a reload would).
     pub async fn record_policy_active(&self, actor: &str) -> Result<(), EngineError> {
-        let event = policy_loaded_event(&self.policies.load().set, self.now(), actor);
+        let set = self.policies.load().set.clone();
+        self.activate(&set, self.now(), actor).await
+    }
+
+    /// Stores `set` as the active one and records the event, atomically.
+    async fn activate(
+        &self,
+        set: &PolicySet,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<(), EngineError> {
+        let files = serde_json::to_string(set.sources())
+            .map_err(|e| EngineError::Internal(format!("cannot serialize policy sources: {e}")))?;
+        let event = policy_loaded_event(set, now, actor);
         self.store
             .commit(Commit {
-                changes: vec![],
+                changes: vec![Change::ActivatePolicySet(signoff_store::StoredPolicySet {
+                    hash: set.hash().to_owned(),
+                    files,
+                    activated_at: now,
+                })],
                 events: vec![event],
             })
             .await?;
         Ok(())
     }
 
-    /// The store, for read-only helpers.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Whether other replicas share the database (see
+    /// [`signoff_store::Store::is_shared`]); decides which components run.
+    pub fn store_is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// Number of requests per status, for `/metrics`.
+    pub async fn status_counts(&self) -> Result<Vec<(RequestStatus, u64)>, EngineError> {
+        Ok(self.store.count_by_status().await?)
     }
 
     /// The current time by the engine's clock.
@@ -150,19 +194,26 @@ impl Engine {
         }
     }
 
-    /// Reloads the policy directory. On failure the old set stays active and
-    /// the rejection is recorded; the error names file, line and column.
-    pub async fn reload_policies(&self, actor: &str) -> Result<PolicySetInfo, EngineError> {
+    /// Reloads the policy directory (admins, or the operator on SIGHUP) and
+    /// makes it the active set of every replica. On failure the old set
+    /// stays active and the rejection is recorded; the error names file,
+    /// line and column.
+    pub async fn reload_policies(
+        &self,
+        operator: principals::Operator<'_>,
+    ) -> Result<PolicySetInfo, EngineError> {
+        let actor = match operator {
+            principals::Operator::Caller(caller) => {
+                authz::require(caller, Permission::ManagePolicy)?;
+                caller.reference().to_string()
+            }
+            principals::Operator::Console => "system:reload".to_owned(),
+        };
+        let actor = actor.as_str();
         let now = self.now();
         match PolicySet::load_dir(&self.config.policy_dir) {
             Ok(set) => {
-                let event = policy_loaded_event(&set, now, actor);
-                self.store
-                    .commit(Commit {
-                        changes: vec![],
-                        events: vec![event],
-                    })
-                    .await?;
+                self.activate(&set, now, actor).await?;
                 self.policies.store(Arc::new(LoadedPolicies {
                     set,
                     loaded_at: now,
@@ -182,30 +233,10 @@ impl Engine {
         }
     }
 
-    /// Authenticates a bearer token. Revoked and unknown tokens look the same
-    /// to the caller. Successful lookups are cached for [`AUTH_CACHE_TTL`]:
-    /// a revocation on this instance takes effect at once, one made through
-    /// another replica within that bound.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, EngineError> {
-        let hash = principals::token_hash(token);
-        if let Some(p) = self.auth_cache.get(&hash) {
-            return Ok(p);
-        }
-        match self.store.principal_by_token_hash(&hash).await? {
-            Some(p) if p.is_active() => {
-                self.auth_cache.put(hash, p.clone());
-                Ok(p)
-            }
-            _ => Err(EngineError::Unauthenticated(
-                "invalid or revoked token".into(),
-            )),
-        }
-    }
-
     /// Submits an action request as `caller`, evaluating the policy.
     pub async fn submit(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         input: SubmitRequest,
         idempotency_key: Option<String>,
     ) -> Result<(RequestRecord, Submitted), EngineError> {
@@ -217,10 +248,45 @@ impl Engine {
                 ));
             }
         }
-        let gate = input.gate.unwrap_or_else(|| "api".to_owned());
-        if gate.is_empty() || gate.len() > 32 {
-            return Err(EngineError::Invalid("gate must be 1-32 characters".into()));
+        if let Some(g) = &input.gate {
+            identity::validate_gate(g)?;
         }
+        // The gate policies see comes from the credential, never from the
+        // body: a credential bound to one gate cannot submit through
+        // another, and an unbound one submits as `api` (what it named is
+        // kept as a claim for reviewers).
+        let (gate, claimed_gate) = match (caller.bound_gate(), input.gate) {
+            (Some(bound), Some(asked)) if asked != bound => {
+                let detail = format!(
+                    "credential `{}` of {} is bound to gate `{bound}`; it cannot submit through gate `{asked}`",
+                    caller.credential().map(|c| c.name.as_str()).unwrap_or("?"),
+                    caller.reference(),
+                );
+                let event = AuditEvent::new(
+                    EventKind::SubmissionRefused,
+                    self.now(),
+                    caller.reference().to_string(),
+                )
+                .with_reason(detail.clone())
+                .with_detail(serde_json::json!({
+                    "bound_gate": bound,
+                    "asked_gate": asked,
+                    "credential": caller.credential().map(|c| c.id.clone()),
+                    "action": input.action,
+                    "resource": input.resource,
+                }));
+                self.store
+                    .commit(Commit {
+                        changes: vec![],
+                        events: vec![event],
+                    })
+                    .await?;
+                return Err(EngineError::Forbidden(detail));
+            }
+            (Some(bound), _) => (bound.to_owned(), None),
+            (None, Some(asked)) if asked != "api" => ("api".to_owned(), Some(asked)),
+            (None, _) => ("api".to_owned(), None),
+        };
         let action = ActionRequest {
             action: input.action,
             resource: input.resource,
@@ -257,6 +323,7 @@ impl Engine {
                 id,
                 action: action.clone(),
                 gate: Some(gate),
+                claimed_gate,
                 principal_owner: owner,
                 verdict,
                 idempotency_key: idempotency_key.clone(),
@@ -291,7 +358,7 @@ impl Engine {
 
     async fn replay(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         key: &str,
         action: &ActionRequest,
     ) -> Result<Option<RequestRecord>, EngineError> {
@@ -312,7 +379,7 @@ impl Engine {
 
     /// A request `caller` may see. Agents see only their own; for anyone
     /// else's id they get NotFound, so ids cannot be probed.
-    pub async fn get(&self, caller: &Principal, id: &str) -> Result<RequestRecord, EngineError> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<RequestRecord, EngineError> {
         let record = self.store.request(id).await?.ok_or_else(|| not_found(id))?;
         if authz::require(caller, Permission::ReadAll).is_err()
             && record.action.principal != caller.reference()
@@ -325,7 +392,7 @@ impl Engine {
     /// Requests matching `filter`; agents and non-readers see only their own.
     pub async fn list(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         mut filter: RequestFilter,
     ) -> Result<Vec<RequestRecord>, EngineError> {
         if authz::require(caller, Permission::ReadAll).is_err() {
@@ -340,7 +407,7 @@ impl Engine {
     /// the commit itself, not by polling.
     pub async fn wait(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         id: &str,
         since_version: Option<i64>,
         timeout: Duration,
@@ -384,7 +451,7 @@ impl Engine {
     /// too, and returned as [`EngineError::ReviewRefused`].
     pub async fn review(
         &self,
-        reviewer: &Principal,
+        reviewer: &Caller,
         id: &str,
         decision: ReviewDecision,
         reason: Option<String>,
@@ -403,6 +470,7 @@ impl Engine {
             kind: reviewer.kind,
             role: reviewer.role,
             groups: reviewer.groups.clone(),
+            channel: reviewer.channel(),
         };
         self.transition(id, |record, now, deadlines| {
             let mut events = record.expire_if_due(now);
@@ -423,7 +491,7 @@ impl Engine {
     /// Withdraws a pending or approved request (requester or admin).
     pub async fn cancel(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         id: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, EngineError> {
@@ -448,14 +516,16 @@ impl Engine {
     /// runs. The policy is evaluated again; the claim is single-use.
     pub async fn claim(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         id: &str,
         digest: &Digest,
     ) -> Result<RequestRecord, EngineError> {
         self.get(caller, id).await?;
         let by = caller.reference();
         let groups = caller.groups.clone();
-        let policies = self.policies.load_full();
+        // Re-check against the set every replica must enforce, not whatever
+        // this replica last loaded.
+        let policies = self.converged_policies().await?;
         self.transition(id, |record, now, deadlines| {
             let gate = record.gate.clone().unwrap_or_else(|| "api".into());
             let recheck = policies.set.evaluate(&EvalInput {
@@ -473,7 +543,7 @@ impl Engine {
     /// Records what happened when the claimed action ran.
     pub async fn record_outcome(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         id: &str,
         body: OutcomeBody,
     ) -> Result<RequestRecord, EngineError> {
@@ -579,11 +649,17 @@ impl Engine {
     /// Runs the expiry sweeper until `shutdown` resolves: sleeps until the
     /// next deadline (or until a new one appears) so requests expire on
     /// time even when nobody asks about them.
-    pub async fn run_expiry(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+    pub(crate) async fn run_expiry(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            if let Err(e) = self.expire_due().await {
-                tracing::warn!(error = %e, "expiry sweep failed; retrying");
+            match self.expire_due().await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(expired = n, "expired requests past their deadline");
+                    }
+                    self.health.ok("expiry", format!("{n} expired last sweep"));
+                }
+                Err(e) => self.health.failing("expiry", format!("sweep failed: {e}")),
             }
             let sleep_for = match self.store.next_deadline().await {
                 Ok(Some(at)) => Duration::from_millis(
@@ -603,7 +679,7 @@ impl Engine {
     /// Audit events from index `from`, for auditors.
     pub async fn events(
         &self,
-        caller: &Principal,
+        caller: &Caller,
         from: u64,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, EngineError> {
@@ -614,6 +690,16 @@ impl Engine {
     /// Whether the database answers.
     pub async fn ready(&self) -> Result<(), EngineError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Waits for any change of the ledger (any event committed, here or on
+    /// another replica), at most `timeout`; for the policy-info long-poll
+    /// and tests.
+    pub async fn wait_for_head_past(&self, index: u64, timeout: Duration) -> u64 {
+        let mut head = self.store.subscribe_head();
+        let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h > index)).await;
+        let h = *head.borrow();
+        h
     }
 }
 

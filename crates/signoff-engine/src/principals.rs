@@ -1,57 +1,27 @@
-//! Principal management: tokens are random, shown once, stored as SHA-256.
+//! Principal management: names are canonical (lowercase), tokens are
+//! random, shown once, stored as SHA-256.
 
+use crate::identity::{new_credential_id, validate_gate, Caller};
 use crate::{authz, Engine, EngineError, Permission};
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use signoff_core::principal::validate_name;
 use signoff_core::wire::NewPrincipal;
-use signoff_core::{AuditEvent, EventKind, Principal, PrincipalKind, Role};
+use signoff_core::{
+    canonical_name, AuditEvent, Credential, EventKind, Principal, PrincipalKind, Role,
+};
 use signoff_store::{Change, Commit};
 
 /// Prefix that makes signoff tokens recognisable to secret scanners.
 const TOKEN_PREFIX: &str = "so_";
-
-/// How long a successful token lookup is trusted without asking the database.
-pub const AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Most entries the token cache holds before it starts over.
-const AUTH_CACHE_MAX: usize = 10_000;
-
-/// Recently authenticated principals by token hash.
-#[derive(Default)]
-pub(crate) struct AuthCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (Principal, std::time::Instant)>>,
-}
-
-impl AuthCache {
-    pub(crate) fn get(&self, hash: &str) -> Option<Principal> {
-        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(hash)
-            .filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL)
-            .map(|(p, _)| p.clone())
-    }
-
-    pub(crate) fn put(&self, hash: String, principal: Principal) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= AUTH_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(hash, (principal, std::time::Instant::now()));
-    }
-
-    pub(crate) fn forget(&self, name: &str) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (p, _)| p.name != name);
-    }
-}
 
 /// Hex SHA-256 of a bearer token, as stored.
 pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     format!(
@@ -60,20 +30,22 @@ fn new_token() -> String {
     )
 }
 
-/// Who is managing principals: an authenticated admin, or the operator at
-/// the console (`signoff principal …` with direct database access).
+/// Who runs an administrative use case: an authenticated caller, whose
+/// role the engine checks, or the operator at the console (`signoff
+/// principal …`, `kill -HUP`, offline audit with direct database access).
 #[derive(Debug, Clone, Copy)]
 pub enum Operator<'a> {
-    /// An admin over the API.
-    Admin(&'a Principal),
+    /// An authenticated caller (over the API, a chat channel…); the use
+    /// case checks its role.
+    Caller(&'a Caller),
     /// The local operator with the config file.
     Console,
 }
 
 impl Operator<'_> {
-    fn authorize(&self) -> Result<String, EngineError> {
+    pub(crate) fn authorize(&self) -> Result<String, EngineError> {
         match self {
-            Operator::Admin(p) => {
+            Operator::Caller(p) => {
                 authz::require(p, Permission::ManagePrincipals)?;
                 Ok(p.reference().to_string())
             }
@@ -83,16 +55,24 @@ impl Operator<'_> {
 }
 
 impl Engine {
-    /// Adds a principal and returns it with its new bearer token.
+    /// Adds a principal with a first credential (`default`, bound to
+    /// `new.gate` if given) and returns both with the credential's token.
+    /// Names are folded to their canonical form, so "Alice" and "alice"
+    /// can never be two principals.
     pub async fn add_principal(
         &self,
         operator: Operator<'_>,
-        new: NewPrincipal,
-    ) -> Result<(Principal, String), EngineError> {
+        mut new: NewPrincipal,
+    ) -> Result<(Principal, Credential, String), EngineError> {
         let actor = operator.authorize()?;
         validate_name("principal name", &new.name).map_err(EngineError::Invalid)?;
-        for g in &new.groups {
+        new.name = canonical_name(&new.name);
+        for g in &mut new.groups {
             validate_name("group", g).map_err(EngineError::Invalid)?;
+            *g = canonical_name(g);
+        }
+        if let Some(g) = &new.gate {
+            validate_gate(g)?;
         }
         let role = match (new.kind, new.role) {
             (PrincipalKind::Agent, None | Some(Role::Agent)) => Role::Agent,
@@ -110,8 +90,31 @@ impl Engine {
         if new.kind == PrincipalKind::User && new.owner.is_some() {
             return Err(EngineError::Invalid("only agents have an owner".into()));
         }
-        if let Some(owner) = &new.owner {
+        if let Some(owner) = &mut new.owner {
             validate_name("owner", owner).map_err(EngineError::Invalid)?;
+            *owner = canonical_name(owner);
+            // The owner is who separation of duties keeps from approving the
+            // agent's requests: an owner that does not exist would protect
+            // nobody (and a user created later under that name would
+            // silently inherit the tie).
+            match self.store.principal(owner).await? {
+                Some(p) if p.kind == PrincipalKind::User && p.is_active() => {}
+                Some(p) if p.kind == PrincipalKind::Agent => {
+                    return Err(EngineError::Invalid(format!(
+                        "owner `{owner}` is an agent; an agent's owner must be a user"
+                    )))
+                }
+                Some(_) => {
+                    return Err(EngineError::Invalid(format!(
+                        "owner `{owner}` is revoked"
+                    )))
+                }
+                None => {
+                    return Err(EngineError::Invalid(format!(
+                        "owner `{owner}` does not exist; add the user first"
+                    )))
+                }
+            }
         }
         if let Some(email) = &new.email {
             if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
@@ -133,6 +136,16 @@ impl Engine {
             revoked_at: None,
         };
         let token = new_token();
+        let credential = Credential {
+            id: new_credential_id(now),
+            principal: principal.name.clone(),
+            name: "default".into(),
+            gate: new.gate,
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        };
         let event =
             AuditEvent::new(EventKind::PrincipalAdded, now, actor).with_detail(serde_json::json!({
                 "name": principal.name,
@@ -141,11 +154,14 @@ impl Engine {
                 "groups": principal.groups,
                 "owner": principal.owner,
                 "email": principal.email,
+                "credential": credential.id,
+                "gate": credential.gate,
             }));
         self.store
             .commit(Commit {
                 changes: vec![Change::InsertPrincipal {
                     principal: principal.clone(),
+                    credential: credential.clone(),
                     token_hash: token_hash(&token),
                 }],
                 events: vec![event],
@@ -157,7 +173,7 @@ impl Engine {
                 }
                 other => other.into(),
             })?;
-        Ok((principal, token))
+        Ok((principal, credential, token))
     }
 
     /// Revokes a principal's token; it can no longer authenticate.
@@ -167,6 +183,7 @@ impl Engine {
         name: &str,
     ) -> Result<Principal, EngineError> {
         let actor = operator.authorize()?;
+        let name = &canonical_name(name);
         let existing = self
             .store
             .principal(name)
@@ -189,7 +206,7 @@ impl Engine {
                 events: vec![event],
             })
             .await?;
-        self.auth_cache.forget(name);
+        self.bearer.forget_principal(name);
         Ok(Principal {
             revoked_at: Some(now),
             ..existing

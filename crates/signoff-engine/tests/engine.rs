@@ -4,10 +4,10 @@
 use jiff::{SignedDuration, Timestamp};
 use signoff_core::wire::{NewPrincipal, SubmitRequest};
 use signoff_core::{
-    Decision, EventKind, ManualClock, Principal, PrincipalKind, RequestStatus, ReviewDecision, Role,
+    Channel, Decision, EventKind, ManualClock, PrincipalKind, RequestStatus, ReviewDecision, Role,
 };
 use signoff_engine::principals::Operator;
-use signoff_engine::{Engine, EngineConfig, EngineError};
+use signoff_engine::{Caller, Engine, EngineConfig, EngineError};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +24,10 @@ struct Fixture {
     policies: std::path::PathBuf,
     clock: Arc<ManualClock>,
     engine: Arc<Engine>,
-    agent: Principal,
-    alice: Principal,
-    bob: Principal,
-    auditor: Principal,
+    agent: Caller,
+    alice: Caller,
+    bob: Caller,
+    auditor: Caller,
 }
 
 async fn fixture() -> Fixture {
@@ -61,7 +61,16 @@ async fn fixture() -> Fixture {
         email: None,
         groups: groups.iter().map(|g| g.to_string()).collect(),
         owner: owner.map(str::to_owned),
+        gate: None,
     };
+    // the agent's owner must exist before the agent
+    engine
+        .add_principal(
+            Operator::Console,
+            add(PrincipalKind::User, "olga", Some(Role::Reviewer), &[], None),
+        )
+        .await
+        .unwrap();
     let mut made = Vec::new();
     for new in [
         add(PrincipalKind::Agent, "bot", None, &[], Some("olga")),
@@ -87,13 +96,14 @@ async fn fixture() -> Fixture {
             None,
         ),
     ] {
-        made.push(
+        made.push(Caller::trusted(
             engine
                 .add_principal(Operator::Console, new)
                 .await
                 .unwrap()
                 .0,
-        );
+            Channel::Cli,
+        ));
     }
     let mut it = made.into_iter();
     Fixture {
@@ -150,7 +160,7 @@ async fn claim_rechecks_a_policy_that_changed_after_approval() {
         .unwrap();
     assert_eq!(r.status, RequestStatus::Approved);
     dir_write(&f.policies, "@id(\"no-exports\") forbid(principal, action == Action::\"db.export\", resource);\n@id(\"all\") permit(principal, action, resource);\n");
-    f.engine.reload_policies("test").await.unwrap();
+    f.engine.reload_policies(Operator::Console).await.unwrap();
     let err = f
         .engine
         .claim(&f.agent, &r.id, &r.digest)
@@ -173,7 +183,7 @@ async fn bad_policy_reload_keeps_old_set_and_is_recorded() {
     );
     let err = f
         .engine
-        .reload_policies("test")
+        .reload_policies(Operator::Console)
         .await
         .unwrap_err()
         .to_string();
@@ -278,12 +288,14 @@ async fn checkpoints_are_signed_consistent_and_prove_inclusion() {
     let second = f.engine.checkpoint_now().await.unwrap().unwrap();
     assert!(second.size > first.size);
 
-    let verifier = Verifier::from_vkey(&f.engine.ledger_vkey().unwrap()).unwrap();
+    let verifier = Verifier::from_vkey(&f.engine.ledger(Operator::Console).unwrap().vkey().unwrap()).unwrap();
     let cp = verifier.verify_note(&second.note).unwrap();
     assert_eq!((cp.size, cp.root), (second.size, second.root));
 
     let proof = f
         .engine
+        .ledger(Operator::Console)
+        .unwrap()
         .consistency_proof(first.size, second.size)
         .await
         .unwrap();
@@ -293,6 +305,8 @@ async fn checkpoints_are_signed_consistent_and_prove_inclusion() {
     for (i, e) in events.iter().enumerate().take(second.size as usize) {
         let proof = f
             .engine
+            .ledger(Operator::Console)
+            .unwrap()
             .inclusion_proof(i as u64, second.size)
             .await
             .unwrap();
@@ -307,6 +321,8 @@ async fn checkpoints_are_signed_consistent_and_prove_inclusion() {
     }
     assert!(f
         .engine
+        .ledger(Operator::Console)
+        .unwrap()
         .inclusion_proof(0, second.size + 100)
         .await
         .is_err());

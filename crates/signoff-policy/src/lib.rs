@@ -106,6 +106,15 @@ pub struct PolicyError {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// The source files of a policy set, as `(file name, text)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicySources {
+    /// The `*.cedar` files, by name.
+    pub files: Vec<(String, String)>,
+    /// The `*.cedarschema` file, if there was one.
+    pub schema: Option<(String, String)>,
+}
+
 /// A loaded, validated and indexed policy set. Cheap to clone; shareable
 /// across threads.
 #[derive(Clone)]
@@ -133,6 +142,15 @@ impl PolicySet {
         schema: Option<(String, String)>,
     ) -> Result<PolicySet, PolicyError> {
         load::compile(files, schema).map(|c| PolicySet { inner: Arc::new(c) })
+    }
+    /// The files the set was built from; [`PolicySet::from_sources`] of
+    /// them builds the same set (same hash) anywhere.
+    pub fn sources(&self) -> &PolicySources {
+        &self.inner.sources
+    }
+    /// Builds a set from [`PolicySet::sources`] taken elsewhere.
+    pub fn from_sources(sources: &PolicySources) -> Result<PolicySet, PolicyError> {
+        Self::from_files(&sources.files, sources.schema.clone())
     }
     /// SHA-256 (hex) over the sorted file names and contents.
     pub fn hash(&self) -> &str {

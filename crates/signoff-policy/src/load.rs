@@ -68,6 +68,8 @@ impl Names {
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) hash: String,
+    /// The files it was built from, so other replicas can build the same set.
+    pub(crate) sources: crate::PolicySources,
     /// In load order: files by name, then position in file.
     pub(crate) policies: Vec<PolicyMeta>,
     pub(crate) by_id: HashMap<String, usize>,
@@ -157,6 +159,7 @@ pub(crate) fn compile(
     files: &[(String, String)],
     schema: Option<(String, String)>,
 ) -> Result<Compiled, PolicyError> {
+    let schema_source = schema.clone();
     let mut diagnostics = Vec::new();
     if files.is_empty() {
         return Err(PolicyError {
@@ -249,6 +252,10 @@ pub(crate) fn compile(
     }
     Ok(Compiled {
         hash: hash_files(&mut hashed),
+        sources: crate::PolicySources {
+            files: files.to_vec(),
+            schema: schema_source,
+        },
         policies,
         by_id,
         full,

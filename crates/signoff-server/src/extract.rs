@@ -7,11 +7,12 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
-use signoff_core::Principal;
+use signoff_engine::Presented;
 
-/// The authenticated caller, from `Authorization: Bearer TOKEN`.
+/// The authenticated caller, from `Authorization: Bearer TOKEN`, with the
+/// channel it declares in `Signoff-Channel` (`cli` or `api`; default `api`).
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller(pub signoff_engine::Caller);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -32,7 +33,23 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthenticated("Authorization header must be `Bearer TOKEN`"))?;
-        Ok(Caller(state.engine.authenticate(token).await?))
+        let caller = state.engine.authenticate(Presented::Bearer(token)).await?;
+        let caller = match parts.headers.get("signoff-channel") {
+            None => caller,
+            Some(v) => {
+                let declared = v
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<signoff_core::Channel>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "Signoff-Channel header must be one of cli, api, web, slack, teams",
+                        )
+                    })?;
+                caller.declare_channel(declared)?
+            }
+        };
+        Ok(Caller(caller))
     }
 }
 

@@ -16,8 +16,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::Deserialize;
 use signoff_core::wire::{LedgerEntry, LedgerEntryPage, Problem, ProofHashes};
-use signoff_core::Principal;
-use signoff_engine::{authz, EngineError, Permission};
+use signoff_engine::principals::Operator;
+use signoff_engine::EngineError;
 use signoff_ledger::leaf;
 
 /// Most entries one `GET /v1/ledger/entries` returns.
@@ -35,10 +35,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/ledger/proof/consistency", get(consistency))
 }
 
-/// An authenticated caller allowed to read the audit trail. Extracted before
-/// the query, so a caller without the permission gets 403 whatever it sent.
-#[derive(Debug)]
-pub(crate) struct Auditor(pub Principal);
+/// An authenticated caller the engine granted read access to the ledger.
+/// Extracted before the query, so a caller without the permission gets 403
+/// whatever it sent.
+pub(crate) struct Auditor(pub signoff_engine::Caller);
 
 impl FromRequestParts<AppState> for Auditor {
     type Rejection = ApiError;
@@ -48,8 +48,17 @@ impl FromRequestParts<AppState> for Auditor {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Caller(caller) = Caller::from_request_parts(parts, state).await?;
-        authz::require(&caller, Permission::ReadAudit)?;
+        state.engine.ledger(Operator::Caller(&caller))?;
         Ok(Auditor(caller))
+    }
+}
+
+impl Auditor {
+    fn ledger<'a>(
+        &self,
+        state: &'a AppState,
+    ) -> Result<signoff_engine::ledger::LedgerReader<'a>, ApiError> {
+        Ok(state.engine.ledger(Operator::Caller(&self.0))?)
     }
 }
 
@@ -77,11 +86,12 @@ fn not_found(detail: &str) -> ApiError {
         (status = 404, body = Problem, description = "No checkpoint signed yet, or no ledger key")))]
 pub(crate) async fn checkpoint(
     State(state): State<AppState>,
-    _: Auditor,
+    auditor: Auditor,
 ) -> Result<Response, ApiError> {
-    match state.engine.latest_checkpoint().await? {
+    let ledger = auditor.ledger(&state)?;
+    match ledger.latest_checkpoint().await? {
         Some(cp) => Ok(text(cp.note)),
-        None if state.engine.ledger_vkey().is_none() => Err(not_found(
+        None if ledger.vkey().is_none() => Err(not_found(
             "this gateway has no ledger signing key, so it signs no checkpoints",
         )),
         None => Err(not_found(
@@ -97,8 +107,11 @@ pub(crate) async fn checkpoint(
     responses((status = 200, content_type = "text/plain; charset=utf-8", body = String, description = "The verifier key line"),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem, description = "No ledger key configured")))]
-pub(crate) async fn key(State(state): State<AppState>, _: Auditor) -> Result<Response, ApiError> {
-    match state.engine.ledger_vkey() {
+pub(crate) async fn key(
+    State(state): State<AppState>,
+    auditor: Auditor,
+) -> Result<Response, ApiError> {
+    match auditor.ledger(&state)?.vkey() {
         Some(vkey) => Ok(text(format!("{vkey}\n"))),
         None => Err(not_found("this gateway has no ledger signing key")),
     }
@@ -121,10 +134,11 @@ pub(crate) struct EntriesQuery {
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn entries(
     State(state): State<AppState>,
-    Auditor(caller): Auditor,
+    auditor: Auditor,
     QueryParams(q): QueryParams<EntriesQuery>,
 ) -> Result<Json<LedgerEntryPage>, ApiError> {
-    let size = state.engine.ledger_size().await?;
+    let ledger = auditor.ledger(&state)?;
+    let size = ledger.size().await?;
     let start = q.start.unwrap_or(0);
     let end = q.end.unwrap_or(size);
     if start > end {
@@ -142,7 +156,7 @@ pub(crate) async fn entries(
     let mut entries = Vec::new();
     if stop > start {
         let want = usize::try_from(stop - start).unwrap_or(usize::MAX);
-        let events = state.engine.events(&caller, start, want).await?;
+        let events = ledger.entries(start, want).await?;
         entries.reserve(want);
         for (event, expected) in events.into_iter().zip(start..stop) {
             if event.index != Some(expected) {
@@ -188,7 +202,7 @@ pub(crate) struct InclusionQuery {
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn inclusion(
     State(state): State<AppState>,
-    _: Auditor,
+    auditor: Auditor,
     QueryParams(q): QueryParams<InclusionQuery>,
 ) -> Result<Json<ProofHashes>, ApiError> {
     if q.index >= q.size {
@@ -197,8 +211,9 @@ pub(crate) async fn inclusion(
             q.index, q.size
         )));
     }
-    check_size(&state, "size", q.size).await?;
-    Ok(hashes(state.engine.inclusion_proof(q.index, q.size).await?))
+    let ledger = auditor.ledger(&state)?;
+    check_size(&ledger, "size", q.size).await?;
+    Ok(hashes(ledger.inclusion_proof(q.index, q.size).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -217,7 +232,7 @@ pub(crate) struct ConsistencyQuery {
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub(crate) async fn consistency(
     State(state): State<AppState>,
-    _: Auditor,
+    auditor: Auditor,
     QueryParams(q): QueryParams<ConsistencyQuery>,
 ) -> Result<Json<ProofHashes>, ApiError> {
     if q.from > q.to {
@@ -226,12 +241,17 @@ pub(crate) async fn consistency(
             q.from, q.to
         )));
     }
-    check_size(&state, "to", q.to).await?;
-    Ok(hashes(state.engine.consistency_proof(q.from, q.to).await?))
+    let ledger = auditor.ledger(&state)?;
+    check_size(&ledger, "to", q.to).await?;
+    Ok(hashes(ledger.consistency_proof(q.from, q.to).await?))
 }
 
-async fn check_size(state: &AppState, name: &str, value: u64) -> Result<(), ApiError> {
-    let size = state.engine.ledger_size().await?;
+async fn check_size(
+    ledger: &signoff_engine::ledger::LedgerReader<'_>,
+    name: &str,
+    value: u64,
+) -> Result<(), ApiError> {
+    let size = ledger.size().await?;
     if value > size {
         return Err(ApiError::invalid(format!(
             "{name} {value} is beyond the ledger size {size}"

@@ -41,34 +41,21 @@ pub fn openapi_json() -> String {
     routes::openapi_json()
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, running the
-/// expiry sweeper alongside. In-flight requests finish before it returns.
+/// Serves the API on `listener` until `shutdown` resolves, with the
+/// background `components` (see [`signoff_engine::components`]) running
+/// alongside. In-flight requests finish, then the components stop, before
+/// it returns.
 pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
+    components: Vec<Box<dyn signoff_engine::components::Component>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sweeper = tokio::spawn(engine.clone().run_expiry({
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    }));
-    let checkpointer = tokio::spawn(engine.clone().run_checkpointer({
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    }));
+    let running = engine.start_components(components);
     let app = router(engine).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
+        .with_graceful_shutdown(shutdown)
         .await;
-    let _ = sweeper.await;
-    let _ = checkpointer.await;
+    running.stop().await;
     result
 }

@@ -10,13 +10,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use signoff_core::wire::{
-    CancelBody, ClaimBody, CreatedPrincipal, EventPage, NewPrincipal, OutcomeBody, PolicySetInfo,
-    Problem, RequestPage, RequestView, ReviewBody, SubmitRequest, WhoAmI,
+    CancelBody, ClaimBody, CreatedCredential, CreatedPrincipal, EventPage, LinkIdentityBody,
+    NewCredentialBody, NewPrincipal, OutcomeBody, PolicySetInfo, Problem, Readiness, RequestPage,
+    RequestView, ReviewBody, SubmitRequest, WhoAmI,
 };
-use signoff_core::{Principal, RequestStatus};
+use signoff_core::{Credential, Identity, Principal, RequestStatus};
+use signoff_engine::identity::NewCredential;
 use signoff_engine::principals::Operator;
-use signoff_engine::{EngineError, Submitted};
-use signoff_store::RequestFilter;
+use signoff_engine::{EngineError, RequestFilter, Submitted};
 use std::time::{Duration, Instant};
 use utoipa::OpenApi;
 
@@ -25,7 +26,8 @@ use utoipa::OpenApi;
     info(title = "signoff", description = "Action-level approval gateway for AI agents and automation pipelines."),
     paths(
         submit, list, get_one, wait, review, cancel, claim, outcome, whoami, list_events, policy_info,
-        reload_policy, list_principals, add_principal, revoke_principal, healthz, readyz, metrics,
+        reload_policy, list_principals, add_principal, revoke_principal, list_credentials,
+        add_credential, revoke_credential, list_identities, link_identity, healthz, readyz, metrics,
         crate::ledger_routes::checkpoint, crate::ledger_routes::key, crate::ledger_routes::entries,
         crate::ledger_routes::inclusion, crate::ledger_routes::consistency
     ),
@@ -70,6 +72,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/policy/reload", post(reload_policy))
         .route("/v1/principals", get(list_principals).post(add_principal))
         .route("/v1/principals/{name}/revoke", post(revoke_principal))
+        .route(
+            "/v1/principals/{name}/credentials",
+            get(list_credentials).post(add_credential),
+        )
+        .route(
+            "/v1/principals/{name}/credentials/{id}/revoke",
+            post(revoke_credential),
+        )
+        .route(
+            "/v1/principals/{name}/identities",
+            get(list_identities).post(link_identity),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -243,20 +257,7 @@ async fn review(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ReviewBody>,
 ) -> Result<Json<RequestView>, ApiError> {
-    if signoff_engine::authz::require(&caller, signoff_engine::Permission::Review).is_err() {
-        // Still go through the engine so the refused attempt is recorded.
-        let result = state
-            .engine
-            .review(&caller, &id, body.decision, body.reason)
-            .await;
-        state.metrics.record_review(true);
-        return Err(match result {
-            Err(e) => ApiError::from(e).with_request(&id),
-            Ok(_) => ApiError::from(EngineError::Internal(
-                "review by a non-reviewer was accepted".into(),
-            )),
-        });
-    }
+    // The engine checks the role (and records a refused attempt).
     let result = state
         .engine
         .review(&caller, &id, body.decision, body.reason)
@@ -324,7 +325,12 @@ async fn outcome(
 /// The authenticated principal.
 #[utoipa::path(get, path = "/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
 async fn whoami(Caller(caller): Caller) -> Json<WhoAmI> {
-    Json(WhoAmI { principal: caller })
+    Json(WhoAmI {
+        principal: caller.principal().clone(),
+        credential: caller.credential().map(|c| c.name.clone()),
+        gate: caller.bound_gate().map(str::to_owned),
+        channel: caller.channel(),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -365,11 +371,10 @@ async fn reload_policy(
     State(state): State<AppState>,
     Caller(caller): Caller,
 ) -> Result<Json<PolicySetInfo>, ApiError> {
-    signoff_engine::authz::require(&caller, signoff_engine::Permission::ManagePolicy)?;
     Ok(Json(
         state
             .engine
-            .reload_policies(&caller.reference().to_string())
+            .reload_policies(Operator::Caller(&caller))
             .await?,
     ))
 }
@@ -383,7 +388,7 @@ async fn list_principals(
     Ok(Json(
         state
             .engine
-            .list_principals(Operator::Admin(&caller))
+            .list_principals(Operator::Caller(&caller))
             .await?,
     ))
 }
@@ -395,13 +400,17 @@ async fn add_principal(
     Caller(caller): Caller,
     JsonBody(body): JsonBody<NewPrincipal>,
 ) -> Result<(StatusCode, Json<CreatedPrincipal>), ApiError> {
-    let (principal, token) = state
+    let (principal, credential, token) = state
         .engine
-        .add_principal(Operator::Admin(&caller), body)
+        .add_principal(Operator::Caller(&caller), body)
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreatedPrincipal { principal, token }),
+        Json(CreatedPrincipal {
+            principal,
+            token,
+            credential: Some(credential),
+        }),
     ))
 }
 
@@ -415,9 +424,112 @@ async fn revoke_principal(
     Ok(Json(
         state
             .engine
-            .revoke_principal(Operator::Admin(&caller), &name)
+            .revoke_principal(Operator::Caller(&caller), &name)
             .await?,
     ))
+}
+
+/// A principal's credentials (admin). Secrets are never shown again.
+#[utoipa::path(get, path = "/v1/principals/{name}/credentials", responses((status = 200, body = [Credential]), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn list_credentials(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Credential>>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .list_credentials(Operator::Caller(&caller), &name)
+            .await?,
+    ))
+}
+
+/// Issue another credential to a principal (admin): named, optionally
+/// expiring and bound to one gate. The token is returned once.
+#[utoipa::path(post, path = "/v1/principals/{name}/credentials", request_body = NewCredentialBody, responses((status = 201, body = CreatedCredential), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn add_credential(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<NewCredentialBody>,
+) -> Result<(StatusCode, Json<CreatedCredential>), ApiError> {
+    let expires_in = match &body.expires_in {
+        None => None,
+        Some(text) => Some(text.trim().parse::<jiff::SignedDuration>().map_err(|e| {
+            ApiError::invalid(format!(
+                "expires_in `{text}` is not a duration like `30d` or `12h`: {e}"
+            ))
+        })?),
+    };
+    let (credential, token) = state
+        .engine
+        .add_credential(
+            Operator::Caller(&caller),
+            &name,
+            NewCredential {
+                name: body.name,
+                gate: body.gate,
+                expires_in,
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedCredential { credential, token }),
+    ))
+}
+
+/// Revoke one credential (admin), by id or name; the principal's other
+/// credentials keep working.
+#[utoipa::path(post, path = "/v1/principals/{name}/credentials/{id}/revoke", responses((status = 200, body = Credential), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn revoke_credential(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<Credential>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .revoke_credential(Operator::Caller(&caller), &name, &id)
+            .await?,
+    ))
+}
+
+/// A user's linked external identities (admin).
+#[utoipa::path(get, path = "/v1/principals/{name}/identities", responses((status = 200, body = [Identity]), (status = 403, body = Problem)))]
+async fn list_identities(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<Identity>>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .list_identities(Operator::Caller(&caller), &name)
+            .await?,
+    ))
+}
+
+/// Link an external identity (OIDC issuer + subject, Slack or Teams user)
+/// to a user (admin); the link records who vouched for it and how.
+#[utoipa::path(post, path = "/v1/principals/{name}/identities", request_body = LinkIdentityBody, responses((status = 201, body = Identity), (status = 403, body = Problem), (status = 409, body = Problem)))]
+async fn link_identity(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<LinkIdentityBody>,
+) -> Result<(StatusCode, Json<Identity>), ApiError> {
+    let identity = state
+        .engine
+        .link_identity(
+            Operator::Caller(&caller),
+            &name,
+            &body.issuer,
+            &body.subject,
+            body.verified_by.as_deref().unwrap_or("admin"),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(identity)))
 }
 
 /// Liveness: the process answers.
@@ -426,22 +538,35 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers.
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "ready"), (status = 503, body = Problem)))]
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state.engine.ready().await?;
-    Ok("ready\n")
+/// Readiness: the database answers and no background component is failing;
+/// each component's health is listed.
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, body = Readiness), (status = 503, body = Problem)))]
+async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    let report = state.engine.readiness().await;
+    if report.status == "ready" {
+        return Ok(Json(report));
+    }
+    let mut failing: Vec<String> = Vec::new();
+    if report.database.status != "ok" {
+        failing.push(format!("database: {}", report.database.detail));
+    }
+    for (name, c) in &report.components {
+        if c.status == "failing" {
+            failing.push(format!("{name}: {}", c.detail));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "Not ready",
+        failing.join("; "),
+    ))
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "text exposition format")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let by_status = state
-        .engine
-        .store()
-        .count_by_status()
-        .await
-        .unwrap_or_default();
+    let by_status = state.engine.status_counts().await.unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(&by_status),

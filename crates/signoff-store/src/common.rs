@@ -8,7 +8,9 @@
 
 use crate::{redact, RequestFilter, Result, StoreError};
 use jiff::Timestamp;
-use signoff_core::{AuditEvent, Decision, EventKind, Principal, RequestRecord, RequestStatus};
+use signoff_core::{
+    AuditEvent, Credential, Decision, EventKind, Identity, Principal, RequestRecord, RequestStatus,
+};
 use signoff_ledger::leaf;
 
 /// Largest page [`crate::Store::list_requests`] returns.
@@ -40,20 +42,79 @@ pub(crate) const COUNT_BY_STATUS: &str =
     "SELECT status, COUNT(*) FROM requests GROUP BY status ORDER BY status";
 
 pub(crate) const INSERT_PRINCIPAL: &str = "INSERT INTO principals \
-    (name, kind, role, email, groups, owner, token_hash, created_at, revoked_at) \
+    (name, kind, role, email, groups, owner, created_at, revoked_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub(crate) const INSERT_CREDENTIAL: &str = "INSERT INTO credentials \
+    (id, principal, name, token_hash, gate, created_at, expires_at, revoked_at, last_used_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+// Keeps the first revocation time.
+pub(crate) const REVOKE_CREDENTIAL: &str =
+    "UPDATE credentials SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
+pub(crate) const TOUCH_CREDENTIAL: &str = "UPDATE credentials SET last_used_at = $2 \
+    WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+pub(crate) const SELECT_CREDENTIAL_BY_TOKEN: &str =
+    "SELECT p.name, p.kind, p.role, p.email, p.groups, p.owner, p.created_at, p.revoked_at, \
+    c.id AS cred_id, c.name AS cred_name, c.gate AS cred_gate, c.created_at AS cred_created_at, \
+    c.expires_at AS cred_expires_at, c.revoked_at AS cred_revoked_at, \
+    c.last_used_at AS cred_last_used_at \
+    FROM credentials c JOIN principals p ON p.name = c.principal WHERE c.token_hash = $1";
+pub(crate) const SELECT_CREDENTIALS: &str =
+    "SELECT c.id, c.principal, c.name, c.gate, c.created_at, c.expires_at, c.revoked_at, \
+    c.last_used_at FROM credentials c WHERE c.principal = $1 ORDER BY c.name";
+pub(crate) const INSERT_IDENTITY: &str = "INSERT INTO identities \
+    (issuer, subject, principal, verified_by, linked_by, linked_at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const SELECT_IDENTITY: &str =
+    "SELECT issuer, subject, principal, verified_by, linked_by, linked_at \
+    FROM identities WHERE issuer = $1 AND subject = $2";
+pub(crate) const SELECT_IDENTITIES: &str =
+    "SELECT issuer, subject, principal, verified_by, linked_by, linked_at \
+    FROM identities WHERE principal = $1 ORDER BY issuer, subject";
+/// `$1` name, `$2` position, `$3` time. Creates the cursor or moves it
+/// forward; a lower position leaves it where it is.
+pub(crate) const ADVANCE_CURSOR: &str = "INSERT INTO stream_cursors (name, position, updated_at) \
+    VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET \
+    position = CASE WHEN excluded.position > stream_cursors.position \
+        THEN excluded.position ELSE stream_cursors.position END, \
+    updated_at = excluded.updated_at";
+/// `$1` name, `$2` holder, `$3` start position, `$4` lease end, `$5` now.
+/// Takes the lease when it is free, expired or already ours; otherwise
+/// changes nothing (0 rows).
+pub(crate) const LEASE_CURSOR: &str = "INSERT INTO stream_cursors \
+    (name, position, holder, lease_until, updated_at) VALUES ($1, $3, $2, $4, $5) \
+    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+    lease_until = excluded.lease_until, updated_at = excluded.updated_at \
+    WHERE stream_cursors.holder IS NULL OR stream_cursors.holder = excluded.holder \
+    OR stream_cursors.lease_until IS NULL OR stream_cursors.lease_until <= $5";
+pub(crate) const SELECT_CURSOR: &str =
+    "SELECT position, holder, lease_until FROM stream_cursors WHERE name = $1";
+pub(crate) const INSERT_POLICY_SET: &str = "INSERT INTO policy_sets (hash, files, created_at) \
+    VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING";
+pub(crate) const SET_ACTIVE_POLICY: &str = "INSERT INTO policy_active (id, hash, activated_at) \
+    VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, \
+    activated_at = excluded.activated_at";
+pub(crate) const SELECT_ACTIVE_POLICY: &str = "SELECT a.hash, s.files, a.activated_at \
+    FROM policy_active a JOIN policy_sets s ON s.hash = a.hash WHERE a.id = 1";
 // Keeps the first revocation time: revoking twice must not rewrite history.
 pub(crate) const REVOKE_PRINCIPAL: &str =
     "UPDATE principals SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1";
 pub(crate) const SELECT_PRINCIPAL: &str =
     "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
     FROM principals WHERE name = $1";
-pub(crate) const SELECT_PRINCIPAL_BY_TOKEN: &str =
-    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
-    FROM principals WHERE token_hash = $1";
 pub(crate) const LIST_PRINCIPALS: &str =
     "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
     FROM principals ORDER BY name";
+
+/// Moves a head watch forward (never back: commits may answer out of order).
+pub(crate) fn bump_head(head: &tokio::sync::watch::Sender<u64>, next: u64) {
+    head.send_if_modified(|h| {
+        if next > *h {
+            *h = next;
+            true
+        } else {
+            false
+        }
+    });
+}
 
 /// Row counts of multi-row inserts; few distinct sizes keep the
 /// prepared-statement cache small.
@@ -365,6 +426,81 @@ impl PrincipalRow {
             name: name.clone(),
         })
     }
+}
+
+/// The column values of a credential row (without its token hash), as
+/// `(id, principal, name, gate, created_at, expires_at, revoked_at, last_used_at)`.
+pub(crate) type CredentialRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub(crate) fn decode_credential(row: CredentialRow) -> Result<Credential> {
+    let (id, principal, name, gate, created_at, expires_at, revoked_at, last_used_at) = row;
+    let what = || format!("credential {id}");
+    Ok(Credential {
+        created_at: timestamp(created_at, &what)?,
+        expires_at: expires_at.map(|ms| timestamp(ms, &what)).transpose()?,
+        revoked_at: revoked_at.map(|ms| timestamp(ms, &what)).transpose()?,
+        last_used_at: last_used_at.map(|ms| timestamp(ms, &what)).transpose()?,
+        id: id.clone(),
+        principal,
+        name,
+        gate,
+    })
+}
+
+/// A principal row and the credential that authenticated it (one join).
+#[derive(sqlx::FromRow)]
+pub(crate) struct PrincipalCredentialRow {
+    #[sqlx(flatten)]
+    pub principal: PrincipalRow,
+    pub cred_id: String,
+    pub cred_name: String,
+    pub cred_gate: Option<String>,
+    pub cred_created_at: i64,
+    pub cred_expires_at: Option<i64>,
+    pub cred_revoked_at: Option<i64>,
+    pub cred_last_used_at: Option<i64>,
+}
+
+impl PrincipalCredentialRow {
+    pub fn decode(self) -> Result<(Principal, Credential)> {
+        let principal = self.principal.decode()?;
+        let credential = decode_credential((
+            self.cred_id,
+            principal.name.clone(),
+            self.cred_name,
+            self.cred_gate,
+            self.cred_created_at,
+            self.cred_expires_at,
+            self.cred_revoked_at,
+            self.cred_last_used_at,
+        ))?;
+        Ok((principal, credential))
+    }
+}
+
+/// `(issuer, subject, principal, verified_by, linked_by, linked_at)`.
+pub(crate) type IdentityRow = (String, String, String, String, String, i64);
+
+pub(crate) fn decode_identity(row: IdentityRow) -> Result<Identity> {
+    let (issuer, subject, principal, verified_by, linked_by, linked_at) = row;
+    let linked_at = timestamp(linked_at, &|| format!("identity {issuer} {subject}"))?;
+    Ok(Identity {
+        issuer,
+        subject,
+        principal,
+        verified_by,
+        linked_by,
+        linked_at,
+    })
 }
 
 /// The column values of an audit event row.

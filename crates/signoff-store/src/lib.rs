@@ -19,7 +19,8 @@
 //! every commit still all-or-nothing on its own.
 
 use jiff::Timestamp;
-use signoff_core::{AuditEvent, Principal, RequestRecord, RequestStatus};
+pub use signoff_core::RequestFilter;
+use signoff_core::{AuditEvent, Credential, Identity, Principal, RequestRecord, RequestStatus};
 use std::sync::Arc;
 
 mod common;
@@ -40,14 +41,71 @@ pub enum Change {
     /// at; the write fails with [`StoreError::Conflict`] if the stored version
     /// differs, and otherwise stores `version + 1`.
     UpdateRequest(RequestRecord),
-    /// Insert a principal with the SHA-256 (hex) of its bearer token. Fails
-    /// with [`StoreError::Duplicate`] if the name or token hash exists.
+    /// Insert a principal with its first credential. Fails with
+    /// [`StoreError::Duplicate`] if the name or token hash exists.
     InsertPrincipal {
         /// The principal.
         principal: Principal,
+        /// Its first credential.
+        credential: Credential,
+        /// Hex SHA-256 of the credential's token.
+        token_hash: String,
+    },
+    /// Insert a credential for an existing principal. Fails with
+    /// [`StoreError::Duplicate`] if its id, its `(principal, name)` or its
+    /// token hash exists.
+    InsertCredential {
+        /// The credential.
+        credential: Credential,
         /// Hex SHA-256 of its token.
         token_hash: String,
     },
+    /// Mark a credential revoked (the first revocation time is kept).
+    /// Fails with [`StoreError::NotFound`] if unknown.
+    RevokeCredential {
+        /// Its id.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Record when credentials were last used. Bookkeeping, not a state
+    /// change of the audit trail: it is the one change committed without
+    /// an event. Unknown ids are ignored; times only move forward.
+    TouchCredentials(Vec<(String, Timestamp)>),
+    /// Link an external identity to a principal. Fails with
+    /// [`StoreError::Duplicate`] if that issuer and subject are linked.
+    LinkIdentity(Identity),
+    /// Move a stream consumer's cursor forward to `position` (the next
+    /// index it has not acknowledged); never backwards. With `holder`, fails
+    /// with [`StoreError::Conflict`] if another holder has a live lease.
+    AdvanceCursor {
+        /// The consumer.
+        name: String,
+        /// Next unacknowledged index.
+        position: u64,
+        /// The lease holder acknowledging, for exclusive consumers.
+        holder: Option<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// Take or renew the lease on a consumer's cursor until `until`,
+    /// creating the cursor at `start` if it is new. Fails with
+    /// [`StoreError::Conflict`] while another holder's lease is live at `at`.
+    LeaseCursor {
+        /// The consumer.
+        name: String,
+        /// Who takes the lease (a replica id).
+        holder: String,
+        /// Where a new cursor starts.
+        start: u64,
+        /// Lease end.
+        until: Timestamp,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Store a policy set's sources (if new) and make it the active one for
+    /// every replica.
+    ActivatePolicySet(StoredPolicySet),
     /// Store a signed checkpoint. Fails with [`StoreError::Duplicate`] if one
     /// of that size exists.
     InsertCheckpoint(StoredCheckpoint),
@@ -73,6 +131,28 @@ pub struct StoredCheckpoint {
     pub created_at: Timestamp,
 }
 
+/// A policy set as every replica can load it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicySet {
+    /// Its hash (what verdicts record).
+    pub hash: String,
+    /// Its source files as a JSON object `{file name: text}`.
+    pub files: String,
+    /// When it became active.
+    pub activated_at: Timestamp,
+}
+
+/// A stream consumer's durable position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorState {
+    /// The next index it has not acknowledged.
+    pub position: u64,
+    /// Who holds its lease, if anyone ever took one.
+    pub holder: Option<String>,
+    /// When that lease ends.
+    pub lease_until: Option<Timestamp>,
+}
+
 /// Changes and their audit events, applied all together or not at all.
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
@@ -87,21 +167,6 @@ pub struct Commit {
 pub struct Receipt {
     /// Index of each appended event, in the order given.
     pub event_indexes: Vec<u64>,
-}
-
-/// Filters for listing requests; results are newest first.
-#[derive(Debug, Clone, Default)]
-pub struct RequestFilter {
-    /// Only these statuses (any if empty).
-    pub statuses: Vec<RequestStatus>,
-    /// Only this exact action.
-    pub action: Option<String>,
-    /// Only this principal (`agent:NAME` / `user:NAME`).
-    pub principal: Option<String>,
-    /// Only ids lexicographically below this one (ids sort by creation time).
-    pub before: Option<String>,
-    /// At most this many (the store caps it at 1,000).
-    pub limit: usize,
 }
 
 /// Result alias for store operations.
@@ -129,8 +194,33 @@ pub trait Store: Send + Sync + 'static {
     async fn next_deadline(&self) -> Result<Option<Timestamp>>;
     /// Number of requests per status (statuses with none may be omitted).
     async fn count_by_status(&self) -> Result<Vec<(RequestStatus, u64)>>;
-    /// The principal whose token hashes to `token_hash`, revoked or not.
-    async fn principal_by_token_hash(&self, token_hash: &str) -> Result<Option<Principal>>;
+    /// The credential whose token hashes to `token_hash` and its
+    /// principal, revoked or expired or not.
+    async fn credential_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(Principal, Credential)>>;
+    /// A principal's credentials, by name.
+    async fn credentials(&self, principal: &str) -> Result<Vec<Credential>>;
+    /// The identity linked for `issuer` and `subject`.
+    async fn identity(&self, issuer: &str, subject: &str) -> Result<Option<Identity>>;
+    /// A principal's linked identities.
+    async fn identities(&self, principal: &str) -> Result<Vec<Identity>>;
+    /// A stream consumer's cursor.
+    async fn cursor(&self, name: &str) -> Result<Option<CursorState>>;
+    /// The policy set every replica must enforce, once one was activated.
+    async fn active_policy_set(&self) -> Result<Option<StoredPolicySet>>;
+    /// Just the hash of [`Store::active_policy_set`] (cheap: claims ask).
+    async fn active_policy_hash(&self) -> Result<Option<String>>;
+    /// Whether other processes may commit to this database while we run
+    /// (replicas on PostgreSQL): then changes can happen that this process
+    /// did not make, and followers must read the stream to learn of them.
+    fn is_shared(&self) -> bool;
+    /// The ledger head (number of events) as this process last saw it
+    /// move: bumped by every commit of this store and, on PostgreSQL, by
+    /// every other replica's commit (`LISTEN/NOTIFY`). Wakes event-stream
+    /// consumers; they then read what is new with [`Store::events`].
+    fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64>;
     /// A principal by name.
     async fn principal(&self, name: &str) -> Result<Option<Principal>>;
     /// All principals, by name.

@@ -26,9 +26,14 @@ const READERS: u32 = 8;
 pub struct PgStore {
     read: PgPool,
     writer: Writer,
+    /// The ledger head as committed by any replica (see [`follow_head`]).
+    head: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl PgStore {
+    /// Replicas share one PostgreSQL database.
+    const SHARED: bool = true;
+
     /// Connects to the database `url` names (`postgres://USER:PASS@HOST/DB`)
     /// and runs pending migrations (under PostgreSQL's advisory lock, so
     /// replicas starting together are safe).
@@ -44,12 +49,85 @@ impl PgStore {
             .run(&mut conn)
             .await
             .map_err(|e| open_err(url, migrate_err(e)))?;
+        let (next,): (i64,) = sqlx::query_as(crate::common::SELECT_HEAD)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| open_err(url, db_err(e)))?;
+        let head = std::sync::Arc::new(tokio::sync::watch::Sender::new(
+            u64::try_from(next).unwrap_or(0),
+        ));
         let read = PgPoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(options);
+        tokio::spawn(follow_head(
+            read.clone(),
+            std::sync::Arc::downgrade(&head),
+        ));
         let writer = Writer::spawn(connector, conn);
-        Ok(PgStore { read, writer })
+        Ok(PgStore { read, writer, head })
+    }
+}
+
+/// How often the head is read even without a notification: covers one lost
+/// while the listening connection was down.
+const HEAD_RECHECK: Duration = Duration::from_secs(5);
+
+/// Follows other replicas' commits: `LISTEN signoff_events` (a trigger on
+/// the ledger head notifies the new head at every commit), moving `head`
+/// forward. After the listening connection drops, or every [`HEAD_RECHECK`],
+/// it reads the head itself, since notifications sent while nobody listened
+/// are gone. Ends when the store is dropped.
+async fn follow_head(pool: PgPool, head: std::sync::Weak<tokio::sync::watch::Sender<u64>>) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot listen for ledger notifications; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if head.strong_count() == 0 {
+                    return;
+                }
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen("signoff_events").await {
+            tracing::debug!(error = %e, "LISTEN signoff_events failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            // Read after LISTEN so nothing committed in between is missed.
+            let Some(sender) = head.upgrade() else { return };
+            if let Ok((next,)) = sqlx::query_as::<_, (i64,)>(crate::common::SELECT_HEAD)
+                .fetch_one(&pool)
+                .await
+            {
+                crate::common::bump_head(&sender, u64::try_from(next).unwrap_or(0));
+            }
+            drop(sender);
+            let got = tokio::time::timeout(HEAD_RECHECK, async {
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => {
+                            let Some(sender) = head.upgrade() else { return Ok(()) };
+                            if let Ok(next) = n.payload().parse::<u64>() {
+                                crate::common::bump_head(&sender, next);
+                            }
+                        }
+                        // the connection dropped: notifications may be lost
+                        Ok(None) => return Err(()),
+                        Err(_) => return Err(()),
+                    }
+                }
+            })
+            .await;
+            match got {
+                Err(_elapsed) => continue,
+                Ok(Ok(())) => return,
+                Ok(Err(())) => break,
+            }
+        }
     }
 }
 

@@ -168,6 +168,7 @@ macro_rules! shared_impl {
                     }
                     Change::InsertPrincipal {
                         principal,
+                        credential,
                         token_hash,
                     } => {
                         let row = c::PrincipalRow::new(principal)?;
@@ -178,12 +179,127 @@ macro_rules! shared_impl {
                             .bind(row.email)
                             .bind(row.groups)
                             .bind(row.owner)
-                            .bind(token_hash)
                             .bind(row.created_at)
                             .bind(row.revoked_at)
                             .execute(&mut *self)
                             .await
                             .map_err(|e| c::insert_principal_err(e, &principal.name))?;
+                        $crate::shared::insert_credential!(&mut *self, credential, token_hash);
+                    }
+                    Change::InsertCredential {
+                        credential,
+                        token_hash,
+                    } => {
+                        $crate::shared::insert_credential!(&mut *self, credential, token_hash);
+                    }
+                    Change::RevokeCredential { id, at } => {
+                        let done = sqlx::query(c::REVOKE_CREDENTIAL)
+                            .bind(id)
+                            .bind(c::millis(*at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
+                        if done.rows_affected() == 0 {
+                            return Err(StoreError::NotFound(format!("credential {id}")));
+                        }
+                    }
+                    Change::TouchCredentials(touched) => {
+                        for (id, at) in touched {
+                            sqlx::query(c::TOUCH_CREDENTIAL)
+                                .bind(id)
+                                .bind(c::millis(*at))
+                                .execute(&mut *self)
+                                .await
+                                .map_err(c::db_err)?;
+                        }
+                    }
+                    Change::LinkIdentity(identity) => {
+                        sqlx::query(c::INSERT_IDENTITY)
+                            .bind(&identity.issuer)
+                            .bind(&identity.subject)
+                            .bind(&identity.principal)
+                            .bind(&identity.verified_by)
+                            .bind(&identity.linked_by)
+                            .bind(c::millis(identity.linked_at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(|e| {
+                                if c::is_unique_violation(&e) {
+                                    StoreError::Duplicate(format!(
+                                        "identity {} {}",
+                                        identity.issuer, identity.subject
+                                    ))
+                                } else {
+                                    c::db_err(e)
+                                }
+                            })?;
+                    }
+                    Change::AdvanceCursor {
+                        name,
+                        position,
+                        holder,
+                        at,
+                    } => {
+                        if let Some(holder) = holder {
+                            let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+                                "SELECT holder, lease_until FROM stream_cursors WHERE name = $1",
+                            )
+                            .bind(name)
+                            .fetch_optional(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
+                            if let Some((Some(current), Some(until))) = row {
+                                if &current != holder && until > c::millis(*at) {
+                                    return Err(StoreError::Conflict(format!(
+                                        "stream cursor {name} (leased by {current})"
+                                    )));
+                                }
+                            }
+                        }
+                        sqlx::query(c::ADVANCE_CURSOR)
+                            .bind(name)
+                            .bind(c::to_i64(*position))
+                            .bind(c::millis(*at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
+                    }
+                    Change::LeaseCursor {
+                        name,
+                        holder,
+                        start,
+                        until,
+                        at,
+                    } => {
+                        let done = sqlx::query(c::LEASE_CURSOR)
+                            .bind(name)
+                            .bind(holder)
+                            .bind(c::to_i64(*start))
+                            .bind(c::millis(*until))
+                            .bind(c::millis(*at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
+                        if done.rows_affected() == 0 {
+                            return Err(StoreError::Conflict(format!(
+                                "stream cursor {name} (leased by another holder)"
+                            )));
+                        }
+                    }
+                    Change::ActivatePolicySet(set) => {
+                        sqlx::query(c::INSERT_POLICY_SET)
+                            .bind(&set.hash)
+                            .bind(&set.files)
+                            .bind(c::millis(set.activated_at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
+                        sqlx::query(c::SET_ACTIVE_POLICY)
+                            .bind(&set.hash)
+                            .bind(c::millis(set.activated_at))
+                            .execute(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
                     }
                     Change::RevokePrincipal { name, at } => {
                         let done = sqlx::query(c::REVOKE_PRINCIPAL)
@@ -307,7 +423,11 @@ macro_rules! shared_impl {
                         event_indexes: Vec::new(),
                     });
                 }
-                self.writer.commit(commit).await
+                let receipt = self.writer.commit(commit).await?;
+                if let Some(last) = receipt.event_indexes.last() {
+                    $crate::common::bump_head(&self.head, last + 1);
+                }
+                Ok(receipt)
             }
 
             async fn request(
@@ -400,17 +520,119 @@ macro_rules! shared_impl {
                 $crate::common::decode_counts(rows)
             }
 
-            async fn principal_by_token_hash(
+            async fn credential_by_token_hash(
                 &self,
                 token_hash: &str,
-            ) -> $crate::Result<Option<signoff_core::Principal>> {
-                let row: Option<$crate::common::PrincipalRow> =
-                    sqlx::query_as($crate::common::SELECT_PRINCIPAL_BY_TOKEN)
+            ) -> $crate::Result<Option<(signoff_core::Principal, signoff_core::Credential)>> {
+                let row: Option<$crate::common::PrincipalCredentialRow> =
+                    sqlx::query_as($crate::common::SELECT_CREDENTIAL_BY_TOKEN)
                         .bind(token_hash)
                         .fetch_optional(&self.read)
                         .await
                         .map_err($crate::common::db_err)?;
-                row.map($crate::common::PrincipalRow::decode).transpose()
+                row.map($crate::common::PrincipalCredentialRow::decode)
+                    .transpose()
+            }
+
+            async fn credentials(
+                &self,
+                principal: &str,
+            ) -> $crate::Result<Vec<signoff_core::Credential>> {
+                let rows: Vec<$crate::common::CredentialRow> =
+                    sqlx::query_as($crate::common::SELECT_CREDENTIALS)
+                        .bind(principal)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                rows.into_iter()
+                    .map($crate::common::decode_credential)
+                    .collect()
+            }
+
+            async fn identity(
+                &self,
+                issuer: &str,
+                subject: &str,
+            ) -> $crate::Result<Option<signoff_core::Identity>> {
+                let row: Option<$crate::common::IdentityRow> =
+                    sqlx::query_as($crate::common::SELECT_IDENTITY)
+                        .bind(issuer)
+                        .bind(subject)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                row.map($crate::common::decode_identity).transpose()
+            }
+
+            async fn identities(
+                &self,
+                principal: &str,
+            ) -> $crate::Result<Vec<signoff_core::Identity>> {
+                let rows: Vec<$crate::common::IdentityRow> =
+                    sqlx::query_as($crate::common::SELECT_IDENTITIES)
+                        .bind(principal)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                rows.into_iter()
+                    .map($crate::common::decode_identity)
+                    .collect()
+            }
+
+            async fn cursor(&self, name: &str) -> $crate::Result<Option<$crate::CursorState>> {
+                use $crate::common as c;
+                let row: Option<(i64, Option<String>, Option<i64>)> =
+                    sqlx::query_as(c::SELECT_CURSOR)
+                        .bind(name)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(c::db_err)?;
+                row.map(|(position, holder, lease_until)| {
+                    let what = || format!("stream cursor {name}");
+                    Ok($crate::CursorState {
+                        position: u64::try_from(position).map_err(|_| {
+                            $crate::StoreError::Corrupt(format!("{}: negative position", what()))
+                        })?,
+                        holder,
+                        lease_until: lease_until.map(|ms| c::timestamp(ms, &what)).transpose()?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn active_policy_set(
+                &self,
+            ) -> $crate::Result<Option<$crate::StoredPolicySet>> {
+                use $crate::common as c;
+                let row: Option<(String, String, i64)> = sqlx::query_as(c::SELECT_ACTIVE_POLICY)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(c::db_err)?;
+                row.map(|(hash, files, at)| {
+                    Ok($crate::StoredPolicySet {
+                        activated_at: c::timestamp(at, &|| "active policy set".to_owned())?,
+                        hash,
+                        files,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn active_policy_hash(&self) -> $crate::Result<Option<String>> {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT hash FROM policy_active WHERE id = 1")
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                Ok(row.map(|(h,)| h))
+            }
+
+            fn is_shared(&self) -> bool {
+                Self::SHARED
+            }
+
+            fn subscribe_head(&self) -> tokio::sync::watch::Receiver<u64> {
+                self.head.subscribe()
             }
 
             async fn principal(
@@ -564,4 +786,34 @@ macro_rules! shared_impl {
         }
     };
 }
-pub(crate) use {bind_request_row, fetch_nodes, shared_impl, sqlx_scan};
+/// Inserts a credential row through `$exec`, mapping unique violations.
+macro_rules! insert_credential {
+    ($exec:expr, $credential:expr, $token_hash:expr) => {{
+        use $crate::common as c;
+        let cr: &signoff_core::Credential = $credential;
+        sqlx::query(c::INSERT_CREDENTIAL)
+            .bind(&cr.id)
+            .bind(&cr.principal)
+            .bind(&cr.name)
+            .bind($token_hash)
+            .bind(&cr.gate)
+            .bind(c::millis(cr.created_at))
+            .bind(cr.expires_at.map(c::millis))
+            .bind(cr.revoked_at.map(c::millis))
+            .bind(cr.last_used_at.map(c::millis))
+            .execute($exec)
+            .await
+            .map_err(|e| {
+                if c::is_unique_violation(&e) {
+                    $crate::StoreError::Duplicate(format!(
+                        "credential `{}` of principal {}",
+                        cr.name, cr.principal
+                    ))
+                } else {
+                    c::db_err(e)
+                }
+            })?;
+    }};
+}
+
+pub(crate) use {bind_request_row, fetch_nodes, insert_credential, shared_impl, sqlx_scan};

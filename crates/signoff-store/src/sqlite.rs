@@ -32,11 +32,16 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     read: SqlitePool,
     writer: Writer,
+    /// The ledger head as last committed through this store.
+    head: tokio::sync::watch::Sender<u64>,
     /// For ledger scans and proof nodes; `None` for an in-memory database.
     direct: Option<direct::DirectReader>,
 }
 
 impl SqliteStore {
+    /// One serving process owns a SQLite file (replicas need PostgreSQL).
+    const SHARED: bool = false;
+
     /// Opens (creating if missing) the database `url` names, e.g.
     /// `sqlite:///var/lib/signoff/signoff.db` or `sqlite://signoff.db`, and
     /// runs pending migrations.
@@ -57,6 +62,11 @@ impl SqliteStore {
             .run(&mut conn)
             .await
             .map_err(|e| open_err(url, migrate_err(e)))?;
+        let (next,): (i64,) = sqlx::query_as(crate::common::SELECT_HEAD)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| open_err(url, db_err(e)))?;
+        let head = tokio::sync::watch::Sender::new(u64::try_from(next).unwrap_or(0));
         let read = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(10))
@@ -71,6 +81,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             read,
             writer,
+            head,
             direct,
         })
     }
@@ -157,6 +168,7 @@ mod tests {
                 id: id.into(),
                 action,
                 gate: None,
+                claimed_gate: None,
                 principal_owner: None,
                 verdict,
                 idempotency_key: key.map(Into::into),

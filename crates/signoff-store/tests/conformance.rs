@@ -216,6 +216,10 @@ suite!(
     reopen_keeps_data,
     bad_url_is_config_error,
     unreachable_is_unavailable,
+    credentials_and_identities,
+    stream_cursors_and_leases,
+    active_policy_set,
+    head_follows_commits,
 );
 
 // ---------------------------------------------------------------- builders
@@ -270,6 +274,7 @@ fn submit(
             id: id.into(),
             action: action(act, principal),
             gate: Some("exec".into()),
+                claimed_gate: None,
             principal_owner: Some("olga".into()),
             verdict: verdict(decision),
             idempotency_key: key.map(Into::into),
@@ -288,6 +293,28 @@ fn pending(id: &str) -> (RequestRecord, AuditEvent) {
         None,
         0,
     )
+}
+
+/// Inserts `principal` with a `default` credential whose token hashes to `token_hash`.
+fn insert_principal(principal: Principal, token_hash: &str) -> Change {
+    Change::InsertPrincipal {
+        credential: credential(&principal.name, "default", None),
+        principal,
+        token_hash: token_hash.into(),
+    }
+}
+
+fn credential(principal: &str, name: &str, gate: Option<&str>) -> signoff_core::Credential {
+    signoff_core::Credential {
+        id: format!("cr_{principal}_{name}"),
+        principal: principal.into(),
+        name: name.into(),
+        gate: gate.map(str::to_owned),
+        created_at: at(1),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    }
 }
 
 fn principal(name: &str, kind: PrincipalKind) -> Principal {
@@ -341,14 +368,8 @@ async fn round_trip(h: &mut Harness) {
     let receipt = s
         .commit(Commit {
             changes: vec![
-                Change::InsertPrincipal {
-                    principal: user.clone(),
-                    token_hash: "hash-alice".into(),
-                },
-                Change::InsertPrincipal {
-                    principal: agent.clone(),
-                    token_hash: "hash-etl".into(),
-                },
+                insert_principal(user.clone(), "hash-alice"),
+                insert_principal(agent.clone(), "hash-etl"),
             ],
             events: vec![added.clone()],
         })
@@ -369,10 +390,10 @@ async fn round_trip(h: &mut Harness) {
     assert_eq!(s.principal("etl").await.unwrap(), Some(agent.clone()));
     assert_eq!(s.principal("nobody").await.unwrap(), None);
     assert_eq!(
-        s.principal_by_token_hash("hash-etl").await.unwrap(),
+        s.credential_by_token_hash("hash-etl").await.unwrap().map(|(p, _)| p),
         Some(agent.clone())
     );
-    assert_eq!(s.principal_by_token_hash("hash-x").await.unwrap(), None);
+    assert_eq!(s.credential_by_token_hash("hash-x").await.unwrap().map(|(p, _)| p), None);
     assert_eq!(s.list_principals().await.unwrap(), vec![user, agent]);
 
     let events = s.events(0, 100).await.unwrap();
@@ -615,10 +636,7 @@ async fn atomic_rollback(h: &mut Harness) {
     let result = s
         .commit(Commit {
             changes: vec![
-                Change::InsertPrincipal {
-                    principal: principal("zed", PrincipalKind::User),
-                    token_hash: "hz".into(),
-                },
+                insert_principal(principal("zed", PrincipalKind::User), "hz"),
                 Change::RevokePrincipal {
                     name: "nobody".into(),
                     at: at(3),
@@ -1022,10 +1040,7 @@ async fn principals(h: &mut Harness) {
         ("Bob-2", PrincipalKind::User, "h3"),
         ("etl", PrincipalKind::Agent, "h4"),
     ] {
-        let change = Change::InsertPrincipal {
-            principal: principal(name, kind),
-            token_hash: hash.into(),
-        };
+        let change = insert_principal(principal(name, kind), hash);
         s.commit(Commit {
             changes: vec![change],
             events: vec![event(0)],
@@ -1044,10 +1059,7 @@ async fn principals(h: &mut Harness) {
     sorted.sort();
     assert_eq!(names, sorted, "list is ordered by name, bytewise");
 
-    let dup_name = Change::InsertPrincipal {
-        principal: principal("zoe", PrincipalKind::User),
-        token_hash: "h9".into(),
-    };
+    let dup_name = insert_principal(principal("zoe", PrincipalKind::User), "h9");
     match s
         .commit(Commit {
             changes: vec![dup_name],
@@ -1058,13 +1070,10 @@ async fn principals(h: &mut Harness) {
         Err(StoreError::Duplicate(m)) => assert_eq!(m, "principal zoe"),
         other => panic!("expected duplicate, got {other:?}"),
     }
-    let dup_token = Change::InsertPrincipal {
-        principal: principal("new", PrincipalKind::User),
-        token_hash: "h1".into(),
-    };
+    let dup_token = insert_principal(principal("new", PrincipalKind::User), "h1");
     assert!(matches!(
         s.commit(Commit { changes: vec![dup_token], events: vec![] }).await,
-        Err(StoreError::Duplicate(m)) if m == "principal new"
+        Err(StoreError::Duplicate(m)) if m == "credential `default` of principal new"
     ));
     assert_eq!(s.principal("new").await.unwrap(), None);
 
@@ -1082,7 +1091,7 @@ async fn principals(h: &mut Harness) {
     assert_eq!(zoe.revoked_at, Some(at(50)));
     assert!(!zoe.is_active());
     // revoked principals are still found by token (the caller checks)
-    assert_eq!(s.principal_by_token_hash("h1").await.unwrap(), Some(zoe));
+    assert_eq!(s.credential_by_token_hash("h1").await.unwrap().map(|(p, _)| p), Some(zoe));
     // a second revocation keeps the first time
     s.commit(Commit {
         changes: vec![revoke("zoe", 90)],
@@ -1507,4 +1516,257 @@ async fn postgres_reconnects_after_connections_are_killed() {
         }
     }
     assert_eq!(count, Some(2));
+}
+
+// ---------------------------------------------------------------- identities, stream, replicas
+
+async fn credentials_and_identities(h: &mut Harness) {
+    let s = &h.store;
+    let alice = principal("alice", PrincipalKind::User);
+    s.commit(Commit {
+        changes: vec![insert_principal(alice.clone(), "h-default")],
+        events: vec![event(1)],
+    })
+    .await
+    .unwrap();
+    // a second credential, bound to a gate and expiring
+    let mut ci = credential("alice", "ci", Some("exec"));
+    ci.expires_at = Some(at(5_000));
+    s.commit(Commit {
+        changes: vec![Change::InsertCredential {
+            credential: ci.clone(),
+            token_hash: "h-ci".into(),
+        }],
+        events: vec![event(2)],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.credential_by_token_hash("h-ci").await.unwrap(),
+        Some((alice.clone(), ci.clone()))
+    );
+    assert_eq!(s.credential_by_token_hash("h-nope").await.unwrap(), None);
+    // names are unique per principal, token hashes globally
+    let dup = s
+        .commit(Commit {
+            changes: vec![Change::InsertCredential {
+                credential: credential("alice", "ci", None),
+                token_hash: "h-other".into(),
+            }],
+            events: vec![],
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    let dup = s
+        .commit(Commit {
+            changes: vec![Change::InsertCredential {
+                credential: credential("alice", "third", None),
+                token_hash: "h-ci".into(),
+            }],
+            events: vec![],
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+
+    // revoking one credential leaves the other; the first time is kept
+    for ms in [100, 200] {
+        s.commit(Commit {
+            changes: vec![Change::RevokeCredential {
+                id: ci.id.clone(),
+                at: at(ms),
+            }],
+            events: vec![event(3)],
+        })
+        .await
+        .unwrap();
+    }
+    let listed = s.credentials("alice").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|c| (c.name.as_str(), c.revoked_at)).collect::<Vec<_>>(),
+        vec![("ci", Some(at(100))), ("default", None)]
+    );
+    assert!(matches!(
+        s.commit(Commit {
+            changes: vec![Change::RevokeCredential { id: "cr_nope".into(), at: at(1) }],
+            events: vec![event(4)],
+        })
+        .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // last use only moves forward; unknown ids are ignored
+    for ms in [300, 250] {
+        s.commit(Commit {
+            changes: vec![Change::TouchCredentials(vec![
+                ("cr_alice_default".into(), at(ms)),
+                ("cr_unknown".into(), at(ms)),
+            ])],
+            events: vec![],
+        })
+        .await
+        .unwrap();
+    }
+    let (_, default) = s.credential_by_token_hash("h-default").await.unwrap().unwrap();
+    assert_eq!(default.last_used_at, Some(at(300)));
+
+    // identities
+    let link = |subject: &str, who: &str| signoff_core::Identity {
+        issuer: "https://idp.example".into(),
+        subject: subject.into(),
+        principal: who.into(),
+        verified_by: "admin".into(),
+        linked_by: "console".into(),
+        linked_at: at(10),
+    };
+    s.commit(Commit {
+        changes: vec![Change::LinkIdentity(link("sub-1", "alice"))],
+        events: vec![event(5)],
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.commit(Commit {
+            changes: vec![Change::LinkIdentity(link("sub-1", "bob"))],
+            events: vec![event(6)],
+        })
+        .await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(
+        s.identity("https://idp.example", "sub-1").await.unwrap(),
+        Some(link("sub-1", "alice"))
+    );
+    assert_eq!(s.identity("https://idp.example", "sub-2").await.unwrap(), None);
+    assert_eq!(s.identities("alice").await.unwrap(), vec![link("sub-1", "alice")]);
+}
+
+async fn stream_cursors_and_leases(h: &mut Harness) {
+    let s = &h.store;
+    assert_eq!(s.cursor("slack").await.unwrap(), None);
+    let advance = |position, holder: Option<&str>, ms| Change::AdvanceCursor {
+        name: "slack".into(),
+        position,
+        holder: holder.map(str::to_owned),
+        at: at(ms),
+    };
+    let commit = |c: Change| Commit {
+        changes: vec![c],
+        events: vec![],
+    };
+    s.commit(commit(advance(5, None, 1))).await.unwrap();
+    s.commit(commit(advance(3, None, 2))).await.unwrap();
+    assert_eq!(s.cursor("slack").await.unwrap().unwrap().position, 5, "never backwards");
+    s.commit(commit(advance(9, None, 3))).await.unwrap();
+    assert_eq!(s.cursor("slack").await.unwrap().unwrap().position, 9);
+
+    let lease = |holder: &str, until, now| Change::LeaseCursor {
+        name: "webhook".into(),
+        holder: holder.into(),
+        start: 7,
+        until: at(until),
+        at: at(now),
+    };
+    s.commit(commit(lease("replica-a", 1_000, 0))).await.unwrap();
+    let c = s.cursor("webhook").await.unwrap().unwrap();
+    assert_eq!((c.position, c.holder.as_deref()), (7, Some("replica-a")));
+    // another replica cannot take a live lease, nor acknowledge under it
+    assert!(matches!(
+        s.commit(commit(lease("replica-b", 2_000, 500))).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.commit(commit(Change::AdvanceCursor {
+            name: "webhook".into(),
+            position: 8,
+            holder: Some("replica-b".into()),
+            at: at(600),
+        }))
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // the holder renews and acknowledges
+    s.commit(commit(lease("replica-a", 1_500, 900))).await.unwrap();
+    s.commit(commit(Change::AdvanceCursor {
+        name: "webhook".into(),
+        position: 8,
+        holder: Some("replica-a".into()),
+        at: at(950),
+    }))
+    .await
+    .unwrap();
+    // once the lease ran out, another replica takes over where it stopped
+    s.commit(commit(lease("replica-b", 3_000, 1_600))).await.unwrap();
+    let c = s.cursor("webhook").await.unwrap().unwrap();
+    assert_eq!((c.position, c.holder.as_deref()), (8, Some("replica-b")));
+    assert_eq!(c.lease_until, Some(at(3_000)));
+}
+
+async fn active_policy_set(h: &mut Harness) {
+    let s = &h.store;
+    assert_eq!(s.active_policy_set().await.unwrap(), None);
+    assert_eq!(s.active_policy_hash().await.unwrap(), None);
+    let set = |hash: &str, ms| signoff_store::StoredPolicySet {
+        hash: hash.into(),
+        files: format!(r#"{{"files":[["{hash}.cedar","permit(principal, action, resource);"]]}}"#),
+        activated_at: at(ms),
+    };
+    for (hash, ms) in [("aaa", 1), ("bbb", 2), ("aaa", 3)] {
+        s.commit(Commit {
+            changes: vec![Change::ActivatePolicySet(set(hash, ms))],
+            events: vec![event(ms)],
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.active_policy_hash().await.unwrap().as_deref(), Some("aaa"));
+    let active = s.active_policy_set().await.unwrap().unwrap();
+    assert_eq!((active.hash.as_str(), active.activated_at), ("aaa", at(3)));
+    assert_eq!(active.files, set("aaa", 1).files);
+    // every replica sees the same active set
+    let other = h.another().await;
+    assert_eq!(other.active_policy_hash().await.unwrap().as_deref(), Some("aaa"));
+}
+
+async fn head_follows_commits(h: &mut Harness) {
+    let a = h.store.clone();
+    let mut head = a.subscribe_head();
+    assert_eq!(*head.borrow_and_update(), 0);
+    a.commit(Commit {
+        changes: vec![],
+        events: vec![event(1), event(2)],
+    })
+    .await
+    .unwrap();
+    assert_eq!(*head.borrow_and_update(), 2, "own commits move the head at once");
+    // commits without events do not
+    a.commit(Commit {
+        changes: vec![Change::AdvanceCursor {
+            name: "x".into(),
+            position: 1,
+            holder: None,
+            at: at(1),
+        }],
+        events: vec![],
+    })
+    .await
+    .unwrap();
+    assert!(!head.has_changed().unwrap());
+    if a.is_shared() {
+        // another replica's commit reaches us through the database
+        let b = h.another().await;
+        let started = Instant::now();
+        b.commit(Commit {
+            changes: vec![],
+            events: vec![event(3)],
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), head.wait_for(|h| *h >= 3))
+            .await
+            .expect("another replica's commit moves the head")
+            .unwrap();
+        eprintln!("head moved across replicas in {:?}", started.elapsed());
+    } else {
+        assert!(!h.another().await.is_shared());
+    }
 }

@@ -996,6 +996,7 @@ mod tests {
                         on_behalf_of: Some("dave".into()),
                     },
                     gate: Some("exec".into()),
+                    claimed_gate: None,
                     principal_owner: Some("olga".into()),
                     verdict: verdict(decision),
                     idempotency_key: None,
@@ -1009,6 +1010,7 @@ mod tests {
             kind: PrincipalKind::User,
             role: Role::Reviewer,
             groups: vec!["sre".into()],
+            channel: signoff_core::Channel::Cli,
         };
         let bot = "agent:bot".parse().unwrap();
         let mut log: Vec<AuditEvent> = Vec::new();

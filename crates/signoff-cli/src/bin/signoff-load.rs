@@ -180,7 +180,7 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
     };
     let store = signoff_store::open(&url).await?;
     let engine = Engine::start(
-        store,
+        store.clone(),
         Arc::new(SystemClock),
         EngineConfig {
             policy_dir: policies,
@@ -193,7 +193,7 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
     )
     .await?;
     let name = format!("load-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let (_, token) = engine
+    let (_, _, token) = engine
         .add_principal(
             Operator::Console,
             NewPrincipal {
@@ -203,12 +203,12 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
                 email: None,
                 groups: vec![],
                 owner: None,
+                gate: None,
             },
         )
         .await?;
     if prefill > 0 {
         let started = Instant::now();
-        let store = engine.store().clone();
         let mut done = 0u64;
         let mut pending = Vec::new();
         while done < prefill {
@@ -249,9 +249,12 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let components = signoff_engine::components::ComponentsConfig::default()
+        .build(engine.store_is_shared())?;
     tokio::spawn(signoff_server::serve(
         engine,
         listener,
+        components,
         std::future::pending(),
     ));
     Ok((format!("http://{addr}"), token))

@@ -40,6 +40,7 @@ fn pending(req: &str) -> RequestRecord {
             id: "r1".into(),
             action: action(),
             gate: Some("exec".into()),
+                claimed_gate: None,
             principal_owner: Some("olga".into()),
             verdict: verdict(Decision::ApprovalRequired, Some(req)),
             idempotency_key: None,
@@ -56,6 +57,7 @@ fn user(name: &str, groups: &[&str]) -> Reviewer {
         kind: PrincipalKind::User,
         role: Role::Reviewer,
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        channel: crate::Channel::Cli,
     }
 }
 
@@ -82,6 +84,7 @@ fn submission_sets_status_and_deadline_from_verdict() {
             id: "r2".into(),
             action: action(),
             gate: None,
+                claimed_gate: None,
             principal_owner: None,
             verdict: verdict(Decision::Allow, None),
             idempotency_key: None,
@@ -175,6 +178,7 @@ fn agents_and_auditors_never_review() {
         kind: PrincipalKind::Agent,
         role: Role::Agent,
         groups: vec!["sre".into()],
+        channel: crate::Channel::Cli,
     };
     assert!(matches!(
         approve(&mut r, &agent).unwrap_err().0,
