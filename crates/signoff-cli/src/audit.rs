@@ -353,7 +353,12 @@ fn bundle_period(dir: &Path) -> Option<(Timestamp, Timestamp)> {
 /// A signed checkpoint covering entry `last`: the latest, or a new one.
 async fn covering_checkpoint(engine: &Engine, last: Option<u64>) -> Result<StoredCheckpoint> {
     let covers = |cp: &StoredCheckpoint| last.is_none_or(|l| cp.size > l);
-    if let Some(cp) = engine.ledger(Operator::Console)?.latest_checkpoint().await?.filter(covers) {
+    if let Some(cp) = engine
+        .ledger(Operator::Console)?
+        .latest_checkpoint()
+        .await?
+        .filter(covers)
+    {
         return Ok(cp);
     }
     engine

@@ -18,9 +18,7 @@ pub async fn engine(config: &Config) -> Result<Arc<Engine>> {
 
 /// Opens the store and starts the engine described by `config`, returning
 /// both (the offline audit commands read the store directly).
-pub async fn open(
-    config: &Config,
-) -> Result<(Arc<dyn signoff_store::Store>, Arc<Engine>)> {
+pub async fn open(config: &Config) -> Result<(Arc<dyn signoff_store::Store>, Arc<Engine>)> {
     let store = signoff_store::open(&config.database)
         .await
         .with_context(|| {
@@ -362,7 +360,10 @@ async fn credential(cmd: CredentialCmd) -> Result<i32> {
             let revoked = engine
                 .revoke_credential(Operator::Console, &principal, &credential)
                 .await?;
-            eprintln!("revoked credential {} ({}) of {principal}", revoked.name, revoked.id);
+            eprintln!(
+                "revoked credential {} ({}) of {principal}",
+                revoked.name, revoked.id
+            );
             Ok(0)
         }
     }

@@ -432,7 +432,8 @@ impl RequestRecord {
             "reasons": record.verdict.reasons,
             "errors": record.verdict.errors,
         });
-        if let (Some(claimed), Some(detail)) = (&record.claimed_gate, event.detail.as_object_mut()) {
+        if let (Some(claimed), Some(detail)) = (&record.claimed_gate, event.detail.as_object_mut())
+        {
             detail.insert("claimed_gate".into(), serde_json::json!(claimed));
         }
         (record, event)
@@ -481,7 +482,9 @@ impl RequestRecord {
             let event = self
                 .event(EventKind::ReviewRefused, now, reviewer.actor())
                 .with_reason(refusal.to_string())
-                .with_detail(serde_json::json!({ "decision": decision, "channel": reviewer.channel }));
+                .with_detail(
+                    serde_json::json!({ "decision": decision, "channel": reviewer.channel }),
+                );
             return Err((refusal, Box::new(event)));
         }
         self.reviews.push(Review {

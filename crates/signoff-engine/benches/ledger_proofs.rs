@@ -125,20 +125,48 @@ fn main() {
         .await
         .unwrap()
     });
-    let size = rt.block_on(engine.ledger(Operator::Console).unwrap().size()).unwrap();
+    let size = rt
+        .block_on(engine.ledger(Operator::Console).unwrap().size())
+        .unwrap();
     assert!(size >= n, "ledger has {size} entries, wanted {n}");
 
     // The proofs are right before they are fast.
     rt.block_on(async {
-        let root = engine.ledger(Operator::Console).unwrap().root(size).await.unwrap();
+        let root = engine
+            .ledger(Operator::Console)
+            .unwrap()
+            .root(size)
+            .await
+            .unwrap();
         for index in [0, size / 3, size - 1] {
-            let proof = engine.ledger(Operator::Console).unwrap().inclusion_proof(index, size).await.unwrap();
-            let leaf = engine.ledger(Operator::Console).unwrap().leaf_hashes(index, 1).await.unwrap()[0].1;
+            let proof = engine
+                .ledger(Operator::Console)
+                .unwrap()
+                .inclusion_proof(index, size)
+                .await
+                .unwrap();
+            let leaf = engine
+                .ledger(Operator::Console)
+                .unwrap()
+                .leaf_hashes(index, 1)
+                .await
+                .unwrap()[0]
+                .1;
             merkle::verify_inclusion(&leaf, index, size, &proof, &root).unwrap();
         }
         let old = size / 2 + 1;
-        let old_root = engine.ledger(Operator::Console).unwrap().root(old).await.unwrap();
-        let proof = engine.ledger(Operator::Console).unwrap().consistency_proof(old, size).await.unwrap();
+        let old_root = engine
+            .ledger(Operator::Console)
+            .unwrap()
+            .root(old)
+            .await
+            .unwrap();
+        let proof = engine
+            .ledger(Operator::Console)
+            .unwrap()
+            .consistency_proof(old, size)
+            .await
+            .unwrap();
         merkle::verify_consistency(old, size, &old_root, &root, &proof).unwrap();
     });
 
@@ -158,18 +186,31 @@ fn main() {
     };
     group.bench_function(BenchmarkId::new("inclusion", size), |b| {
         b.iter(|| {
-            rt.block_on(engine.ledger(Operator::Console).unwrap().inclusion_proof(next_index(), size))
-                .unwrap()
+            rt.block_on(
+                engine
+                    .ledger(Operator::Console)
+                    .unwrap()
+                    .inclusion_proof(next_index(), size),
+            )
+            .unwrap()
         })
     });
     // The part of each proof that is not node reads: the size check.
     group.bench_function(BenchmarkId::new("size_check", size), |b| {
-        b.iter(|| rt.block_on(engine.ledger(Operator::Console).unwrap().size()).unwrap())
+        b.iter(|| {
+            rt.block_on(engine.ledger(Operator::Console).unwrap().size())
+                .unwrap()
+        })
     });
     group.bench_function(BenchmarkId::new("consistency", size), |b| {
         b.iter(|| {
-            rt.block_on(engine.ledger(Operator::Console).unwrap().consistency_proof(size / 2 + 1, size))
-                .unwrap()
+            rt.block_on(
+                engine
+                    .ledger(Operator::Console)
+                    .unwrap()
+                    .consistency_proof(size / 2 + 1, size),
+            )
+            .unwrap()
         })
     });
     group.finish();

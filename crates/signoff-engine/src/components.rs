@@ -92,7 +92,11 @@ fn yes() -> bool {
     true
 }
 
-fn parse_interval(section: &str, text: &Option<String>, default: Duration) -> Result<Duration, EngineError> {
+fn parse_interval(
+    section: &str,
+    text: &Option<String>,
+    default: Duration,
+) -> Result<Duration, EngineError> {
     let Some(text) = text else { return Ok(default) };
     let d: jiff::SignedDuration = text.trim().parse().map_err(|e| {
         EngineError::Invalid(format!(
@@ -104,9 +108,8 @@ fn parse_interval(section: &str, text: &Option<String>, default: Duration) -> Re
             "[components.{section}] interval `{text}` must be positive"
         )));
     }
-    Duration::try_from(d).map_err(|e| {
-        EngineError::Invalid(format!("[components.{section}] interval `{text}`: {e}"))
-    })
+    Duration::try_from(d)
+        .map_err(|e| EngineError::Invalid(format!("[components.{section}] interval `{text}`: {e}")))
 }
 
 impl ComponentsConfig {
@@ -169,7 +172,9 @@ impl Running {
             if let Err(e) = task.await {
                 tracing::warn!(component = name, error = %e, "component ended abnormally");
             }
-            self.engine.health.set(name, "stopped", String::new(), self.engine.now());
+            self.engine
+                .health
+                .set(name, "stopped", String::new(), self.engine.now());
         }
     }
 }
@@ -324,14 +329,18 @@ impl Component for CredentialUsage {
         "credential-usage"
     }
     async fn run(self: Box<Self>, engine: Arc<Engine>, stop: watch::Receiver<bool>) {
-        engine.health.ok(self.name(), "waiting for the first use".into());
+        engine
+            .health
+            .ok(self.name(), "waiting for the first use".into());
         loop {
             let stopping = tokio::select! {
                 _ = stopped(stop.clone()) => true,
                 _ = tokio::time::sleep(self.interval) => false,
             };
             match engine.flush_credential_usage().await {
-                Ok(n) => engine.health.ok(self.name(), format!("{n} credential(s) updated last round")),
+                Ok(n) => engine
+                    .health
+                    .ok(self.name(), format!("{n} credential(s) updated last round")),
                 Err(e) => engine.health.failing(self.name(), e.to_string()),
             }
             if stopping {

@@ -248,8 +248,7 @@ impl UsageTracker {
     fn touch(&self, caller: &Caller, now: Timestamp) {
         let Some(cr) = &caller.credential else { return };
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s
-            .written
+        if s.written
             .get(&cr.id)
             .is_some_and(|at| at.elapsed() < LAST_USED_GRANULARITY)
         {
@@ -501,14 +500,13 @@ impl Engine {
             linked_by: actor.clone(),
             linked_at: now,
         };
-        let event = AuditEvent::new(EventKind::IdentityLinked, now, actor).with_detail(
-            serde_json::json!({
+        let event =
+            AuditEvent::new(EventKind::IdentityLinked, now, actor).with_detail(serde_json::json!({
                 "principal": principal,
                 "issuer": issuer,
                 "subject": subject,
                 "verified_by": verified_by,
-            }),
-        );
+            }));
         self.store
             .commit(Commit {
                 changes: vec![Change::LinkIdentity(identity.clone())],

@@ -114,7 +114,10 @@ impl LedgerReader<'_> {
 impl Engine {
     /// Read access to the ledger for `operator`: auditors and admins over
     /// the API, or the console operator.
-    pub fn ledger(&self, operator: crate::principals::Operator<'_>) -> Result<LedgerReader<'_>, EngineError> {
+    pub fn ledger(
+        &self,
+        operator: crate::principals::Operator<'_>,
+    ) -> Result<LedgerReader<'_>, EngineError> {
         if let crate::principals::Operator::Caller(caller) = operator {
             crate::identity::require_auditor(caller)?;
         }
@@ -166,7 +169,11 @@ impl Engine {
     }
 
     /// The inclusion proof of entry `index` in the tree of size `size` (RFC 9162 order).
-    pub(crate) async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, EngineError> {
+    pub(crate) async fn inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, EngineError> {
         Self::check_size(size, self.ledger_size().await?)?;
         let ranges = merkle::inclusion_ranges(index, size)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -174,7 +181,11 @@ impl Engine {
     }
 
     /// The consistency proof between the trees of sizes `from` and `to`.
-    pub(crate) async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, EngineError> {
+    pub(crate) async fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, EngineError> {
         Self::check_size(to, self.ledger_size().await?)?;
         let ranges = merkle::consistency_ranges(from, to)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
@@ -253,7 +264,9 @@ impl Engine {
                 _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
             }
             match self.checkpoint_now().await {
-                Ok(Some(cp)) => self.health.ok("checkpointer", format!("signed size {}", cp.size)),
+                Ok(Some(cp)) => self
+                    .health
+                    .ok("checkpointer", format!("signed size {}", cp.size)),
                 Ok(None) => self.health.ok("checkpointer", "up to date".into()),
                 Err(e) => self
                     .health

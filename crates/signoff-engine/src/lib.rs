@@ -649,7 +649,10 @@ impl Engine {
     /// Runs the expiry sweeper until `shutdown` resolves: sleeps until the
     /// next deadline (or until a new one appears) so requests expire on
     /// time even when nobody asks about them.
-    pub(crate) async fn run_expiry(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+    pub(crate) async fn run_expiry(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             match self.expire_due().await {

@@ -104,11 +104,7 @@ impl Engine {
                         "owner `{owner}` is an agent; an agent's owner must be a user"
                     )))
                 }
-                Some(_) => {
-                    return Err(EngineError::Invalid(format!(
-                        "owner `{owner}` is revoked"
-                    )))
-                }
+                Some(_) => return Err(EngineError::Invalid(format!("owner `{owner}` is revoked"))),
                 None => {
                     return Err(EngineError::Invalid(format!(
                         "owner `{owner}` does not exist; add the user first"

@@ -91,7 +91,8 @@ impl Engine {
         const NAME: &str = "replica-follower";
         let mut head = self.store.subscribe_head();
         let mut position = *head.borrow_and_update();
-        self.health.ok(NAME, format!("following from index {position}"));
+        self.health
+            .ok(NAME, format!("following from index {position}"));
         if let Err(e) = self.converge().await {
             self.health.failing(NAME, e.to_string());
         }

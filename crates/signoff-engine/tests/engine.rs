@@ -202,8 +202,11 @@ async fn wait_returns_when_decided_not_by_polling() {
     let (r, _) = f.engine.submit(&f.agent, export(), None).await.unwrap();
     let engine = f.engine.clone();
     let (agent, id) = (f.agent.clone(), r.id.clone());
-    let waiter =
-        tokio::spawn(async move { engine.wait(&agent, &id, None, Duration::from_secs(30)).await });
+    let waiter = tokio::spawn(async move {
+        engine
+            .wait(&agent, &id, None, Duration::from_secs(30))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished());
     f.engine
@@ -288,7 +291,8 @@ async fn checkpoints_are_signed_consistent_and_prove_inclusion() {
     let second = f.engine.checkpoint_now().await.unwrap().unwrap();
     assert!(second.size > first.size);
 
-    let verifier = Verifier::from_vkey(&f.engine.ledger(Operator::Console).unwrap().vkey().unwrap()).unwrap();
+    let verifier =
+        Verifier::from_vkey(&f.engine.ledger(Operator::Console).unwrap().vkey().unwrap()).unwrap();
     let cp = verifier.verify_note(&second.note).unwrap();
     assert_eq!((cp.size, cp.root), (second.size, second.root));
 

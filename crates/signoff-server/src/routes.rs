@@ -262,9 +262,12 @@ async fn review(
         .engine
         .review(&caller, &id, body.decision, body.reason)
         .await;
-    state
-        .metrics
-        .record_review(matches!(result, Err(EngineError::ReviewRefused(_))));
+    // Only reviews the engine recorded count (a 404 or a bad body is neither).
+    match &result {
+        Ok(_) => state.metrics.record_review(false),
+        Err(EngineError::ReviewRefused(_)) => state.metrics.record_review(true),
+        Err(_) => {}
+    }
     Ok(view(
         &result.map_err(|e| ApiError::from(e).with_request(&id))?,
     ))

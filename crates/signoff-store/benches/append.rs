@@ -67,7 +67,7 @@ fn template() -> (RequestRecord, AuditEvent) {
             id: "01JTEMPLATE".into(),
             action,
             gate: Some("exec".into()),
-                claimed_gate: None,
+            claimed_gate: None,
             principal_owner: Some("olga".into()),
             verdict,
             idempotency_key: None,

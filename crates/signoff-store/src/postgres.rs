@@ -60,10 +60,7 @@ impl PgStore {
             .max_connections(READERS)
             .acquire_timeout(CONNECT_TIMEOUT)
             .connect_lazy_with(options);
-        tokio::spawn(follow_head(
-            read.clone(),
-            std::sync::Arc::downgrade(&head),
-        ));
+        tokio::spawn(follow_head(read.clone(), std::sync::Arc::downgrade(&head)));
         let writer = Writer::spawn(connector, conn);
         Ok(PgStore { read, writer, head })
     }
@@ -110,7 +107,9 @@ async fn follow_head(pool: PgPool, head: std::sync::Weak<tokio::sync::watch::Sen
                 loop {
                     match listener.try_recv().await {
                         Ok(Some(n)) => {
-                            let Some(sender) = head.upgrade() else { return Ok(()) };
+                            let Some(sender) = head.upgrade() else {
+                                return Ok(());
+                            };
                             if let Ok(next) = n.payload().parse::<u64>() {
                                 crate::common::bump_head(&sender, next);
                             }

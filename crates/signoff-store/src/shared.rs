@@ -600,9 +600,7 @@ macro_rules! shared_impl {
                 .transpose()
             }
 
-            async fn active_policy_set(
-                &self,
-            ) -> $crate::Result<Option<$crate::StoredPolicySet>> {
+            async fn active_policy_set(&self) -> $crate::Result<Option<$crate::StoredPolicySet>> {
                 use $crate::common as c;
                 let row: Option<(String, String, i64)> = sqlx::query_as(c::SELECT_ACTIVE_POLICY)
                     .fetch_optional(&self.read)

@@ -274,7 +274,7 @@ fn submit(
             id: id.into(),
             action: action(act, principal),
             gate: Some("exec".into()),
-                claimed_gate: None,
+            claimed_gate: None,
             principal_owner: Some("olga".into()),
             verdict: verdict(decision),
             idempotency_key: key.map(Into::into),
@@ -390,10 +390,19 @@ async fn round_trip(h: &mut Harness) {
     assert_eq!(s.principal("etl").await.unwrap(), Some(agent.clone()));
     assert_eq!(s.principal("nobody").await.unwrap(), None);
     assert_eq!(
-        s.credential_by_token_hash("hash-etl").await.unwrap().map(|(p, _)| p),
+        s.credential_by_token_hash("hash-etl")
+            .await
+            .unwrap()
+            .map(|(p, _)| p),
         Some(agent.clone())
     );
-    assert_eq!(s.credential_by_token_hash("hash-x").await.unwrap().map(|(p, _)| p), None);
+    assert_eq!(
+        s.credential_by_token_hash("hash-x")
+            .await
+            .unwrap()
+            .map(|(p, _)| p),
+        None
+    );
     assert_eq!(s.list_principals().await.unwrap(), vec![user, agent]);
 
     let events = s.events(0, 100).await.unwrap();
@@ -1091,7 +1100,13 @@ async fn principals(h: &mut Harness) {
     assert_eq!(zoe.revoked_at, Some(at(50)));
     assert!(!zoe.is_active());
     // revoked principals are still found by token (the caller checks)
-    assert_eq!(s.credential_by_token_hash("h1").await.unwrap().map(|(p, _)| p), Some(zoe));
+    assert_eq!(
+        s.credential_by_token_hash("h1")
+            .await
+            .unwrap()
+            .map(|(p, _)| p),
+        Some(zoe)
+    );
     // a second revocation keeps the first time
     s.commit(Commit {
         changes: vec![revoke("zoe", 90)],
@@ -1582,12 +1597,18 @@ async fn credentials_and_identities(h: &mut Harness) {
     }
     let listed = s.credentials("alice").await.unwrap();
     assert_eq!(
-        listed.iter().map(|c| (c.name.as_str(), c.revoked_at)).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|c| (c.name.as_str(), c.revoked_at))
+            .collect::<Vec<_>>(),
         vec![("ci", Some(at(100))), ("default", None)]
     );
     assert!(matches!(
         s.commit(Commit {
-            changes: vec![Change::RevokeCredential { id: "cr_nope".into(), at: at(1) }],
+            changes: vec![Change::RevokeCredential {
+                id: "cr_nope".into(),
+                at: at(1)
+            }],
             events: vec![event(4)],
         })
         .await,
@@ -1606,7 +1627,11 @@ async fn credentials_and_identities(h: &mut Harness) {
         .await
         .unwrap();
     }
-    let (_, default) = s.credential_by_token_hash("h-default").await.unwrap().unwrap();
+    let (_, default) = s
+        .credential_by_token_hash("h-default")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(default.last_used_at, Some(at(300)));
 
     // identities
@@ -1636,8 +1661,14 @@ async fn credentials_and_identities(h: &mut Harness) {
         s.identity("https://idp.example", "sub-1").await.unwrap(),
         Some(link("sub-1", "alice"))
     );
-    assert_eq!(s.identity("https://idp.example", "sub-2").await.unwrap(), None);
-    assert_eq!(s.identities("alice").await.unwrap(), vec![link("sub-1", "alice")]);
+    assert_eq!(
+        s.identity("https://idp.example", "sub-2").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.identities("alice").await.unwrap(),
+        vec![link("sub-1", "alice")]
+    );
 }
 
 async fn stream_cursors_and_leases(h: &mut Harness) {
@@ -1655,7 +1686,11 @@ async fn stream_cursors_and_leases(h: &mut Harness) {
     };
     s.commit(commit(advance(5, None, 1))).await.unwrap();
     s.commit(commit(advance(3, None, 2))).await.unwrap();
-    assert_eq!(s.cursor("slack").await.unwrap().unwrap().position, 5, "never backwards");
+    assert_eq!(
+        s.cursor("slack").await.unwrap().unwrap().position,
+        5,
+        "never backwards"
+    );
     s.commit(commit(advance(9, None, 3))).await.unwrap();
     assert_eq!(s.cursor("slack").await.unwrap().unwrap().position, 9);
 
@@ -1666,7 +1701,9 @@ async fn stream_cursors_and_leases(h: &mut Harness) {
         until: at(until),
         at: at(now),
     };
-    s.commit(commit(lease("replica-a", 1_000, 0))).await.unwrap();
+    s.commit(commit(lease("replica-a", 1_000, 0)))
+        .await
+        .unwrap();
     let c = s.cursor("webhook").await.unwrap().unwrap();
     assert_eq!((c.position, c.holder.as_deref()), (7, Some("replica-a")));
     // another replica cannot take a live lease, nor acknowledge under it
@@ -1685,7 +1722,9 @@ async fn stream_cursors_and_leases(h: &mut Harness) {
         Err(StoreError::Conflict(_))
     ));
     // the holder renews and acknowledges
-    s.commit(commit(lease("replica-a", 1_500, 900))).await.unwrap();
+    s.commit(commit(lease("replica-a", 1_500, 900)))
+        .await
+        .unwrap();
     s.commit(commit(Change::AdvanceCursor {
         name: "webhook".into(),
         position: 8,
@@ -1695,7 +1734,9 @@ async fn stream_cursors_and_leases(h: &mut Harness) {
     .await
     .unwrap();
     // once the lease ran out, another replica takes over where it stopped
-    s.commit(commit(lease("replica-b", 3_000, 1_600))).await.unwrap();
+    s.commit(commit(lease("replica-b", 3_000, 1_600)))
+        .await
+        .unwrap();
     let c = s.cursor("webhook").await.unwrap().unwrap();
     assert_eq!((c.position, c.holder.as_deref()), (8, Some("replica-b")));
     assert_eq!(c.lease_until, Some(at(3_000)));
@@ -1718,13 +1759,19 @@ async fn active_policy_set(h: &mut Harness) {
         .await
         .unwrap();
     }
-    assert_eq!(s.active_policy_hash().await.unwrap().as_deref(), Some("aaa"));
+    assert_eq!(
+        s.active_policy_hash().await.unwrap().as_deref(),
+        Some("aaa")
+    );
     let active = s.active_policy_set().await.unwrap().unwrap();
     assert_eq!((active.hash.as_str(), active.activated_at), ("aaa", at(3)));
     assert_eq!(active.files, set("aaa", 1).files);
     // every replica sees the same active set
     let other = h.another().await;
-    assert_eq!(other.active_policy_hash().await.unwrap().as_deref(), Some("aaa"));
+    assert_eq!(
+        other.active_policy_hash().await.unwrap().as_deref(),
+        Some("aaa")
+    );
 }
 
 async fn head_follows_commits(h: &mut Harness) {
@@ -1737,7 +1784,11 @@ async fn head_follows_commits(h: &mut Harness) {
     })
     .await
     .unwrap();
-    assert_eq!(*head.borrow_and_update(), 2, "own commits move the head at once");
+    assert_eq!(
+        *head.borrow_and_update(),
+        2,
+        "own commits move the head at once"
+    );
     // commits without events do not
     a.commit(Commit {
         changes: vec![Change::AdvanceCursor {

@@ -249,8 +249,8 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let components = signoff_engine::components::ComponentsConfig::default()
-        .build(engine.store_is_shared())?;
+    let components =
+        signoff_engine::components::ComponentsConfig::default().build(engine.store_is_shared())?;
     tokio::spawn(signoff_server::serve(
         engine,
         listener,

@@ -55,8 +55,6 @@ permit(principal, action == Action::"test.quick", resource);
 
 /// The principals every gateway gets, as `signoff principal add …` arguments.
 pub const PRINCIPALS: &[(&str, &[&str])] = &[
-    ("bot", &["agent", "bot", "--owner", "olga"]),
-    ("bot2", &["agent", "bot2", "--owner", "zed"]),
     (
         "alice",
         &["user", "alice", "--group", "sre", "--role", "reviewer"],
@@ -79,6 +77,13 @@ pub const PRINCIPALS: &[(&str, &[&str])] = &[
     ),
     ("audrey", &["user", "audrey", "--role", "auditor"]),
     ("root", &["user", "root", "--role", "admin"]),
+    ("zed", &["user", "zed", "--role", "reviewer"]),
+    // agents last: an owner must exist before its agent
+    (
+        "bot",
+        &["agent", "bot", "--owner", "olga", "--gate", "exec"],
+    ),
+    ("bot2", &["agent", "bot2", "--owner", "zed"]),
 ];
 
 /// The PostgreSQL server for the tests, without a database name.
@@ -470,6 +475,56 @@ impl Gateway {
             serve_args: serve_args.clone(),
             _pg: pg,
             dir,
+        }
+    }
+
+    /// Another replica on this gateway's (PostgreSQL) database: its own
+    /// directory, its own copy of the policy files, the same principals.
+    pub fn replica(&self) -> Gateway {
+        let dir = tempdir();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).expect("create policies dir");
+        for entry in std::fs::read_dir(&self.policies).expect("read policies") {
+            let entry = entry.expect("policy entry");
+            std::fs::copy(entry.path(), policies.join(entry.file_name())).expect("copy policy");
+        }
+        let config = dir.path().join("signoff.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\npolicies = \"{}\"\nledger_key = \"{}\"\n",
+                self.database,
+                policies.display(),
+                self.dir.path().join("ledger.key").display()
+            ),
+        )
+        .expect("write config");
+        let mut cmd = Command::new(BIN);
+        let serve_args = vec!["serve".to_owned(), "--config".to_owned(), plain(&config)];
+        cmd.args(&serve_args).current_dir(dir.path());
+        let (server, url, stdout) = spawn_server(cmd, dir.path());
+        Gateway {
+            url,
+            config,
+            database: self.database.clone(),
+            policies,
+            reader: self.reader.clone(),
+            tokens: self.tokens.clone(),
+            server: Some(server),
+            stdout,
+            rt: runtime(),
+            http: http_client(),
+            serve_args,
+            _pg: None,
+            dir,
+        }
+    }
+
+    /// Kills the server process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
         }
     }
 
