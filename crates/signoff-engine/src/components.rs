@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long a component may keep failing before `/readyz` reports the
+/// replica unready because of it.
+pub const FAILING_GRACE: Duration = Duration::from_secs(60);
+
 /// A piece of background work.
 #[async_trait::async_trait]
 pub trait Component: Send + Sync + 'static {
@@ -221,7 +225,15 @@ impl Engine {
             },
         };
         let components = self.health.snapshot();
-        let ready = database.status == "ok" && components.values().all(|c| c.status != "failing");
+        // A component failing because the database was away recovers on
+        // its next round once the database is back; only one failing for
+        // longer than FAILING_GRACE makes the replica unready on its own.
+        let stuck = components.values().any(|c| {
+            c.status == "failing"
+                && now.as_millisecond() - c.since.as_millisecond()
+                    > i64::try_from(FAILING_GRACE.as_millis()).unwrap_or(i64::MAX)
+        });
+        let ready = database.status == "ok" && !stuck;
         Readiness {
             status: if ready { "ready" } else { "unready" }.into(),
             database,

@@ -554,7 +554,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         failing.push(format!("database: {}", report.database.detail));
     }
     for (name, c) in &report.components {
-        if c.status == "failing" {
+        if c.status == "failing" && report.database.status == "ok" {
             failing.push(format!("{name}: {}", c.detail));
         }
     }
