@@ -1,8 +1,10 @@
 //! The SQLite backend: one file, WAL mode, `synchronous = FULL`.
 //!
-//! A single writer task owns the only write connection and group-commits
-//! (see [`crate::writer`]); reads use a small pool of read-only connections,
-//! which WAL lets run concurrently with the writer.
+//! A single writer owns the write connection and group-commits (see
+//! [`crate::writer`]): for a database file, a thread with a rusqlite
+//! connection (see [`thread`]), for `sqlite::memory:` a task on sqlx's.
+//! Reads use a small pool of read-only connections, which WAL lets run
+//! concurrently with the writer.
 
 use crate::common::{db_err, migrate_err, open_err};
 use crate::writer::{Connector, Writer};
@@ -16,6 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod direct;
+mod thread;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -73,11 +76,15 @@ impl SqliteStore {
             .connect_with(base.read_only(true).busy_timeout(BUSY_TIMEOUT))
             .await
             .map_err(|e| open_err(url, unavailable_on_open(e)))?;
-        let file = write.get_filename();
+        let file = write.get_filename().to_owned();
         let direct = file
             .is_file()
-            .then(|| direct::DirectReader::new(file.to_owned()));
-        let writer = Writer::spawn(SqliteConnector { options: write }, conn);
+            .then(|| direct::DirectReader::new(file.clone()));
+        let connector = SqliteConnector { options: write };
+        let writer = match &direct {
+            Some(_) => thread::spawn(file, connector, conn)?,
+            None => Writer::spawn(connector, conn),
+        };
         Ok(SqliteStore {
             read,
             writer,
@@ -102,6 +109,21 @@ impl SqliteStore {
         match &self.direct {
             Some(d) => d.nodes(coords).await,
             None => crate::shared::fetch_nodes!(&self.read, coords),
+        }
+    }
+}
+
+impl crate::shared::InlineReads for SqliteStore {
+    fn by_key(&self, principal: &str, key: &str) -> Option<Result<Option<String>>> {
+        let direct = self.direct.as_ref()?;
+        match direct.request_by_key(principal, key) {
+            Ok(found) => Some(Ok(found)),
+            // Busy or anything odd: let the sqlx reader pool answer (and
+            // report the error if it has one too).
+            Err(e) => {
+                tracing::debug!(error = %e, "inline idempotency lookup failed; retrying through sqlx");
+                None
+            }
         }
     }
 }

@@ -19,9 +19,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most commits applied in one transaction.
-const MAX_BATCH: usize = 256;
+pub(crate) const MAX_BATCH: usize = 256;
 /// Most scheduler rounds the writer waits for more commits to join a batch.
-const LINGER_ROUNDS: usize = 8;
+pub(crate) const LINGER_ROUNDS: usize = 8;
 /// Commits that may wait for the writer before callers feel back-pressure.
 const QUEUE: usize = 4 * MAX_BATCH;
 
@@ -71,9 +71,16 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer task with an already open connection.
     pub fn spawn<C: Connector>(connector: C, conn: C::Conn) -> Self {
-        let (jobs, rx) = mpsc::channel(QUEUE);
+        let (writer, rx) = Writer::queue();
         tokio::spawn(run(connector, Some(conn), rx));
-        Writer { jobs }
+        writer
+    }
+
+    /// A handle and the queue it feeds, for a writer that is not a task
+    /// (see `sqlite::thread`).
+    pub(crate) fn queue() -> (Self, mpsc::Receiver<Job>) {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        (Writer { jobs }, rx)
     }
 
     /// Queues `commit` and waits until it is durable (or failed).
@@ -140,29 +147,38 @@ async fn run<C: Connector>(connector: C, mut conn: Option<C::Conn>, mut rx: mpsc
                 let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
             }
         }
-        let mut results = results.into_iter();
-        for (_, reply) in jobs.drain(..) {
-            let result = match (results.next().flatten(), &fatal) {
-                // A commit that failed on its own fails the same way whatever
-                // happened to the rest of the batch.
-                (Some(Err(e)), _) => Err(e),
-                (Some(Ok(receipt)), None) => Ok(receipt),
-                (_, Some(e)) => Err(copy_err(e)),
-                (None, None) => Err(StoreError::Database("commit was not applied".into())),
-            };
-            // The caller may have given up waiting; its commit stands anyway.
-            let _ = reply.send(result);
-        }
+        answer(&mut jobs, results, fatal);
     }
     if let Some(c) = conn {
         c.close().await;
     }
 }
 
+/// Answers every caller of a batch (and empties `jobs`).
+pub(crate) fn answer(
+    jobs: &mut Vec<Job>,
+    results: Vec<Option<Result<Receipt>>>,
+    fatal: Option<StoreError>,
+) {
+    let mut results = results.into_iter();
+    for (_, reply) in jobs.drain(..) {
+        let result = match (results.next().flatten(), &fatal) {
+            // A commit that failed on its own fails the same way whatever
+            // happened to the rest of the batch.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(receipt)), None) => Ok(receipt),
+            (_, Some(e)) => Err(copy_err(e)),
+            (None, None) => Err(StoreError::Database("commit was not applied".into())),
+        };
+        // The caller may have given up waiting; its commit stands anyway.
+        let _ = reply.send(result);
+    }
+}
+
 /// Each commit's own outcome (`None` if the batch failed before it was
 /// decided) and the error that failed the whole batch, if one did (then
 /// nothing committed).
-type BatchOutcome = (Vec<Option<Result<Receipt>>>, Option<StoreError>);
+pub(crate) type BatchOutcome = (Vec<Option<Result<Receipt>>>, Option<StoreError>);
 
 /// Applies `jobs` in one transaction.
 pub(crate) async fn run_batch<W: WriteConn>(conn: &mut W, jobs: &[Job]) -> BatchOutcome {

@@ -8,7 +8,14 @@
 //!
 //! ```text
 //! cargo run --release --bin signoff-load -- --duration 10s --concurrency 32
+//! cargo run --release --bin signoff-load -- --floor --duration 10s --concurrency 1
 //! ```
+//!
+//! `--floor` first measures what the disk under the database allows (see
+//! [`floor`]): a durable decision cannot be faster than one synchronous
+//! write, so latencies are also reported as a multiple of it. Disk latency
+//! on shared machines drifts by several times within minutes, so the floor
+//! is measured in the same run and directory as the load.
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -47,6 +54,21 @@ struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Measure the durable-write floor of the database's disk first (dd,
+    /// fdatasync, raw SQLite commits) and report latencies against it.
+    #[arg(long)]
+    floor: bool,
+    /// Send a fresh `Idempotency-Key` with every request, as `signoff exec`
+    /// does (the gateway then looks the key up before deciding).
+    #[arg(long)]
+    idempotency: bool,
+    /// Only measure the floor; send no load.
+    #[arg(long)]
+    floor_only: bool,
+    /// Directory for the in-process gateway's database and the floor's
+    /// scratch files (a fresh temporary directory inside it).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -60,16 +82,32 @@ fn main() -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     let duration: jiff::SignedDuration = args.duration.parse().context("invalid --duration")?;
     let duration = duration.unsigned_abs();
-    let _tmp;
+    let tmp = match &args.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let floor = if args.floor || args.floor_only {
+        let dir = tmp.path().join("floor");
+        let f = tokio::task::spawn_blocking(move || floor::measure(&dir)).await??;
+        if args.floor_only {
+            if args.json {
+                println!("{}", f.json());
+            } else {
+                println!("{f}");
+            }
+            return Ok(());
+        }
+        if !args.json {
+            println!("{f}");
+        }
+        Some(f)
+    } else {
+        None
+    };
     let (url, token) = match (&args.url, &args.token) {
         (Some(u), Some(t)) => (u.clone(), t.clone()),
         (Some(_), None) => anyhow::bail!("--url needs --token (or SIGNOFF_TOKEN)"),
-        _ => {
-            let dir = tempfile::tempdir()?;
-            let (url, token) = host(dir.path(), &args.database, args.prefill).await?;
-            _tmp = dir;
-            (url, token)
-        }
+        _ => host(tmp.path(), &args.database, args.prefill).await?,
     };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -86,6 +124,7 @@ async fn run(args: Args) -> Result<()> {
     let warmup_end = Instant::now() + Duration::from_secs(1);
     let end = warmup_end + duration;
     let mut workers = Vec::new();
+    let idempotency = args.idempotency;
     for _ in 0..args.concurrency {
         let (http, endpoint, token, body) =
             (http.clone(), endpoint.clone(), token.clone(), body.clone());
@@ -97,13 +136,15 @@ async fn run(args: Args) -> Result<()> {
                 if start >= end {
                     break;
                 }
-                let resp = http
+                let mut req = http
                     .post(&endpoint)
                     .bearer_auth(&token)
                     .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
+                    .body(body.clone());
+                if idempotency {
+                    req = req.header("idempotency-key", ulid::Ulid::new().to_string());
+                }
+                let resp = req.send().await;
                 let ok = match resp {
                     Ok(r) => r.status().as_u16() == 201 && r.bytes().await.is_ok(),
                     Err(_) => false,
@@ -135,7 +176,7 @@ async fn run(args: Args) -> Result<()> {
         all[i] as f64 / 1000.0
     };
     let rps = all.len() as f64 / duration.as_secs_f64();
-    let result = serde_json::json!({
+    let mut result = serde_json::json!({
         "requests": all.len(),
         "errors": errors,
         "concurrency": args.concurrency,
@@ -146,6 +187,12 @@ async fn run(args: Args) -> Result<()> {
         "p99_ms": pct(0.99),
         "max_ms": all.last().map(|m| *m as f64 / 1000.0).unwrap_or(0.0),
     });
+    if let Some(f) = &floor {
+        let base = f.sqlite_commit.p50_ms;
+        result["floor"] = f.json();
+        result["p50_over_floor"] = serde_json::json!(ratio(pct(0.50), base));
+        result["p99_over_floor"] = serde_json::json!(ratio(pct(0.99), base));
+    }
     if args.json {
         println!("{result}");
     } else {
@@ -161,8 +208,24 @@ async fn run(args: Args) -> Result<()> {
             result["max_ms"],
             errors
         );
+        if let Some(f) = &floor {
+            println!(
+                "over the floor (raw SQLite commit p50 {:.3} ms): p50 x{:.2}, p99 x{:.2}",
+                f.sqlite_commit.p50_ms,
+                ratio(pct(0.5), f.sqlite_commit.p50_ms),
+                ratio(pct(0.99), f.sqlite_commit.p50_ms),
+            );
+        }
     }
     Ok(())
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        (a / b * 100.0).round() / 100.0
+    } else {
+        0.0
+    }
 }
 
 /// Starts an in-process gateway with an allow-all policy and one agent.
@@ -258,4 +321,203 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
         std::future::pending(),
     ));
     Ok((format!("http://{addr}"), token))
+}
+
+/// The durable-write floor: what one synchronous write costs on the disk
+/// under a directory, measured the ways that bound a decision.
+///
+/// - `dd … oflag=dsync`, 500 writes of 4 KiB, into a new file (each write
+///   grows it, so the file system journals the size change) and then over
+///   the same blocks again (`conv=notrunc`: data only);
+/// - `fdatasync` after a 4 KiB overwrite, per call (p50 / p99);
+/// - a raw SQLite commit loop on the library the store links: WAL,
+///   `synchronous = FULL`, one ~1.5 KiB row per transaction (what one
+///   lone decision needs at least: its WAL frames written and synced),
+///   and 32 rows per transaction (what group commit can reach).
+mod floor {
+    use anyhow::{Context, Result};
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    const WRITES: usize = 500;
+    const BLOCK: usize = 4096;
+    /// Commits before measuring, so the WAL has wrapped once (a running
+    /// gateway overwrites its WAL; a fresh one grows it).
+    const WARM_COMMITS: usize = 1200;
+    const COMMITS: usize = 1000;
+    const BATCH: usize = 32;
+    const BATCHES: usize = 200;
+    /// About the size of a request row plus its event and ledger nodes.
+    const ROW_BYTES: usize = 1500;
+
+    pub struct Stats {
+        pub p50_ms: f64,
+        pub p99_ms: f64,
+    }
+
+    impl Stats {
+        fn of(mut v: Vec<Duration>) -> Stats {
+            v.sort_unstable();
+            let at = |p: f64| {
+                let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len().max(1)) - 1;
+                v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            };
+            Stats {
+                p50_ms: at(0.5),
+                p99_ms: at(0.99),
+            }
+        }
+    }
+
+    pub struct Floor {
+        /// Per write, `None` when `dd` is unavailable.
+        pub dd_grow_ms: Option<f64>,
+        pub dd_overwrite_ms: Option<f64>,
+        pub fdatasync: Stats,
+        pub sqlite_commit: Stats,
+        pub sqlite_batch_commit: Stats,
+        pub sqlite_batch_rows_per_s: f64,
+    }
+
+    pub fn measure(dir: &Path) -> Result<Floor> {
+        std::fs::create_dir_all(dir)?;
+        let file = dir.join("dd.bin");
+        let dd_grow_ms = dd(&file, false);
+        let dd_overwrite_ms = dd(&file, true);
+        let fdatasync = fdatasync(&file)?;
+        let (sqlite_commit, sqlite_batch_commit, rows) = sqlite(&dir.join("floor.db"))?;
+        Ok(Floor {
+            dd_grow_ms,
+            dd_overwrite_ms,
+            fdatasync,
+            sqlite_commit,
+            sqlite_batch_commit,
+            sqlite_batch_rows_per_s: rows,
+        })
+    }
+
+    /// Milliseconds per write of `dd bs=4k count=500 oflag=dsync` into
+    /// `file`, a fresh one unless `overwrite`.
+    fn dd(file: &Path, overwrite: bool) -> Option<f64> {
+        if !overwrite {
+            let _ = std::fs::remove_file(file);
+        }
+        let mut cmd = std::process::Command::new("dd");
+        cmd.env("LC_ALL", "C").args([
+            "if=/dev/zero".to_owned(),
+            format!("of={}", file.display()),
+            format!("bs={BLOCK}"),
+            format!("count={WRITES}"),
+            "oflag=dsync".to_owned(),
+        ]);
+        if overwrite {
+            cmd.arg("conv=notrunc");
+        }
+        let out = cmd.output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        // "2048000 bytes (2.0 MB, 2.0 MiB) copied, 1.34981 s, 1.5 MB/s"
+        let text = String::from_utf8_lossy(&out.stderr);
+        let secs: f64 = text
+            .lines()
+            .find(|l| l.contains("copied"))?
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" s")?.parse().ok())?;
+        Some(secs * 1000.0 / WRITES as f64)
+    }
+
+    /// `fdatasync` after overwriting one 4 KiB block of `file` in place.
+    fn fdatasync(file: &Path) -> Result<Stats> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(file)
+            .with_context(|| format!("opening {}", file.display()))?;
+        f.set_len((WRITES * BLOCK) as u64)?;
+        f.sync_all()?;
+        let buf = [0x5au8; BLOCK];
+        let mut times = Vec::with_capacity(WRITES);
+        for i in 0..WRITES {
+            f.write_all_at(&buf, (i * BLOCK) as u64)?;
+            let t = Instant::now();
+            f.sync_data()?;
+            times.push(t.elapsed());
+        }
+        Ok(Stats::of(times))
+    }
+
+    /// Raw commits: one row each, then `BATCH` rows each.
+    fn sqlite(file: &Path) -> Result<(Stats, Stats, f64)> {
+        let conn = rusqlite::Connection::open(file)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "journal mode is {mode}");
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, body BLOB NOT NULL);",
+        )?;
+        let body = vec![0x5au8; ROW_BYTES];
+        let commit = |rows: usize| -> Result<Duration> {
+            let t = Instant::now();
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            {
+                let mut insert = conn.prepare_cached("INSERT INTO floor (body) VALUES (?1)")?;
+                for _ in 0..rows {
+                    insert.execute([&body])?;
+                }
+            }
+            conn.execute_batch("COMMIT")?;
+            Ok(t.elapsed())
+        };
+        for _ in 0..WARM_COMMITS {
+            commit(1)?;
+        }
+        let single = (0..COMMITS)
+            .map(|_| commit(1))
+            .collect::<Result<Vec<_>>>()?;
+        let started = Instant::now();
+        let batched = (0..BATCHES)
+            .map(|_| commit(BATCH))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = (BATCH * BATCHES) as f64 / started.elapsed().as_secs_f64();
+        Ok((Stats::of(single), Stats::of(batched), rows))
+    }
+
+    impl Floor {
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::json!({
+                "dd_grow_ms": self.dd_grow_ms,
+                "dd_overwrite_ms": self.dd_overwrite_ms,
+                "fdatasync_p50_ms": self.fdatasync.p50_ms,
+                "fdatasync_p99_ms": self.fdatasync.p99_ms,
+                "sqlite_commit_p50_ms": self.sqlite_commit.p50_ms,
+                "sqlite_commit_p99_ms": self.sqlite_commit.p99_ms,
+                "sqlite_batch32_commit_p50_ms": self.sqlite_batch_commit.p50_ms,
+                "sqlite_batch32_rows_per_s": self.sqlite_batch_rows_per_s.round(),
+            })
+        }
+    }
+
+    impl std::fmt::Display for Floor {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.3} ms"));
+            write!(
+                f,
+                "floor: dd oflag=dsync 4 KiB {} growing / {} overwriting per write; \
+                 fdatasync after a 4 KiB overwrite p50 {:.3} ms, p99 {:.3} ms; \
+                 raw SQLite commit (WAL, synchronous=FULL, 1 row) p50 {:.3} ms, p99 {:.3} ms; \
+                 {BATCH} rows per commit: p50 {:.3} ms, {:.0} rows/s",
+                ms(self.dd_grow_ms),
+                ms(self.dd_overwrite_ms),
+                self.fdatasync.p50_ms,
+                self.fdatasync.p99_ms,
+                self.sqlite_commit.p50_ms,
+                self.sqlite_commit.p99_ms,
+                self.sqlite_batch_commit.p50_ms,
+                self.sqlite_batch_rows_per_s,
+            )
+        }
+    }
 }
