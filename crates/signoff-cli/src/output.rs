@@ -1,8 +1,8 @@
 //! Human-readable output: tables, request details and the waiting spinner.
 
 use signoff_core::wire::RequestView;
-use signoff_core::Principal;
-use signoff_gates::exec::ExecObserver;
+use signoff_core::{Principal, RequestStatus, Requirement, Review, ReviewDecision};
+use signoff_gates::session::{Observer, Progress};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -166,23 +166,47 @@ pub fn request_detail(r: &RequestView) -> String {
     s
 }
 
-/// Shows elapsed time, the request id and approvals so far while waiting,
-/// on a terminal only; scripts get a clean stderr.
-pub struct Spinner {
+/// Shows what `signoff exec` is waiting for. On a terminal: a spinner with
+/// the elapsed time, the request id and who has approved so far, updated as
+/// each approval lands. Otherwise (a CI log, a pipe): one plain line per
+/// event, prefixed `signoff:`, so the log says what to approve and by whom
+/// it was approved. Nothing is shown for an action that runs (or is denied)
+/// at once: the final line says it all.
+pub struct ExecProgress {
+    /// Shown as `running CMD` once approved.
+    command: String,
+    /// A spinner on a terminal, plain lines otherwise.
+    terminal: bool,
     bar: Option<indicatif::ProgressBar>,
+    /// The spinner's message, restored after a reconnection notice.
+    message: String,
+    /// Whether the request was ever pending: only then is the claim worth a line.
+    waited: bool,
 }
 
-impl Spinner {
-    pub fn new() -> Self {
-        Spinner { bar: None }
+impl ExecProgress {
+    /// Progress for running `command`, in the form stderr supports.
+    pub fn new(command: String) -> Self {
+        ExecProgress {
+            command,
+            terminal: std::io::stderr().is_terminal(),
+            bar: None,
+            message: String::new(),
+            waited: false,
+        }
     }
-}
 
-impl ExecObserver for Spinner {
-    fn update(&mut self, view: &RequestView, waited: Duration) {
-        if view.status != signoff_core::RequestStatus::Pending || !std::io::stderr().is_terminal() {
+    fn line(&self, text: &str) {
+        if !self.terminal {
+            eprintln!("signoff: {text}");
+        }
+    }
+
+    fn spinner(&mut self, message: String) {
+        if !self.terminal {
             return;
         }
+        self.message.clone_from(&message);
         let bar = self.bar.get_or_insert_with(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             // the template's {elapsed} keeps ticking between long-poll answers
@@ -194,27 +218,141 @@ impl ExecObserver for Spinner {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        let needed = view
-            .verdict
-            .requirement
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default();
-        let approved = if view.approved_by.is_empty() {
-            "none yet".to_owned()
-        } else {
-            view.approved_by.join(", ")
-        };
-        let _ = waited;
-        bar.set_message(format!(
-            "request {} needs {needed} · approved by: {approved}",
-            view.id
-        ));
+        bar.set_message(message);
     }
 
-    fn finish_waiting(&mut self) {
+    fn stop_spinner(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+    }
+
+    fn waiting_for(&mut self, view: &RequestView) {
+        self.waited = true;
+        self.spinner(spinner_message(
+            &view.id,
+            view.verdict.requirement.as_ref(),
+            &view.approved_by,
+        ));
+    }
+}
+
+impl Drop for ExecProgress {
+    fn drop(&mut self) {
+        self.stop_spinner();
+    }
+}
+
+/// `request ID needs sre:2 · approved by: alice (1 of 2)`.
+fn spinner_message(id: &str, requirement: Option<&Requirement>, approved: &[String]) -> String {
+    let needed = requirement.map(|r| r.to_string()).unwrap_or_default();
+    let seats: u32 = requirement
+        .map(|r| r.0.iter().map(|q| q.count).sum())
+        .unwrap_or(0);
+    let who = if approved.is_empty() {
+        "none yet".to_owned()
+    } else {
+        approved.join(", ")
+    };
+    format!(
+        "request {id} needs {needed} · approved by: {who} ({} of {seats})",
+        approved.len()
+    )
+}
+
+/// `request ID needs approval from sre:2 (db.export on customers, env prod)`.
+pub fn needs_approval_line(view: &RequestView) -> String {
+    let from = view
+        .verdict
+        .requirement
+        .as_ref()
+        .map(|r| format!(" from {r}"))
+        .unwrap_or_default();
+    let env = view
+        .request
+        .environment
+        .as_deref()
+        .map(|e| format!(", env {e}"))
+        .unwrap_or_default();
+    format!(
+        "request {} needs approval{from} ({} on {}{env})",
+        view.id, view.request.action, view.request.resource
+    )
+}
+
+/// `approved by alice (1 of sre:2)`.
+pub fn approval_line(
+    review: &Review,
+    approved_so_far: usize,
+    requirement: Option<&Requirement>,
+) -> String {
+    // TODO(channel): name the channel ("via cli", "via slack") once reviews
+    // carry it on the wire
+    let of = requirement
+        .map(|r| format!(" ({approved_so_far} of {r})"))
+        .unwrap_or_default();
+    format!("approved by {}{of}", review.reviewer)
+}
+
+impl Observer for ExecProgress {
+    fn on_progress(&mut self, event: &Progress) {
+        match event {
+            Progress::Submitted(view) if view.status == RequestStatus::Pending => {
+                self.line(&needs_approval_line(view));
+                self.line(&format!("approve with: signoff approve {}", view.id));
+                self.waiting_for(view);
+            }
+            Progress::ReviewLanded {
+                id,
+                review,
+                approved_so_far,
+                requirement,
+            } if review.decision == ReviewDecision::Approve => {
+                self.line(&approval_line(
+                    review,
+                    approved_so_far.len(),
+                    requirement.as_ref(),
+                ));
+                self.spinner(spinner_message(id, requirement.as_ref(), approved_so_far));
+            }
+            Progress::NeedsMoreApprovals(view) => {
+                let needed = view
+                    .verdict
+                    .requirement
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default();
+                self.line(&format!(
+                    "the policy changed and now needs {needed}; request {} is pending again",
+                    view.id
+                ));
+                self.waiting_for(view);
+            }
+            Progress::Reconnecting { id, error, attempt } => {
+                // one line per outage, not one per retry
+                if *attempt == 1 {
+                    self.line(&format!("{error}; still waiting for request {id}"));
+                }
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("request {id}: reconnecting ({error})"));
+                }
+            }
+            Progress::Reconnected { id } => {
+                self.line(&format!(
+                    "the gateway answers again; waiting for request {id}"
+                ));
+                if self.bar.is_some() {
+                    self.spinner(self.message.clone());
+                }
+            }
+            Progress::Decided(_) => self.stop_spinner(),
+            Progress::Claimed(_) => {
+                self.stop_spinner();
+                if self.waited {
+                    self.line(&format!("approved; running {}", self.command));
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -5,15 +5,27 @@ use crate::output;
 use crate::Remote;
 use anyhow::Result;
 use clap::Args;
+use signoff_client::Client;
 use signoff_core::wire::SubmitRequest;
 use signoff_core::{RequestStatus, ReviewDecision};
 use signoff_gates::exec::{self, ExecSpec};
-use signoff_gates::{Client, EXIT_DENIED, EXIT_TEMPFAIL};
+use signoff_gates::{EXIT_DENIED, EXIT_TEMPFAIL};
 use std::time::Duration;
+
+/// The channel the gateway records for reviews made with this binary.
+const CHANNEL: &str = "cli";
 
 pub(crate) fn client(remote: &Remote) -> Result<Client> {
     let token = remote.token.clone().unwrap_or_default();
-    Ok(Client::new(&remote.url, &token)?)
+    Ok(Client::new(&remote.url, &token)?.with_channel(CHANNEL)?)
+}
+
+/// Resolves on ctrl-c. If the handler cannot be installed it never
+/// resolves: a broken signal handler must not look like an interrupt.
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn parse_wait(s: &Option<String>) -> Result<Option<Duration>> {
@@ -59,8 +71,9 @@ pub async fn exec(args: ExecArgs) -> Result<i32> {
             return Ok(EXIT_TEMPFAIL);
         }
     };
-    let mut observer = output::Spinner::new();
-    let end = exec::run(&client, &spec, &mut observer).await;
+    let mut progress = output::ExecProgress::new(exec::shell_join(&spec.command));
+    let end = exec::run(&client, &spec, &mut progress, ctrl_c()).await;
+    drop(progress); // clears the spinner before the last line
     eprintln!("signoff: {}", end.message);
     Ok(end.exit_code)
 }

@@ -1298,3 +1298,129 @@ fn dev_mode_demo_flow() {
         "dev data lost on restart"
     );
 }
+
+// Scenario 17 sits outside `backend_tests!` (appended after it), with its
+// own module per backend: `cargo test -p signoff --test e2e sqlite` and
+// `… postgres` still select it.
+mod exec_progress {
+    #[test]
+    fn sqlite() {
+        super::waiting_exec_logs_each_approval_as_it_lands(super::Backend::Sqlite)
+    }
+    #[test]
+    fn postgres() {
+        super::waiting_exec_logs_each_approval_as_it_lands(super::Backend::Postgres)
+    }
+}
+
+/// Scenario 17: With stderr not a terminal (a CI log), a waiting exec prints
+/// plain `signoff:` lines: what to approve and how, then each approval as it
+/// lands — while it is still waiting — and finally that it runs.
+fn waiting_exec_logs_each_approval_as_it_lands(b: Backend) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
+
+    /// Kills the exec if the test fails half-way.
+    struct Running(Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let gw = Gateway::start(b);
+    let marker = gw.path("exported");
+    let script = format!("touch {} && echo exported", plain(&marker));
+    let mut child = Command::new(BIN)
+        .args(exec(
+            "test.export",
+            &["--justification", "Q3 report", "--wait", "60s"],
+            &["sh", "-c", &script],
+        ))
+        .current_dir(gw.dir.path())
+        .env("SIGNOFF_URL", &gw.url)
+        .env("SIGNOFF_TOKEN", gw.token("bot"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let mut running = Running(child);
+    let log = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        })
+    };
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stdout).read_to_string(&mut s);
+        s
+    });
+    let shows = |line: &str| {
+        poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            log.lock().unwrap().lines().any(|l| l == line).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "stderr has no line {line:?} within 10s:\n{}",
+                log.lock().unwrap()
+            )
+        })
+    };
+
+    let id = gw.pending_id("test.export");
+    shows(&format!(
+        "signoff: request {id} needs approval from sre:2 (test.export on customers, env prod)"
+    ));
+    shows(&format!("signoff: approve with: signoff approve {id}"));
+
+    assert_eq!(gw.cli_as("alice", ["approve", &id]).code, 0);
+    shows("signoff: approved by alice (1 of sre:2)");
+    assert!(
+        matches!(running.0.try_wait(), Ok(None)) && !marker.exists(),
+        "the exec stopped waiting or ran after one of two approvals:\n{}",
+        log.lock().unwrap()
+    );
+
+    assert_eq!(gw.cli_as("bob", ["approve", &id]).code, 0);
+    let status = poll(Duration::from_secs(20), Duration::from_millis(20), || {
+        running.0.try_wait().ok().flatten()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "exec still running 20s after approval:\n{}",
+            log.lock().unwrap()
+        )
+    });
+    reader.join().unwrap();
+    let stdout = stdout.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(stdout, "exported\n", "{log}");
+    assert!(marker.exists(), "the approved command did not run:\n{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |line: &str| {
+        lines
+            .iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("no line {line:?} in stderr:\n{log}"))
+    };
+    let order = [
+        at("signoff: approved by alice (1 of sre:2)"),
+        at("signoff: approved by bob (2 of sre:2)"),
+        at(&format!("signoff: approved; running sh -c '{script}'")),
+        at(&format!(
+            "signoff: ran `sh -c '{script}'`: exit 0 (request {id})"
+        )),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log}");
+}

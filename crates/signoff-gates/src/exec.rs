@@ -4,13 +4,18 @@
 //! The gate computes the action digest *itself* from the command it is about
 //! to run and presents it when claiming, so an approval given for one
 //! command can never be used to run another, whatever the server says.
+//! Everything else (waiting, claiming, reporting, failing closed) is the
+//! [`crate::session`]; this module spawns the command, hashes its stdout and
+//! maps the session's end to exit statuses.
 
-use crate::client::{Client, ClientError};
-use crate::{EXIT_DENIED, EXIT_TEMPFAIL};
+use crate::session::{Execution, GateAction, Observer, Session, SessionEnd, Start};
+use crate::{EXIT_DENIED, EXIT_INTERRUPTED, EXIT_TEMPFAIL, EXIT_USAGE};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
+use signoff_client::Client;
 use signoff_core::wire::{OutcomeBody, RequestView, SubmitRequest};
-use signoff_core::{ActionRequest, RequestStatus};
+use signoff_core::{ActionRequest, Digest, PrincipalRef};
+use std::future::Future;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -38,26 +43,11 @@ pub struct ExecSpec {
     pub command: Vec<String>,
 }
 
-/// Callbacks for what the gate is doing, so a terminal can show progress.
-pub trait ExecObserver {
-    /// The request was submitted (or found) and has this state.
-    fn update(&mut self, view: &RequestView, waited: Duration);
-    /// The gate stops waiting (decided, or giving up).
-    fn finish_waiting(&mut self) {}
-}
-
-/// An observer that shows nothing.
-#[derive(Debug, Default)]
-pub struct Silent;
-
-impl ExecObserver for Silent {
-    fn update(&mut self, _: &RequestView, _: Duration) {}
-}
-
 /// How the gate ended: the exit status to use and the line for stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecEnd {
-    /// CMD's own status when it ran, [`EXIT_DENIED`] or [`EXIT_TEMPFAIL`].
+    /// CMD's own status when it ran, else [`EXIT_DENIED`], [`EXIT_TEMPFAIL`],
+    /// [`EXIT_USAGE`] or [`EXIT_INTERRUPTED`].
     pub exit_code: i32,
     /// One line saying what happened, naming the request id.
     pub message: String,
@@ -106,10 +96,7 @@ impl ExecSpec {
     }
 
     /// The digest of what this gate is about to run, for `principal`.
-    fn local_digest(
-        &self,
-        principal: signoff_core::PrincipalRef,
-    ) -> Result<signoff_core::Digest, String> {
+    fn local_digest(&self, principal: PrincipalRef) -> Result<Digest, String> {
         let action = ActionRequest {
             action: self.action.clone(),
             resource: self.resource.clone(),
@@ -131,150 +118,148 @@ fn end(exit_code: i32, message: String, id: Option<&str>) -> ExecEnd {
     }
 }
 
-fn unavailable(e: &ClientError, id: Option<&str>) -> ExecEnd {
-    let what = match id {
-        Some(id) => format!(" (request {id})"),
-        None => String::new(),
-    };
-    end(
-        EXIT_TEMPFAIL,
-        format!("not running the command: {e}{what}"),
-        id,
-    )
+/// ` (request ID)`, or nothing when there is no request.
+fn naming(id: Option<&str>) -> String {
+    id.map(|id| format!(" (request {id})")).unwrap_or_default()
 }
 
-/// Runs the gate: submit (or resume), wait for a decision, claim, run, report.
-pub async fn run(client: &Client, spec: &ExecSpec, observer: &mut dyn ExecObserver) -> ExecEnd {
+/// Runs the gate: submit (or resume `spec.request_id`), wait for a decision,
+/// claim, run, report. `interrupt` (ctrl-c for the CLI) cancels the request
+/// while it waits.
+pub async fn run(
+    client: &Client,
+    spec: &ExecSpec,
+    observer: &mut dyn Observer,
+    interrupt: impl Future<Output = ()> + Send,
+) -> ExecEnd {
     if spec.command.is_empty() {
-        return end(2, "no command given after `--`".into(), None);
+        return end(EXIT_USAGE, "no command given after `--`".into(), None);
     }
-    let body = match spec.submit_body() {
-        Ok(b) => b,
-        Err(e) => return end(2, e, None),
+    let start = match (&spec.request_id, spec.submit_body()) {
+        (_, Err(e)) => return end(EXIT_USAGE, e, None),
+        (Some(id), Ok(_)) => Start::Resume { id: id.clone() },
+        (None, Ok(body)) => Start::submit(body),
     };
-    let started = Instant::now();
-    let submitted = match &spec.request_id {
-        Some(id) => client.get_request(id).await,
-        None => client.submit(&body, &ulid::Ulid::new().to_string()).await,
-    };
-    let mut view = match submitted {
-        Ok(v) => v,
-        Err(e @ ClientError::Api { .. }) if !e.is_transient() => {
-            return end(
-                if e.status() == Some(401) || e.status() == Some(403) {
-                    EXIT_DENIED
-                } else {
-                    2
-                },
-                format!("not running the command: {e}"),
-                None,
-            )
+    let session = Session::new(client).give_up_after(spec.wait);
+    let finished = session
+        .run(start, Command { spec }, observer, interrupt)
+        .await;
+    exec_end(finished)
+}
+
+/// Maps how the session ended to the exit statuses of `signoff exec`
+/// (README, "Exit codes"): CMD's own when it ran, 77 refused, 75 may pass
+/// later, 2 for the caller to fix.
+fn exec_end(finished: SessionEnd<Ran>) -> ExecEnd {
+    let id = finished.request_id().map(str::to_owned);
+    let id = id.as_deref();
+    match finished {
+        SessionEnd::Ran {
+            output,
+            report_error,
+            ..
+        } => {
+            let message = match report_error {
+                None => output.message,
+                Some(e) => format!(
+                    "{}; WARNING: the outcome could not be recorded: {e}",
+                    output.message
+                ),
+            };
+            end(output.code, message, id)
         }
-        Err(e) => return unavailable(&e, None),
-    };
-    let id = view.id.clone();
-    let local_digest = match spec.local_digest(view.request.principal.clone()) {
-        Ok(d) => d,
-        Err(e) => return end(2, e, Some(&id)),
-    };
-    let give_up = spec.wait.map(|w| started + w);
-    loop {
-        observer.update(&view, started.elapsed());
-        match view.status {
-            RequestStatus::Pending => {
-                let remaining = give_up.map(|g| g.saturating_duration_since(Instant::now()));
-                if remaining == Some(Duration::ZERO) {
-                    observer.finish_waiting();
-                    return end(
-                        EXIT_TEMPFAIL,
-                        format!(
-                            "gave up waiting after {}; request {id} is still pending",
-                            human(started.elapsed())
-                        ),
-                        Some(&id),
-                    );
+        SessionEnd::Denied { reason, .. } => {
+            end(EXIT_DENIED, format!("{reason}{}", naming(id)), id)
+        }
+        SessionEnd::ClaimRefused { error, .. } => end(
+            EXIT_DENIED,
+            format!("not running the command: {error}{}", naming(id)),
+            id,
+        ),
+        SessionEnd::AlreadyUsed { status, .. } => end(
+            EXIT_DENIED,
+            format!(
+                "request {} was already used (status {status}); an approval runs once",
+                id.unwrap_or_default()
+            ),
+            id,
+        ),
+        SessionEnd::Expired { status, reason, .. } => end(
+            EXIT_TEMPFAIL,
+            format!("{status}: {reason}{}", naming(id)),
+            id,
+        ),
+        SessionEnd::GaveUp { waited, .. } => end(
+            EXIT_TEMPFAIL,
+            format!(
+                "gave up waiting after {}; request {} is still pending",
+                human(waited),
+                id.unwrap_or_default()
+            ),
+            id,
+        ),
+        SessionEnd::Unavailable { error, .. } => end(
+            EXIT_TEMPFAIL,
+            format!("not running the command: {error}{}", naming(id)),
+            id,
+        ),
+        // a token the gateway refuses is a refusal (77), as it always was;
+        // any other rejection is an input the caller must fix
+        SessionEnd::Rejected { error, .. } => end(
+            if matches!(error.status(), Some(401 | 403)) {
+                EXIT_DENIED
+            } else {
+                EXIT_USAGE
+            },
+            format!("not running the command: {error}{}", naming(id)),
+            id,
+        ),
+        SessionEnd::Interrupted { cancel_error, .. } => end(
+            EXIT_INTERRUPTED,
+            match (id, cancel_error) {
+                (Some(id), None) => format!("interrupted; request {id} cancelled"),
+                (Some(id), Some(e)) => {
+                    format!("interrupted; request {id} could not be cancelled: {e}")
                 }
-                let slice = remaining
-                    .unwrap_or(Duration::from_secs(30))
-                    .min(Duration::from_secs(30))
-                    .max(Duration::from_secs(1));
-                view = tokio::select! {
-                    r = client.wait(&id, slice) => match r {
-                        Ok(v) => v,
-                        Err(e) if e.is_transient() => {
-                            // keep waiting through a gateway restart, but never run without a claim
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            continue;
-                        }
-                        Err(e) => { observer.finish_waiting(); return unavailable(&e, Some(&id)); }
-                    },
-                    _ = tokio::signal::ctrl_c() => {
-                        observer.finish_waiting();
-                        let _ = client.cancel(&id, Some("interrupted while waiting".into())).await;
-                        return end(130, format!("interrupted; request {id} cancelled"), Some(&id));
-                    }
-                };
-            }
-            RequestStatus::Approved => {
-                observer.finish_waiting();
-                match client.claim(&id, &local_digest).await {
-                    Ok(claimed) => return execute(client, spec, &claimed).await,
-                    Err(e) if e.problem_slug() == Some("needs-approval") => {
-                        view = match client.get_request(&id).await {
-                            Ok(v) => v,
-                            Err(e) => return unavailable(&e, Some(&id)),
-                        };
-                    }
-                    Err(e) if e.is_transient() => return unavailable(&e, Some(&id)),
-                    Err(e) => {
-                        return end(
-                            EXIT_DENIED,
-                            format!("not running the command: {e} (request {id})"),
-                            Some(&id),
-                        )
-                    }
-                }
-            }
-            RequestStatus::Denied | RequestStatus::Cancelled => {
-                observer.finish_waiting();
-                let why = view
-                    .status_reason
-                    .clone()
-                    .unwrap_or_else(|| view.verdict.reasons.join("; "));
-                return end(
-                    EXIT_DENIED,
-                    format!("{}: {why} (request {id})", view.status),
-                    Some(&id),
-                );
-            }
-            RequestStatus::Expired | RequestStatus::Lapsed => {
-                observer.finish_waiting();
-                let why = view.status_reason.clone().unwrap_or_default();
-                return end(
-                    EXIT_TEMPFAIL,
-                    format!("{}: {why} (request {id})", view.status),
-                    Some(&id),
-                );
-            }
-            RequestStatus::Executing | RequestStatus::Executed => {
-                observer.finish_waiting();
-                return end(
-                    EXIT_DENIED,
-                    format!(
-                        "request {id} was already used (status {}); an approval runs once",
-                        view.status
-                    ),
-                    Some(&id),
-                );
-            }
+                (None, _) => "interrupted before the request was submitted".to_owned(),
+            },
+            id,
+        ),
+        SessionEnd::Usage { message, .. } => {
+            end(EXIT_USAGE, format!("{message}{}", naming(id)), id)
         }
     }
 }
 
-/// Runs the claimed command, streaming its output while hashing stdout, and
-/// reports the outcome.
-async fn execute(client: &Client, spec: &ExecSpec, claimed: &RequestView) -> ExecEnd {
-    let id = claimed.id.clone();
+/// What running the command left for the exit status.
+#[derive(Debug)]
+pub struct Ran {
+    /// CMD's own exit status (126/127 when it could not start, 128+N when
+    /// killed by signal N).
+    pub code: i32,
+    /// The line for stderr.
+    pub message: String,
+}
+
+/// The command, as the session's action.
+struct Command<'a> {
+    spec: &'a ExecSpec,
+}
+
+impl GateAction for Command<'_> {
+    type Output = Ran;
+
+    fn digest(&self, principal: &PrincipalRef) -> Result<Digest, String> {
+        self.spec.local_digest(principal.clone())
+    }
+
+    async fn run(self, claimed: &RequestView) -> Execution<Ran> {
+        execute(self.spec, &claimed.id).await
+    }
+}
+
+/// Runs the claimed command, streaming its output while hashing stdout.
+async fn execute(spec: &ExecSpec, id: &str) -> Execution<Ran> {
     let started = Instant::now();
     let child = tokio::process::Command::new(&spec.command[0])
         .args(&spec.command[1..])
@@ -291,30 +276,38 @@ async fn execute(client: &Client, spec: &ExecSpec, claimed: &RequestView) -> Exe
                 126
             };
             let summary = format!("could not start `{}`: {e}", spec.command[0]);
-            let body = OutcomeBody {
-                exit_code: Some(code),
-                signal: None,
-                duration_ms: 0,
-                output_sha256: None,
-                summary: Some(summary.clone()),
+            return Execution {
+                outcome: OutcomeBody {
+                    exit_code: Some(code),
+                    signal: None,
+                    duration_ms: 0,
+                    output_sha256: None,
+                    summary: Some(summary.clone()),
+                },
+                output: Ran {
+                    code,
+                    message: format!("{summary} (request {id})"),
+                },
             };
-            let report = client.outcome(&id, &body).await.err();
-            return end(
-                code,
-                with_report_warning(format!("{summary} (request {id})"), report),
-                Some(&id),
-            );
         }
     };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        return end(
-            EXIT_TEMPFAIL,
-            format!(
-                "could not capture output of `{}` (request {id})",
-                spec.command[0]
-            ),
-            Some(&id),
-        );
+        // cannot happen with piped streams; never leave it running unwatched
+        let _ = child.start_kill();
+        let summary = format!("could not capture the output of `{}`", spec.command[0]);
+        return Execution {
+            outcome: OutcomeBody {
+                exit_code: None,
+                signal: None,
+                duration_ms: started.elapsed().as_millis() as u64,
+                output_sha256: None,
+                summary: Some(summary.clone()),
+            },
+            output: Ran {
+                code: EXIT_TEMPFAIL,
+                message: format!("{summary} (request {id})"),
+            },
+        };
     };
     let (stdout, stderr, status) = tokio::join!(
         pump(out, tokio::io::stdout()),
@@ -337,32 +330,21 @@ async fn execute(client: &Client, spec: &ExecSpec, claimed: &RequestView) -> Exe
         stdout.bytes,
         stderr.bytes
     );
-    let body = OutcomeBody {
-        exit_code,
-        signal,
-        duration_ms: duration.as_millis() as u64,
-        output_sha256: Some(hex::encode(stdout.hasher.finalize())),
-        summary: Some(summary),
-    };
-    let report = client.outcome(&id, &body).await.err();
-    let code = exit_code.unwrap_or_else(|| 128 + signal.unwrap_or(0));
-    end(
-        code,
-        with_report_warning(
-            format!(
+    Execution {
+        outcome: OutcomeBody {
+            exit_code,
+            signal,
+            duration_ms: duration.as_millis() as u64,
+            output_sha256: Some(hex::encode(stdout.hasher.finalize())),
+            summary: Some(summary),
+        },
+        output: Ran {
+            code: exit_code.unwrap_or_else(|| 128 + signal.unwrap_or(0)),
+            message: format!(
                 "ran `{}`: {shown} (request {id})",
                 shell_join(&spec.command)
             ),
-            report,
-        ),
-        Some(&id),
-    )
-}
-
-fn with_report_warning(message: String, report_error: Option<ClientError>) -> String {
-    match report_error {
-        None => message,
-        Some(e) => format!("{message}; WARNING: the outcome could not be recorded: {e}"),
+        },
     }
 }
 
