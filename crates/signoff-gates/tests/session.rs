@@ -62,7 +62,6 @@ impl Gateway {
         .unwrap();
         let mut tokens = HashMap::new();
         for (name, kind, role, groups, owner) in [
-            ("bot", PrincipalKind::Agent, None, vec![], Some("olga")),
             (
                 "alice",
                 PrincipalKind::User,
@@ -77,6 +76,15 @@ impl Gateway {
                 vec!["sre"],
                 None,
             ),
+            (
+                "olga",
+                PrincipalKind::User,
+                Some(Role::Reviewer),
+                vec![],
+                None,
+            ),
+            // last: its owner must exist first
+            ("bot", PrincipalKind::Agent, None, vec![], Some("olga")),
         ] {
             let new = NewPrincipal {
                 kind,
@@ -85,16 +93,22 @@ impl Gateway {
                 email: None,
                 groups: groups.into_iter().map(str::to_owned).collect(),
                 owner: owner.map(str::to_owned),
+                gate: None,
             };
-            let (_, token) = engine.add_principal(Operator::Console, new).await.unwrap();
+            let (_, _, token) = engine.add_principal(Operator::Console, new).await.unwrap();
             tokens.insert(name, token);
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(signoff_server::serve(engine, listener, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(signoff_server::serve(
+            engine,
+            listener,
+            Vec::new(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Gateway {
             _dir: dir,
             url,
