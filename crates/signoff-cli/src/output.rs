@@ -280,18 +280,20 @@ pub fn needs_approval_line(view: &RequestView) -> String {
     )
 }
 
-/// `approved by alice (1 of sre:2)`.
+/// `approved by alice via cli (1 of sre:2)`.
 pub fn approval_line(
     review: &Review,
     approved_so_far: usize,
     requirement: Option<&Requirement>,
 ) -> String {
-    // TODO(channel): name the channel ("via cli", "via slack") once reviews
-    // carry it on the wire
     let of = requirement
         .map(|r| format!(" ({approved_so_far} of {r})"))
         .unwrap_or_default();
-    format!("approved by {}{of}", review.reviewer)
+    let via = review
+        .channel
+        .map(|c| format!(" via {c}"))
+        .unwrap_or_default();
+    format!("approved by {}{via}{of}", review.reviewer)
 }
 
 impl Observer for ExecProgress {

@@ -1384,7 +1384,7 @@ fn waiting_exec_logs_each_approval_as_it_lands(b: Backend) {
     shows(&format!("signoff: approve with: signoff approve {id}"));
 
     assert_eq!(gw.cli_as("alice", ["approve", &id]).code, 0);
-    shows("signoff: approved by alice (1 of sre:2)");
+    shows("signoff: approved by alice via cli (1 of sre:2)");
     assert!(
         matches!(running.0.try_wait(), Ok(None)) && !marker.exists(),
         "the exec stopped waiting or ran after one of two approvals:\n{}",
@@ -1415,8 +1415,8 @@ fn waiting_exec_logs_each_approval_as_it_lands(b: Backend) {
             .unwrap_or_else(|| panic!("no line {line:?} in stderr:\n{log}"))
     };
     let order = [
-        at("signoff: approved by alice (1 of sre:2)"),
-        at("signoff: approved by bob (2 of sre:2)"),
+        at("signoff: approved by alice via cli (1 of sre:2)"),
+        at("signoff: approved by bob via cli (2 of sre:2)"),
         at(&format!("signoff: approved; running sh -c '{script}'")),
         at(&format!(
             "signoff: ran `sh -c '{script}'`: exit 0 (request {id})"
