@@ -689,21 +689,6 @@ impl Engine {
         authz::require(caller, Permission::ReadAudit)?;
         Ok(self.store.events(from, limit.clamp(1, 1000)).await?)
     }
-
-    /// Whether the database answers.
-    pub async fn ready(&self) -> Result<(), EngineError> {
-        Ok(self.store.ping().await?)
-    }
-
-    /// Waits for any change of the ledger (any event committed, here or on
-    /// another replica), at most `timeout`; for the policy-info long-poll
-    /// and tests.
-    pub async fn wait_for_head_past(&self, index: u64, timeout: Duration) -> u64 {
-        let mut head = self.store.subscribe_head();
-        let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h > index)).await;
-        let h = *head.borrow();
-        h
-    }
 }
 
 fn not_found(id: &str) -> EngineError {

@@ -78,19 +78,8 @@ impl Engine {
     pub async fn consumer(&self, name: &str, start: StartAt) -> Result<Consumer, EngineError> {
         validate_consumer_name(name)?;
         let head = self.store.subscribe_head();
-        let acked = match self.store.cursor(name).await? {
-            Some(c) => c.position,
-            None => self.start_position(start).await?,
-        };
-        Ok(Consumer {
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            head,
-            name: name.to_owned(),
-            read: acked,
-            acked,
-            lease: None,
-        })
+        let acked = self.resume_position(name, start).await?;
+        Ok(self.open_consumer(head, name, acked, None))
     }
 
     /// Opens `name` as an exclusive consumer held by `holder` (a replica
@@ -106,10 +95,7 @@ impl Engine {
     ) -> Result<Option<Consumer>, EngineError> {
         validate_consumer_name(name)?;
         let head = self.store.subscribe_head();
-        let start = match self.store.cursor(name).await? {
-            Some(c) => c.position,
-            None => self.start_position(start).await?,
-        };
+        let start = self.resume_position(name, start).await?;
         match take_lease(&*self.store, name, holder, start, lease, self.now()).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Ok(None),
@@ -122,25 +108,40 @@ impl Engine {
             .await?
             .map(|c| c.position)
             .unwrap_or(start);
-        Ok(Some(Consumer {
+        let lease = Lease {
+            holder: holder.to_owned(),
+            length: lease,
+        };
+        Ok(Some(self.open_consumer(head, name, acked, Some(lease))))
+    }
+
+    /// The stored cursor of `name`, or where a new one starts.
+    async fn resume_position(&self, name: &str, start: StartAt) -> Result<u64, EngineError> {
+        if let Some(c) = self.store.cursor(name).await? {
+            return Ok(c.position);
+        }
+        Ok(match start {
+            StartAt::Beginning => 0,
+            StartAt::Now => self.store.event_count().await?,
+        })
+    }
+
+    fn open_consumer(
+        &self,
+        head: watch::Receiver<u64>,
+        name: &str,
+        acked: u64,
+        lease: Option<Lease>,
+    ) -> Consumer {
+        Consumer {
             store: self.store.clone(),
             clock: self.clock.clone(),
             head,
             name: name.to_owned(),
             read: acked,
             acked,
-            lease: Some(Lease {
-                holder: holder.to_owned(),
-                length: lease,
-            }),
-        }))
-    }
-
-    async fn start_position(&self, start: StartAt) -> Result<u64, EngineError> {
-        Ok(match start {
-            StartAt::Beginning => 0,
-            StartAt::Now => self.store.event_count().await?,
-        })
+            lease,
+        }
     }
 
     /// The ledger head as this process knows it; changes on every commit
@@ -196,8 +197,8 @@ impl Consumer {
     /// up to `max` of them, in index order. Does not acknowledge them.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<AuditEvent>, EngineError> {
         let max = max.clamp(1, MAX_BATCH);
+        let mut known = *self.head.borrow_and_update();
         loop {
-            let known = *self.head.borrow_and_update();
             if known > self.read {
                 let events = self.store.events(self.read, max).await?;
                 if let Some(last) = events.last().and_then(|e| e.index) {
@@ -205,23 +206,15 @@ impl Consumer {
                     return Ok(events);
                 }
             }
-            tokio::select! {
+            known = tokio::select! {
                 changed = self.head.changed() => {
                     if changed.is_err() {
                         return Err(EngineError::Unavailable("the store was closed".into()));
                     }
+                    *self.head.borrow_and_update()
                 }
-                _ = tokio::time::sleep(RECHECK) => {
-                    let count = self.store.event_count().await?;
-                    if count > self.read {
-                        let events = self.store.events(self.read, max).await?;
-                        if let Some(last) = events.last().and_then(|e| e.index) {
-                            self.read = last + 1;
-                            return Ok(events);
-                        }
-                    }
-                }
-            }
+                _ = tokio::time::sleep(RECHECK) => self.store.event_count().await?,
+            };
         }
     }
 
