@@ -73,7 +73,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     waiters: Waiters,
-    deadline_changed: tokio::sync::Notify,
+    deadlines: waiters::DeadlineAlarm,
     bearer: Arc<identity::BearerTokens>,
     authenticators: ArcSwap<Vec<Arc<dyn Authenticator>>>,
     usage: identity::UsageTracker,
@@ -121,7 +121,7 @@ impl Engine {
             }),
             clock,
             waiters: Waiters::default(),
-            deadline_changed: tokio::sync::Notify::new(),
+            deadlines: waiters::DeadlineAlarm::default(),
             bearer,
             authenticators: ArcSwap::from_pointee(authenticators),
             usage: identity::UsageTracker::default(),
@@ -350,8 +350,8 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         }
-        if record.expires_at.is_some() {
-            self.deadline_changed.notify_one();
+        if let Some(at) = record.expires_at {
+            self.deadlines.deadline_set(at.as_millisecond());
         }
         Ok((record, Submitted::Created))
     }
@@ -381,9 +381,7 @@ impl Engine {
     /// else's id they get NotFound, so ids cannot be probed.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<RequestRecord, EngineError> {
         let record = self.store.request(id).await?.ok_or_else(|| not_found(id))?;
-        if authz::require(caller, Permission::ReadAll).is_err()
-            && record.action.principal != caller.reference()
-        {
+        if !may_see(caller, &record) {
             return Err(not_found(id));
         }
         Ok(record)
@@ -495,11 +493,9 @@ impl Engine {
         id: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, EngineError> {
-        // existence check that does not leak other agents' ids
-        self.get(caller, id).await?;
         let by = caller.reference();
         let is_admin = caller.role == signoff_core::Role::Admin;
-        self.transition(id, |record, now, _| {
+        self.transition_as(caller, id, |record, now, _| {
             let mut events = record.expire_if_due(now);
             match record.cancel(&by, is_admin, reason.clone(), now) {
                 Ok(more) => {
@@ -520,13 +516,12 @@ impl Engine {
         id: &str,
         digest: &Digest,
     ) -> Result<RequestRecord, EngineError> {
-        self.get(caller, id).await?;
         let by = caller.reference();
         let groups = caller.groups.clone();
         // Re-check against the set every replica must enforce, not whatever
         // this replica last loaded.
         let policies = self.converged_policies().await?;
-        self.transition(id, |record, now, deadlines| {
+        self.transition_as(caller, id, |record, now, deadlines| {
             let gate = record.gate.clone().unwrap_or_else(|| "api".into());
             let recheck = policies.set.evaluate(&EvalInput {
                 request: &record.action,
@@ -559,9 +554,8 @@ impl Engine {
                 )));
             }
         }
-        self.get(caller, id).await?;
         let by = caller.reference();
-        self.transition(id, |record, now, _| {
+        self.transition_as(caller, id, |record, now, _| {
             let outcome = Outcome {
                 exit_code: body.exit_code,
                 signal: body.signal,
@@ -588,8 +582,47 @@ impl Engine {
             Deadlines,
         ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
     {
+        self.transition_visible(None, id, apply).await
+    }
+
+    /// [`Engine::transition`] of a request `caller` may see: anyone else's
+    /// is [`not_found`], as in [`Engine::get`], checked on the same read.
+    async fn transition_as<F>(
+        &self,
+        caller: &Caller,
+        id: &str,
+        apply: F,
+    ) -> Result<RequestRecord, EngineError>
+    where
+        F: Fn(
+            &mut RequestRecord,
+            Timestamp,
+            Deadlines,
+        ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
+    {
+        self.transition_visible(Some(caller), id, apply).await
+    }
+
+    async fn transition_visible<F>(
+        &self,
+        caller: Option<&Caller>,
+        id: &str,
+        apply: F,
+    ) -> Result<RequestRecord, EngineError>
+    where
+        F: Fn(
+            &mut RequestRecord,
+            Timestamp,
+            Deadlines,
+        ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
+    {
         for _ in 0..MAX_RETRIES {
             let before = self.store.request(id).await?.ok_or_else(|| not_found(id))?;
+            if let Some(caller) = caller {
+                if !may_see(caller, &before) {
+                    return Err(not_found(id));
+                }
+            }
             let mut record = before.clone();
             let now = self.now();
             let (result, events) = match apply(&mut record, now, self.config.deadlines) {
@@ -611,7 +644,9 @@ impl Engine {
             if changed {
                 record.version += 1;
                 self.waiters.notify(id);
-                self.deadline_changed.notify_one();
+                if let Some(at) = record.expires_at {
+                    self.deadlines.deadline_set(at.as_millisecond());
+                }
             }
             return result.map(|()| record);
         }
@@ -655,6 +690,7 @@ impl Engine {
     ) {
         tokio::pin!(shutdown);
         loop {
+            self.deadlines.sweeping();
             match self.expire_due().await {
                 Ok(n) => {
                     if n > 0 {
@@ -671,10 +707,15 @@ impl Engine {
                 Ok(None) => Duration::from_secs(60),
                 Err(_) => Duration::from_secs(1),
             };
+            self.deadlines.sleeping_until(
+                self.now()
+                    .as_millisecond()
+                    .saturating_add(sleep_for.as_millis() as i64),
+            );
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(sleep_for) => {}
-                _ = self.deadline_changed.notified() => {}
+                _ = self.deadlines.notified() => {}
             }
         }
     }
@@ -689,6 +730,13 @@ impl Engine {
         authz::require(caller, Permission::ReadAudit)?;
         Ok(self.store.events(from, limit.clamp(1, 1000)).await?)
     }
+}
+
+/// Whether `caller` may see `record`: readers see every request, anyone
+/// else only their own.
+fn may_see(caller: &Caller, record: &RequestRecord) -> bool {
+    authz::require(caller, Permission::ReadAll).is_ok()
+        || record.action.principal == caller.reference()
 }
 
 fn not_found(id: &str) -> EngineError {

@@ -23,6 +23,11 @@ impl Engine {
     /// a stale set.
     pub(crate) async fn converged_policies(&self) -> Result<Arc<LoadedPolicies>, EngineError> {
         let local = self.policies.load_full();
+        // Nobody else commits to an unshared database: the set this process
+        // activated is the active one, and a claim need not ask.
+        if !self.store.is_shared() {
+            return Ok(local);
+        }
         let Some(active) = self.store.active_policy_hash().await? else {
             return Ok(local);
         };
@@ -135,7 +140,7 @@ impl Engine {
                     }
                 }
                 if new_deadlines {
-                    self.deadline_changed.notify_one();
+                    self.deadlines.wake();
                 }
                 if policy_changed {
                     if let Err(e) = self.converge().await {

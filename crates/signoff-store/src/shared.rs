@@ -434,6 +434,11 @@ macro_rules! shared_impl {
                 &self,
                 id: &str,
             ) -> $crate::Result<Option<signoff_core::RequestRecord>> {
+                if let Some(found) = $crate::shared::InlineReads::by_id(self, id) {
+                    return found.map(|body| {
+                        body.map(|b| $crate::common::decode_request(&b)).transpose()
+                    })?;
+                }
                 let row: Option<(String,)> = sqlx::query_as($crate::common::SELECT_REQUEST)
                     .bind(id)
                     .fetch_optional(&self.read)
@@ -827,6 +832,12 @@ pub(crate) trait InlineReads {
     /// The body of the request `principal` submitted with `key` (looked up
     /// before every submission that carries an Idempotency-Key).
     fn by_key(&self, _principal: &str, _key: &str) -> Option<crate::Result<Option<String>>> {
+        None
+    }
+
+    /// The body of request `id` (read before every review, claim, outcome
+    /// and long-poll answer).
+    fn by_id(&self, _id: &str) -> Option<crate::Result<Option<String>>> {
         None
     }
 }

@@ -126,6 +126,16 @@ impl crate::shared::InlineReads for SqliteStore {
             }
         }
     }
+
+    fn by_id(&self, id: &str) -> Option<Result<Option<String>>> {
+        match self.direct.as_ref()?.request_by_id(id) {
+            Ok(found) => Some(Ok(found)),
+            Err(e) => {
+                tracing::debug!(error = %e, "inline request read failed; retrying through sqlx");
+                None
+            }
+        }
+    }
 }
 
 /// Failing to open the file (missing directory, permissions) is an

@@ -46,6 +46,17 @@ impl DirectReader {
     /// `signoff exec`). Any error (a lock held longer than [`INLINE_BUSY`])
     /// is returned for the caller to retry through sqlx.
     pub(crate) fn request_by_key(&self, principal: &str, key: &str) -> Result<Option<String>> {
+        self.inline_body(crate::common::SELECT_REQUEST_BY_KEY, (principal, key))
+    }
+
+    /// The body of request `id`, read on the calling thread like
+    /// [`DirectReader::request_by_key`]: every review, claim, outcome and
+    /// long-poll reads the request it acts on first.
+    pub(crate) fn request_by_id(&self, id: &str) -> Result<Option<String>> {
+        self.inline_body(crate::common::SELECT_REQUEST, (id,))
+    }
+
+    fn inline_body(&self, sql: &str, params: impl rusqlite::Params) -> Result<Option<String>> {
         use rusqlite::OptionalExtension as _;
         let pooled = self.inline.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match pooled {
@@ -53,8 +64,8 @@ impl DirectReader {
             None => self.open(INLINE_BUSY)?,
         };
         let body = conn
-            .prepare_cached(crate::common::SELECT_REQUEST_BY_KEY)
-            .and_then(|mut s| s.query_row((principal, key), |r| r.get(0)).optional())
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params, |r| r.get(0)).optional())
             .map_err(db)?;
         if let Ok(mut idle) = self.inline.lock() {
             idle.push(conn);
