@@ -44,6 +44,17 @@ pub struct ExecArgs {
     /// Resume an existing request (e.g. one approved while you were away).
     #[arg(long)]
     request: Option<String>,
+    /// Pass this environment variable to the command (repeatable, or
+    /// comma-separated; also SIGNOFF_PASS_ENV). The command otherwise gets
+    /// only PATH, HOME, LANG, TERM and USER; passed values are bound to the
+    /// approval and shown to reviewers (secret-looking names by SHA-256).
+    #[arg(
+        long = "pass-env",
+        value_name = "NAME",
+        env = "SIGNOFF_PASS_ENV",
+        value_delimiter = ','
+    )]
+    pass_env: Vec<String>,
     #[command(flatten)]
     remote: Remote,
     /// The command to run.
@@ -63,6 +74,7 @@ pub async fn exec(args: ExecArgs) -> Result<i32> {
         wait: parse_wait(&args.wait)?,
         request_id: args.request.clone(),
         command: args.command.clone(),
+        pass_env: args.pass_env.clone(),
     };
     let client = match client(&args.remote) {
         Ok(c) => c,

@@ -53,7 +53,11 @@ backend_tests! {
         policy_is_rechecked_when_the_approval_is_used,
         ls_and_show_print_json,
     ],
-    sqlite_only: [dev_mode_demo_flow],
+    sqlite_only: [
+        dev_mode_demo_flow,
+        exec_binds_the_files_it_runs,
+        exec_binds_and_resets_the_environment,
+    ],
     postgres_only: [database_outage_fails_closed_and_recovers],
 }
 
@@ -70,6 +74,17 @@ fn exec(action: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
         ("customers", "dev")
     };
     exec_args(action, resource, env, extra, command)
+}
+
+/// Submits `test.export` of `cmd` through the exec gate as the bot, which
+/// gives up waiting after a second (exit 75) and leaves the request pending
+/// with the binding the gate took (executable, files, environment).
+fn submit_through_exec(gw: &Gateway, cmd: &[&str]) -> String {
+    let out = gw.cli_as("bot", exec("test.export", &["--wait", "1s"], cmd));
+    assert_eq!(out.code, 75, "{out}");
+    let id = out.request_id();
+    assert_eq!(gw.request(&id)["status"], "pending");
+    id
 }
 
 /// Scenario 1: An allowed command runs, its output appears, its exit status is
@@ -386,9 +401,8 @@ fn approval_is_bound_to_command_and_single_use(b: Backend) {
     let other = gw.path("other-cmd");
     let approved_cmd = ["touch".to_owned(), plain(&marker)];
     let submit_approved = || {
-        let mut body = export_body();
-        body["context"] = json!({ "command": approved_cmd.join(" ") });
-        let id = gw.submit("bot", body)["id"].as_str().unwrap().to_owned();
+        let cmd: Vec<&str> = approved_cmd.iter().map(String::as_str).collect();
+        let id = submit_through_exec(&gw, &cmd);
         gw.review("alice", &id, "approve", None).expect(200);
         assert_eq!(
             gw.review("bob", &id, "approve", None).expect(200)["status"],
@@ -460,9 +474,7 @@ fn approval_is_bound_to_command_and_single_use(b: Backend) {
     // several gates racing to use one approval: exactly one runs
     let counter = plain(&gw.path("counter"));
     let script = format!("echo ran >> {counter}");
-    let mut body = export_body();
-    body["context"] = json!({ "command": format!("sh -c '{script}'") });
-    let id = gw.submit("bot", body)["id"].as_str().unwrap().to_owned();
+    let id = submit_through_exec(&gw, &["sh", "-c", &script]);
     gw.review("alice", &id, "approve", None).expect(200);
     gw.review("bob", &id, "approve", None).expect(200);
     let racers: Vec<Bg> = (0..4)
@@ -951,9 +963,7 @@ fn bad_policy_reload_keeps_old_set(b: Backend) {
 fn policy_is_rechecked_when_the_approval_is_used(b: Backend) {
     let gw = Gateway::start(b);
     let marker = gw.path("exported");
-    let mut body = export_body();
-    body["context"] = json!({ "command": format!("touch {}", plain(&marker)) });
-    let id = gw.submit("bot", body)["id"].as_str().unwrap().to_owned();
+    let id = submit_through_exec(&gw, &["touch", &plain(&marker)]);
     gw.review("alice", &id, "approve", None).expect(200);
     gw.review("bob", &id, "approve", None).expect(200);
     std::fs::write(
@@ -1423,4 +1433,127 @@ fn waiting_exec_logs_each_approval_as_it_lands(b: Backend) {
         )),
     ];
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{log}");
+}
+
+/// An approval covers what really runs, not only the command line: a
+/// script rewritten after the reviewers looked is refused at the claim
+/// (77, recorded, naming the file), and the approval still works for the
+/// script they saw.
+fn exec_binds_the_files_it_runs() {
+    let gw = Gateway::start(Backend::Sqlite);
+    let marker = gw.path("tampered");
+    std::fs::write(gw.path("job.sh"), "echo the approved script\n").unwrap();
+    let id = submit_through_exec(&gw, &["sh", "job.sh"]);
+    let bound = gw.request(&id)["context"]["exec"].clone();
+    assert_eq!(bound["files"][0]["path"], "job.sh", "{bound}");
+    assert_eq!(bound["files"][0]["arg"], 1, "{bound}");
+    assert!(bound["files"][0]["sha256"]
+        .as_str()
+        .is_some_and(|h| h.len() == 64));
+    assert!(
+        bound["executable"]
+            .as_str()
+            .is_some_and(|p| p.starts_with('/')),
+        "the resolved executable is bound: {bound}"
+    );
+    assert!(bound["executable_sha256"].is_string(), "{bound}");
+    gw.review("alice", &id, "approve", None).expect(200);
+    gw.review("bob", &id, "approve", None).expect(200);
+
+    std::fs::write(gw.path("job.sh"), format!("touch {}\n", plain(&marker))).unwrap();
+    let out = gw.cli_as(
+        "bot",
+        exec("test.export", &["--request", &id], &["sh", "job.sh"]),
+    );
+    assert_eq!(out.code, 77, "{out}");
+    assert!(!marker.exists(), "the rewritten script ran: {out}");
+    assert!(
+        out.stderr.contains("the file `job.sh` changed"),
+        "the refusal names what changed: {out}"
+    );
+    assert!(
+        gw.events_for(&id)
+            .iter()
+            .any(|e| e["kind"] == "claim_refused"),
+        "refused claim not recorded"
+    );
+    assert_eq!(gw.request(&id)["status"], "approved");
+
+    std::fs::write(gw.path("job.sh"), "echo the approved script\n").unwrap();
+    let out = gw.cli_as(
+        "bot",
+        exec("test.export", &["--request", &id], &["sh", "job.sh"]),
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("the approved script"), "{out}");
+}
+
+/// The command gets a minimal environment; a variable passed with
+/// `--pass-env` is shown to reviewers and bound, secrets by hash only, and
+/// the gateway token never reaches the command.
+fn exec_binds_and_resets_the_environment() {
+    let gw = Gateway::start(Backend::Sqlite);
+    let evil = [("EVIL", "DROP DATABASE prod"), ("PGPASSWORD", "hunter2")];
+    let show = ["sh", "-c", "echo \"evil=[$EVIL] token=[$SIGNOFF_TOKEN]\""];
+
+    // not passed: the command does not see it (nor the token)
+    let out = gw.cli_as_with_env("bot", exec("test.read", &[], &show), &evil);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("evil=[] token=[]"), "{out}");
+
+    // passed: reviewers see the value before approving
+    let out = gw.cli_as_with_env(
+        "bot",
+        exec(
+            "test.export",
+            &["--wait", "1s", "--pass-env", "EVIL,PGPASSWORD"],
+            &show,
+        ),
+        &evil,
+    );
+    assert_eq!(out.code, 75, "{out}");
+    let id = out.request_id();
+    let request = gw.request(&id);
+    let env = &request["context"]["exec"]["env"];
+    assert_eq!(env["EVIL"], "DROP DATABASE prod", "{request}");
+    assert!(env["PGPASSWORD"]["secret_sha256"].is_string(), "{request}");
+    assert!(
+        !request.to_string().contains("hunter2"),
+        "a secret was shown"
+    );
+    let shown = gw.cli_as("alice", ["show", id.as_str()]);
+    assert!(shown.stdout.contains("DROP DATABASE prod"), "{shown}");
+    gw.review("alice", &id, "approve", None).expect(200);
+    gw.review("bob", &id, "approve", None).expect(200);
+
+    // another value at claim time is refused, naming the variable
+    let other = [("EVIL", "something else"), ("PGPASSWORD", "hunter2")];
+    let out = gw.cli_as_with_env(
+        "bot",
+        exec(
+            "test.export",
+            &["--request", &id, "--pass-env", "EVIL,PGPASSWORD"],
+            &show,
+        ),
+        &other,
+    );
+    assert_eq!(out.code, 77, "{out}");
+    assert!(
+        out.stderr.contains("environment variable EVIL changed"),
+        "{out}"
+    );
+    let out = gw.cli_as_with_env(
+        "bot",
+        exec(
+            "test.export",
+            &["--request", &id, "--pass-env", "EVIL,PGPASSWORD"],
+            &show,
+        ),
+        &evil,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.contains("evil=[DROP DATABASE prod] token=[]"),
+        "{out}"
+    );
 }

@@ -8,6 +8,7 @@
 //! [`crate::session`]; this module spawns the command, hashes its stdout and
 //! maps the session's end to exit statuses.
 
+use crate::binding::Binding;
 use crate::session::{Execution, GateAction, Observer, Session, SessionEnd, Start};
 use crate::{EXIT_DENIED, EXIT_INTERRUPTED, EXIT_TEMPFAIL, EXIT_USAGE};
 use serde_json::{Map, Value};
@@ -17,6 +18,7 @@ use signoff_core::wire::{OutcomeBody, RequestView, SubmitRequest};
 use signoff_core::{ActionRequest, Digest, PrincipalRef};
 use std::future::Future;
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -41,6 +43,9 @@ pub struct ExecSpec {
     pub request_id: Option<String>,
     /// The command and its arguments.
     pub command: Vec<String>,
+    /// Variables passed to the command besides [`crate::binding::BASE_ENV`]
+    /// (`--pass-env`); their values are bound and shown to reviewers.
+    pub pass_env: Vec<String>,
 }
 
 /// How the gate ended: the exit status to use and the line for stderr.
@@ -74,34 +79,44 @@ pub fn shell_join(argv: &[String]) -> String {
 }
 
 impl ExecSpec {
-    fn context_with_command(&self) -> Result<Map<String, Value>, String> {
-        if self.context.contains_key("command") {
-            return Err("context key `command` is set by the exec gate; do not pass it".into());
+    fn context_with_command(&self, binding: &Binding) -> Result<Map<String, Value>, String> {
+        for key in ["command", "exec"] {
+            if self.context.contains_key(key) {
+                return Err(format!(
+                    "context key `{key}` is set by the exec gate; do not pass it"
+                ));
+            }
         }
         let mut ctx = self.context.clone();
         ctx.insert("command".into(), Value::String(shell_join(&self.command)));
+        ctx.insert("exec".into(), binding.to_context());
         Ok(ctx)
     }
 
-    fn submit_body(&self) -> Result<SubmitRequest, String> {
+    /// What this command would run now, here.
+    fn bind(&self) -> Result<Binding, String> {
+        Binding::take(&self.command, &self.pass_env)
+    }
+
+    fn submit_body(&self, binding: &Binding) -> Result<SubmitRequest, String> {
         Ok(SubmitRequest {
             action: self.action.clone(),
             resource: self.resource.clone(),
             environment: self.environment.clone(),
-            context: self.context_with_command()?,
+            context: self.context_with_command(binding)?,
             justification: self.justification.clone(),
             on_behalf_of: self.on_behalf_of.clone(),
             gate: Some("exec".into()),
         })
     }
 
-    /// The digest of what this gate is about to run, for `principal`.
-    fn local_digest(&self, principal: PrincipalRef) -> Result<Digest, String> {
+    /// The digest of running this command with `binding`, for `principal`.
+    fn local_digest(&self, principal: PrincipalRef, binding: &Binding) -> Result<Digest, String> {
         let action = ActionRequest {
             action: self.action.clone(),
             resource: self.resource.clone(),
             environment: self.environment.clone(),
-            context: self.context_with_command()?,
+            context: self.context_with_command(binding)?,
             justification: self.justification.clone(),
             principal,
             on_behalf_of: self.on_behalf_of.clone(),
@@ -135,16 +150,43 @@ pub async fn run(
     if spec.command.is_empty() {
         return end(EXIT_USAGE, "no command given after `--`".into(), None);
     }
-    let start = match (&spec.request_id, spec.submit_body()) {
+    let submitted = match spec.bind() {
+        Ok(b) => b,
+        Err(e) => return end(EXIT_USAGE, format!("not running the command: {e}"), None),
+    };
+    let start = match (&spec.request_id, spec.submit_body(&submitted)) {
         (_, Err(e)) => return end(EXIT_USAGE, e, None),
         (Some(id), Ok(_)) => Start::Resume { id: id.clone() },
         (None, Ok(body)) => Start::submit(body),
     };
     let session = Session::new(client).give_up_after(spec.wait);
-    let finished = session
-        .run(start, Command { spec }, observer, interrupt)
-        .await;
-    exec_end(finished)
+    let command = Command {
+        spec,
+        bound: Mutex::new(None),
+    };
+    let finished = session.run(start, command, observer, interrupt).await;
+    let refused = matches!(finished, SessionEnd::ClaimRefused { .. });
+    let mut ended = exec_end(finished);
+    if let (true, Some(id)) = (refused, ended.request_id.clone()) {
+        // say what changed since the request was submitted, if anything did:
+        // the binding it recorded against what the gate would run now
+        if let (Ok(view), Ok(now)) = (client.get_request(&id).await, spec.bind()) {
+            let changed = view
+                .request
+                .context
+                .get("exec")
+                .map(|approved| now.differences_from(approved))
+                .unwrap_or_default();
+            if !changed.is_empty() {
+                ended.message = format!(
+                    "{}; since the request was submitted: {}",
+                    ended.message,
+                    changed.join("; ")
+                );
+            }
+        }
+    }
+    ended
 }
 
 /// Maps how the session ended to the exit statuses of `signoff exec`
@@ -244,25 +286,65 @@ pub struct Ran {
 /// The command, as the session's action.
 struct Command<'a> {
     spec: &'a ExecSpec,
+    /// The binding the last digest was computed from: the claim presents
+    /// that digest, so exactly this is what runs.
+    bound: Mutex<Option<Binding>>,
 }
 
 impl GateAction for Command<'_> {
     type Output = Ran;
 
     fn digest(&self, principal: &PrincipalRef) -> Result<Digest, String> {
-        self.spec.local_digest(principal.clone())
+        let binding = self.spec.bind()?;
+        let digest = self.spec.local_digest(principal.clone(), &binding)?;
+        *self.bound.lock().unwrap_or_else(|p| p.into_inner()) = Some(binding);
+        Ok(digest)
     }
 
     async fn run(self, claimed: &RequestView) -> Execution<Ran> {
-        execute(self.spec, &claimed.id).await
+        let bound = self.bound.into_inner().unwrap_or_else(|p| p.into_inner());
+        match bound {
+            Some(binding) => execute(self.spec, &binding, &claimed.id).await,
+            // the session computes a digest before every claim
+            None => not_started(
+                &claimed.id,
+                EXIT_TEMPFAIL,
+                "the gate lost what it bound; not running it".into(),
+            ),
+        }
     }
 }
 
-/// Runs the claimed command, streaming its output while hashing stdout.
-async fn execute(spec: &ExecSpec, id: &str) -> Execution<Ran> {
+/// The execution of a command that did not start.
+fn not_started(id: &str, code: i32, summary: String) -> Execution<Ran> {
+    Execution {
+        outcome: OutcomeBody {
+            exit_code: Some(code),
+            signal: None,
+            duration_ms: 0,
+            output_sha256: None,
+            summary: Some(summary.clone()),
+        },
+        output: Ran {
+            code,
+            message: format!("{summary} (request {id})"),
+        },
+    }
+}
+
+/// Runs the claimed command as bound: the resolved executable (keeping the
+/// `argv[0]` the user typed), in the bound directory, with only the bound
+/// environment; streams its output while hashing stdout.
+async fn execute(spec: &ExecSpec, binding: &Binding, id: &str) -> Execution<Ran> {
     let started = Instant::now();
-    let child = tokio::process::Command::new(&spec.command[0])
+    let mut command = tokio::process::Command::new(&binding.executable);
+    #[cfg(unix)]
+    command.arg0(&spec.command[0]);
+    let child = command
         .args(&spec.command[1..])
+        .current_dir(&binding.cwd)
+        .env_clear()
+        .envs(binding.child_env().iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -276,19 +358,7 @@ async fn execute(spec: &ExecSpec, id: &str) -> Execution<Ran> {
                 126
             };
             let summary = format!("could not start `{}`: {e}", spec.command[0]);
-            return Execution {
-                outcome: OutcomeBody {
-                    exit_code: Some(code),
-                    signal: None,
-                    duration_ms: 0,
-                    output_sha256: None,
-                    summary: Some(summary.clone()),
-                },
-                output: Ran {
-                    code,
-                    message: format!("{summary} (request {id})"),
-                },
-            };
+            return not_started(id, code, summary);
         }
     };
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -426,14 +496,17 @@ mod tests {
             wait: None,
             request_id: None,
             command: vec!["echo".into(), "a".into()],
+            pass_env: vec![],
         };
         let p: signoff_core::PrincipalRef = "agent:bot".parse().unwrap();
-        let a = spec.local_digest(p.clone()).unwrap();
+        let a = spec.local_digest(p.clone(), &spec.bind().unwrap()).unwrap();
         spec.command[1] = "b".into();
-        assert_ne!(a, spec.local_digest(p).unwrap());
-        spec.context
-            .insert("command".into(), Value::String("x".into()));
-        assert!(spec.submit_body().is_err());
+        assert_ne!(a, spec.local_digest(p, &spec.bind().unwrap()).unwrap());
+        for key in ["command", "exec"] {
+            let mut bad = spec.clone();
+            bad.context.insert(key.into(), Value::String("x".into()));
+            assert!(bad.submit_body(&spec.bind().unwrap()).is_err(), "{key}");
+        }
     }
 
     #[test]

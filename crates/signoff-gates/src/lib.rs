@@ -11,6 +11,7 @@
 //! [`session::SessionEnd`] to its protocol's answer; [`exec`] is the
 //! reference.
 
+pub mod binding;
 pub mod exec;
 pub mod session;
 

@@ -69,8 +69,9 @@ pub struct Execution<T> {
 }
 
 /// The action a gate guards. The session calls [`GateAction::digest`] once
-/// the gateway has said who the principal is, and [`GateAction::run`] at most
-/// once, only after a successful claim.
+/// the gateway has said who the principal is and again right before each
+/// claim (what the gate would run may have changed while it waited), and
+/// [`GateAction::run`] at most once, only after a successful claim.
 pub trait GateAction: Send {
     /// What the gate keeps from running the action.
     type Output: Send;
@@ -347,22 +348,19 @@ impl<'c> Session<'c> {
         if interrupted {
             return self.interrupted(&view).await;
         }
-        let digest = match action.digest(&view.request.principal) {
-            Ok(d) => d,
-            Err(message) => {
-                // a request this gate can never run must not wait for reviewers
-                if resuming.is_none() && is_open(view.status) {
-                    let _ = self
-                        .client
-                        .cancel(&id, Some(format!("the gate cannot run it: {message}")))
-                        .await;
-                }
-                return SessionEnd::Usage {
-                    id: Some(id),
-                    message,
-                };
+        if let Err(message) = action.digest(&view.request.principal) {
+            // a request this gate can never run must not wait for reviewers
+            if resuming.is_none() && is_open(view.status) {
+                let _ = self
+                    .client
+                    .cancel(&id, Some(format!("the gate cannot run it: {message}")))
+                    .await;
             }
-        };
+            return SessionEnd::Usage {
+                id: Some(id),
+                message,
+            };
+        }
         observer.on_progress(&Progress::Submitted(view.clone()));
 
         let give_up = self.give_up_after.map(|w| started + w);
@@ -417,44 +415,58 @@ impl<'c> Session<'c> {
                         }
                     }
                 }
-                RequestStatus::Approved => match self.client.claim(&id, &digest).await {
-                    Ok(claimed) => {
-                        observer.on_progress(&Progress::Claimed(claimed.clone()));
-                        let Execution { outcome, output } = action.run(&claimed).await;
-                        let report_error = self.client.outcome(&id, &outcome).await.err();
-                        return SessionEnd::Ran {
-                            id,
-                            output,
-                            outcome,
-                            report_error,
-                        };
-                    }
-                    Err(e) if e.problem_slug() == Some("needs-approval") => {
-                        // the re-checked policy wants more approvals: the
-                        // request is pending again, so wait again
-                        view = match self.client.get_request(&id).await {
-                            Ok(v) => v,
-                            Err(error) => {
-                                return SessionEnd::Unavailable {
-                                    id: Some(id),
-                                    error,
-                                }
+                RequestStatus::Approved => {
+                    // taken again now: a gate binds what it will really run
+                    // (files, executables), which may have changed while it
+                    // waited; a different digest makes the gateway refuse
+                    let digest = match action.digest(&view.request.principal) {
+                        Ok(d) => d,
+                        Err(message) => {
+                            return SessionEnd::Usage {
+                                id: Some(id),
+                                message,
                             }
-                        };
-                        if view.status == RequestStatus::Pending {
-                            observer.on_progress(&Progress::NeedsMoreApprovals(view.clone()));
                         }
-                    }
-                    // a lost answer to a claim that went through cannot be
-                    // retried (a second claim is refused), so fail closed now
-                    Err(error) if error.is_transient() || error.is_server_error() => {
-                        return SessionEnd::Unavailable {
-                            id: Some(id),
-                            error,
+                    };
+                    match self.client.claim(&id, &digest).await {
+                        Ok(claimed) => {
+                            observer.on_progress(&Progress::Claimed(claimed.clone()));
+                            let Execution { outcome, output } = action.run(&claimed).await;
+                            let report_error = self.client.outcome(&id, &outcome).await.err();
+                            return SessionEnd::Ran {
+                                id,
+                                output,
+                                outcome,
+                                report_error,
+                            };
                         }
+                        Err(e) if e.problem_slug() == Some("needs-approval") => {
+                            // the re-checked policy wants more approvals: the
+                            // request is pending again, so wait again
+                            view = match self.client.get_request(&id).await {
+                                Ok(v) => v,
+                                Err(error) => {
+                                    return SessionEnd::Unavailable {
+                                        id: Some(id),
+                                        error,
+                                    }
+                                }
+                            };
+                            if view.status == RequestStatus::Pending {
+                                observer.on_progress(&Progress::NeedsMoreApprovals(view.clone()));
+                            }
+                        }
+                        // a lost answer to a claim that went through cannot be
+                        // retried (a second claim is refused), so fail closed now
+                        Err(error) if error.is_transient() || error.is_server_error() => {
+                            return SessionEnd::Unavailable {
+                                id: Some(id),
+                                error,
+                            }
+                        }
+                        Err(error) => return SessionEnd::ClaimRefused { id, error },
                     }
-                    Err(error) => return SessionEnd::ClaimRefused { id, error },
-                },
+                }
                 RequestStatus::Denied | RequestStatus::Cancelled => {
                     return SessionEnd::Denied {
                         status: view.status,

@@ -659,6 +659,17 @@ impl Gateway {
         Bg::spawn(cmd, format!("{what}   [as {who}]")).finish(Duration::from_secs(60))
     }
 
+    /// [`Gateway::cli_as`] with extra environment variables.
+    pub fn cli_as_with_env<I, S>(&self, who: &str, args: I, env: &[(&str, &str)]) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let (mut cmd, what) = self.cli_command(Some(&self.token(who)), args);
+        cmd.envs(env.iter().copied());
+        Bg::spawn(cmd, format!("{what}   [as {who}]")).finish(Duration::from_secs(60))
+    }
+
     /// Starts `signoff ARGS…` as `who` in the background.
     pub fn spawn_as<I, S>(&self, who: &str, args: I) -> Bg
     where
