@@ -566,13 +566,40 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
     ))
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "text exposition format")))]
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics. With `metrics_token` configured, only a bearer of that token may read them.
+#[utoipa::path(get, path = "/metrics", security((), ("bearer" = [])), responses((status = 200, description = "text exposition format"), (status = 401, body = Problem)))]
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.options.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(presented.as_bytes(), expected.as_bytes()) {
+            return (
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "Authentication required",
+                    "/metrics needs the configured metrics token as `Authorization: Bearer TOKEN`",
+                ),
+            )
+                .into_response();
+        }
+    }
     let by_status = state.engine.status_counts().await.unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&by_status),
+        state
+            .metrics
+            .render(&by_status, state.engine.hidden_request_probes()),
     )
         .into_response()
+}
+
+/// Compares two secrets in time independent of where they differ (the
+/// length may show; the token's content must not).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
