@@ -467,7 +467,7 @@ mod tests {
                 "decision": "approval_required",
                 "policy_ids": ["prod-export-two-sre"],
                 "policy_set_hash": "abc",
-                "requirement": "sre:2",
+                "requirement": [{"group": "sre", "count": 2}],
                 "ttl_seconds": 1800,
                 "reasons": ["customer data leaves production"],
                 "errors": []

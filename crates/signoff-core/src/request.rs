@@ -483,6 +483,8 @@ impl RequestRecord {
         };
         let status_reason =
             (verdict.decision == Decision::Deny).then(|| verdict.reasons.join("; "));
+        // only an agent's creator is tied to it (a user's account creator is not)
+        let is_agent = action.principal.kind == PrincipalKind::Agent;
         let record = RequestRecord {
             id,
             digest: action.digest(),
@@ -490,8 +492,7 @@ impl RequestRecord {
             gate,
             claimed_gate,
             principal_owner,
-            principal_created_by: principal_created_by
-                .filter(|_| action.principal.kind == PrincipalKind::Agent),
+            principal_created_by: principal_created_by.filter(|_| is_agent),
             verdict,
             status,
             status_reason,
