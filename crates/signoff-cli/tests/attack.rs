@@ -119,11 +119,11 @@ fn input_limits_at_and_over_each_edge(b: Backend) {
 
     // context depth: the context object is level 1; 32 levels accepted
     let mut body = base("deep");
-    body["context"] = json!({ "k": nested(30) });
+    body["context"] = json!({ "k": nested(31) });
     let deep = gw.submit("bot", body);
     assert_readable(&gw, &id_of(&deep));
     let mut body = base("deeper");
-    body["context"] = json!({ "k": nested(31) });
+    body["context"] = json!({ "k": nested(32) });
     assert_limit(gw.post_as("bot", "/v1/requests", body), "context", "32");
     // the depth of the original attack, now refused up front
     let mut body = base("deepest");
@@ -591,9 +591,9 @@ fn show_and_ls_cannot_be_forged() {
         lines[0].starts_with("action") && lines[0].contains("test.export on customers"),
         "the action must come first: {out}"
     );
-    // `command` is only the gate's own line for the exec gate; through the
-    // API it is just another claim, shown escaped among the requester's
-    assert!(!lines[1].starts_with("command"), "{out}");
+    // bot's credential is bound to the exec gate: the command it binds is
+    // shown second, escaped (and again among the requester's claims)
+    assert_eq!(lines[1], "command        rm -rf /\\e[8m", "{out}");
     assert!(
         out.lines()
             .any(|l| l.starts_with("  context.command ") && l.ends_with("| rm -rf /\\e[8m")),
