@@ -1,7 +1,7 @@
 //! Human-readable output: tables, request details and the waiting spinner.
 
-use signoff_core::wire::RequestView;
 use signoff_core::display::{cell, one_line, text_lines};
+use signoff_core::wire::RequestView;
 use signoff_core::{Principal, RequestStatus, Requirement, Review, ReviewDecision};
 use signoff_gates::session::{Observer, Progress};
 use std::io::IsTerminal;
@@ -494,7 +494,10 @@ mod tests {
     #[test]
     fn show_escapes_and_marks_requester_text() {
         let text = request_detail(&hostile());
-        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
         assert!(!text.contains('\u{202e}'));
         insta::assert_snapshot!(text);
     }

@@ -67,7 +67,10 @@ pub async fn exec(args: ExecArgs) -> Result<i32> {
     let client = match client(&args.remote) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("signoff: not running the command: {}", signoff_core::display::one_line(&e.to_string()));
+            eprintln!(
+                "signoff: not running the command: {}",
+                signoff_core::display::one_line(&e.to_string())
+            );
             return Ok(EXIT_TEMPFAIL);
         }
     };

@@ -171,7 +171,11 @@ fn input_limits_at_and_over_each_edge(b: Backend) {
     }
     let mut body = base("chars");
     body["context"] = json!({"k\u{0}": 1});
-    assert_limit(gw.post_as("bot", "/v1/requests", body), "context key", "NUL");
+    assert_limit(
+        gw.post_as("bot", "/v1/requests", body),
+        "context key",
+        "NUL",
+    );
     let mut body = base("chars");
     body["context"] = json!({"k": ["x\u{0}"]});
     assert_limit(gw.post_as("bot", "/v1/requests", body), "context.k", "NUL");
@@ -194,7 +198,8 @@ fn input_limits_at_and_over_each_edge(b: Backend) {
     let id = id_of(&deep);
     let reason = format!("{}\n{}", "a".repeat(2000), "b".repeat(2095));
     assert_eq!(reason.len(), 4096);
-    gw.review("alice", &id, "approve", Some(&reason)).expect(200);
+    gw.review("alice", &id, "approve", Some(&reason))
+        .expect(200);
     assert_limit(
         gw.review("bob", &id, "approve", Some(&"b".repeat(4097))),
         "reason",
@@ -258,9 +263,14 @@ fn input_limits_at_and_over_each_edge(b: Backend) {
     assert_readable(&gw, &aid);
 
     // ids and filters the database could not even take answer as such
-    gw.get_as("bot", "/v1/requests/bad%00id").assert_problem(404);
-    gw.post_as("alice", "/v1/requests/bad%00id/reviews", json!({"decision": "approve"}))
+    gw.get_as("bot", "/v1/requests/bad%00id")
         .assert_problem(404);
+    gw.post_as(
+        "alice",
+        "/v1/requests/bad%00id/reviews",
+        json!({"decision": "approve"}),
+    )
+    .assert_problem(404);
     gw.get_as("audrey", "/v1/requests?action=x%00y")
         .assert_problem(400);
     gw.get_as("audrey", "/v1/requests?principal=agent:b%00t")
@@ -274,7 +284,15 @@ fn input_limits_at_and_over_each_edge(b: Backend) {
     let since = "2000-01-01T00:00:00Z";
     let until = "2100-01-01T00:00:00Z";
     let out = gw.cli([
-        "audit", "report", "--since", since, "--until", until, "--format", "json", "--config",
+        "audit",
+        "report",
+        "--since",
+        since,
+        "--until",
+        until,
+        "--format",
+        "json",
+        "--config",
         &plain(&gw.config),
     ]);
     assert!(out.code == 0 || out.code == 1, "{out}");
@@ -309,7 +327,9 @@ fn unreadable_request_does_not_starve_expiry(b: Backend) {
     // each has a 2 s deadline; the sweeper wakes at it (not a poller)
     for id in &ids {
         let expired = poll(Duration::from_secs(8), Duration::from_millis(100), || {
-            let r = gw.get_as("audrey", &format!("/v1/requests/{id}")).expect(200);
+            let r = gw
+                .get_as("audrey", &format!("/v1/requests/{id}"))
+                .expect(200);
             (r["status"] == "expired").then_some(())
         });
         assert!(
@@ -324,7 +344,9 @@ fn unreadable_request_does_not_starve_expiry(b: Backend) {
         started.elapsed()
     );
     let ready = gw.get_as("audrey", "/readyz").expect(200);
-    let detail = ready["components"]["expiry"]["detail"].as_str().unwrap_or_default();
+    let detail = ready["components"]["expiry"]["detail"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         detail.contains("parked") && detail.contains(broken),
         "readyz must say what is parked: {ready}"
@@ -468,7 +490,9 @@ fn creator_of_an_agent_cannot_approve_it(b: Backend) {
     );
     // the owner she named is tied too, and so is anyone she provisioned
     gw.review("bob", &id, "approve", None).assert_problem(403);
-    let p = gw.review("helper9", &id, "approve", None).assert_problem(403);
+    let p = gw
+        .review("helper9", &id, "approve", None)
+        .assert_problem(403);
     assert!(
         p["detail"]
             .as_str()
@@ -508,7 +532,11 @@ fn other_principals_ids_answer_like_unknown_ones(b: Backend) {
     let calls: Vec<(&str, &str, Body)> = vec![
         ("GET", "", Body::Empty),
         ("GET", "/wait?timeout=0", Body::Empty),
-        ("POST", "/reviews", Body::Json(json!({"decision": "approve"}))),
+        (
+            "POST",
+            "/reviews",
+            Body::Json(json!({"decision": "approve"})),
+        ),
         ("POST", "/cancel", Body::Json(json!({}))),
         (
             "POST",
@@ -556,13 +584,16 @@ fn other_principals_ids_answer_like_unknown_ones(b: Backend) {
         events_before,
         "probes must not write audit events"
     );
-    let metrics = gw.http("GET", "/metrics", None, Body::Empty, &[]).expect_text(200);
+    let metrics = gw
+        .http("GET", "/metrics", None, Body::Empty, &[])
+        .expect_text(200);
     assert!(
         metrics.contains("signoff_hidden_request_probes_total 6"),
         "{metrics}"
     );
     // its own request: an agent's attempt to review is still recorded
-    gw.review("bot", &theirs, "approve", None).assert_problem(403);
+    gw.review("bot", &theirs, "approve", None)
+        .assert_problem(403);
     assert_eq!(gw.events().len(), events_before + 1);
 }
 
@@ -581,7 +612,8 @@ fn show_and_ls_cannot_be_forged() {
         }),
     );
     let id = id_of(&r);
-    gw.review("alice", &id, "approve", Some("Looks Fine, Ask Alice")).expect(200);
+    gw.review("alice", &id, "approve", Some("Looks Fine, Ask Alice"))
+        .expect(200);
     let show = gw.cli_as("audrey", ["show", &id]);
     assert_eq!(show.code, 0, "{show}");
     let out = &show.stdout;
@@ -607,7 +639,10 @@ fn show_and_ls_cannot_be_forged() {
         );
     }
     assert!(out.contains("from requester"), "{out}");
-    assert!(out.contains("| verdict       allow (no approval needed)"), "{out}");
+    assert!(
+        out.contains("| verdict       allow (no approval needed)"),
+        "{out}"
+    );
     assert!(out.contains("\\e[8mhidden\\e[0m\\rstatus"), "{out}");
     // the reviewer's words as written
     assert!(out.contains(": Looks Fine, Ask Alice"), "{out}");
@@ -661,13 +696,18 @@ fn secret_files_are_private_and_refused_otherwise() {
 
 fn metrics_can_require_a_token() {
     let mut gw = Gateway::start(Backend::Sqlite);
-    gw.http("GET", "/metrics", None, Body::Empty, &[]).expect_text(200);
+    gw.http("GET", "/metrics", None, Body::Empty, &[])
+        .expect_text(200);
     let token = "metrics-secret-0123456789";
     let mut config = std::fs::read_to_string(&gw.config).unwrap();
     config.push_str(&format!("metrics_token = \"{token}\"\n"));
     std::fs::write(&gw.config, config).unwrap();
     gw.restart();
-    for presented in [None, Some("wrong-token-0123456789"), Some(&gw.token("root")[..])] {
+    for presented in [
+        None,
+        Some("wrong-token-0123456789"),
+        Some(&gw.token("root")[..]),
+    ] {
         gw.http("GET", "/metrics", presented, Body::Empty, &[])
             .assert_problem(401);
     }

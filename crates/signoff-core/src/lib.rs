@@ -27,7 +27,7 @@ pub use principal::{
 pub use query::RequestFilter;
 pub use quorum::{GroupQuorum, Requirement, RequirementError};
 pub use request::{
-    ClaimRefusal, Deadlines, Outcome, Provenance, Provisioned, RequestRecord, RequestStatus, Review, ReviewDecision,
-    ReviewRefusal, Reviewer, SelfRelation, Submission, TransitionRefusal,
+    ClaimRefusal, Deadlines, Outcome, Provenance, Provisioned, RequestRecord, RequestStatus,
+    Review, ReviewDecision, ReviewRefusal, Reviewer, SelfRelation, Submission, TransitionRefusal,
 };
 pub use verdict::{Decision, Verdict};

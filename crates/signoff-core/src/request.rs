@@ -183,7 +183,10 @@ impl Provenance {
     /// `groups` (memberships are granted when a principal is created).
     pub fn new(account: Option<String>, credential: Option<String>, groups: &[String]) -> Self {
         Provenance {
-            memberships: groups.iter().map(|g| (g.clone(), account.clone())).collect(),
+            memberships: groups
+                .iter()
+                .map(|g| (g.clone(), account.clone()))
+                .collect(),
             account,
             credential,
         }

@@ -83,8 +83,11 @@ impl Parked {
     pub(crate) fn first_error(&self) -> Option<String> {
         let mut ids: Vec<&String> = self.entries.keys().collect();
         ids.sort();
-        ids.first()
-            .and_then(|id| self.entries.get(*id).map(|e| format!("request {id}: {}", e.error)))
+        ids.first().and_then(|id| {
+            self.entries
+                .get(*id)
+                .map(|e| format!("request {id}: {}", e.error))
+        })
     }
 
     /// One line for `/readyz`.
@@ -103,9 +106,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let secs: Vec<u64> = (1..=10)
-            .map(|f| backoff(f, MAX_PARK).as_secs())
-            .collect();
+        let secs: Vec<u64> = (1..=10).map(|f| backoff(f, MAX_PARK).as_secs()).collect();
         assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
         assert_eq!(backoff(u32::MAX, MAX_SWEEP_BACKOFF), MAX_SWEEP_BACKOFF);
     }

@@ -409,7 +409,8 @@ impl Engine {
     /// How many times a caller asked about a request it may not see (an
     /// agent naming another principal's request id), answered as unknown.
     pub fn hidden_request_probes(&self) -> u64 {
-        self.hidden_probes.load(std::sync::atomic::Ordering::Relaxed)
+        self.hidden_probes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests matching `filter`; agents and non-readers see only their own.
@@ -805,7 +806,10 @@ impl Engine {
                 Ok(sweep) => {
                     failures = 0;
                     if sweep.expired > 0 {
-                        tracing::info!(expired = sweep.expired, "expired requests past their deadline");
+                        tracing::info!(
+                            expired = sweep.expired,
+                            "expired requests past their deadline"
+                        );
                     }
                     let mut detail = format!("{} expired last sweep", sweep.expired);
                     if let Some(summary) = parked.summary() {
@@ -818,8 +822,10 @@ impl Engine {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let delay = expiry::backoff(failures, expiry::MAX_SWEEP_BACKOFF);
-                    self.health
-                        .failing("expiry", format!("sweep failed: {e}; retrying in {delay:?}"));
+                    self.health.failing(
+                        "expiry",
+                        format!("sweep failed: {e}; retrying in {delay:?}"),
+                    );
                     delay
                 }
             };

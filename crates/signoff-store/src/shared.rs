@@ -187,10 +187,7 @@ macro_rules! shared_impl {
                             .await
                             .map_err(|e| c::insert_principal_err(e, &principal.name))?;
                         $crate::shared::insert_credential!(
-                            &mut *self,
-                            credential,
-                            token_hash,
-                            created_by
+                            &mut *self, credential, token_hash, created_by
                         );
                     }
                     Change::InsertCredential {
@@ -199,10 +196,7 @@ macro_rules! shared_impl {
                         created_by,
                     } => {
                         $crate::shared::insert_credential!(
-                            &mut *self,
-                            credential,
-                            token_hash,
-                            created_by
+                            &mut *self, credential, token_hash, created_by
                         );
                     }
                     Change::RevokeCredential { id, at } => {

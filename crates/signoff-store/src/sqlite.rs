@@ -215,7 +215,7 @@ mod tests {
                 gate: None,
                 claimed_gate: None,
                 principal_owner: None,
-            principal_created_by: None,
+                principal_created_by: None,
                 verdict,
                 idempotency_key: key.map(Into::into),
             },

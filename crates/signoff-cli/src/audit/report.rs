@@ -1032,9 +1032,9 @@ mod tests {
         }
         report.counts.approvals_provisioned_by_party = 0;
         let creators: HashMap<String, String> = [
-            ("alice", "user:olga"),   // the agent's owner made alice
-            ("bob", "console"),       // the operator made bob
-            ("etl-bot", "user:bob"),  // bob made the agent
+            ("alice", "user:olga"),  // the agent's owner made alice
+            ("bob", "console"),      // the operator made bob
+            ("etl-bot", "user:bob"), // bob made the agent
         ]
         .into_iter()
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
@@ -1052,10 +1052,14 @@ mod tests {
         let mut clean = sample();
         clean.requests[0].approvals_provisioned_by_party.clear();
         let mut counts = Counts::default();
-        let none: HashMap<String, String> =
-            [("alice".to_owned(), "user:root".to_owned())].into_iter().collect();
+        let none: HashMap<String, String> = [("alice".to_owned(), "user:root".to_owned())]
+            .into_iter()
+            .collect();
         mark_provisioned_approvals(&mut clean.requests, &mut counts, &none);
-        assert!(clean.requests.iter().all(|r| r.approvals_provisioned_by_party.is_empty()));
+        assert!(clean
+            .requests
+            .iter()
+            .all(|r| r.approvals_provisioned_by_party.is_empty()));
         assert_eq!(counts.approvals_provisioned_by_party, 0);
     }
 

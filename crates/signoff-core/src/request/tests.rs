@@ -526,7 +526,10 @@ fn the_creator_of_an_agent_is_tied_like_its_owner() {
     let (refusal, _) = approve(&mut r, &provisioned("h4", &["sre"], "user:dave", "")).unwrap_err();
     assert!(matches!(
         refusal,
-        ReviewRefusal::ProvisionedByParty { relation: SelfRelation::AgentCreator, .. }
+        ReviewRefusal::ProvisionedByParty {
+            relation: SelfRelation::AgentCreator,
+            ..
+        }
     ));
     // the console operator is nobody's party
     assert!(approve(&mut r, &provisioned("h5", &["sre"], "console", "console")).is_ok());
