@@ -437,21 +437,58 @@ fn admin_cannot_mint_reviewers_for_her_agent(b: Backend) {
     let other = id_of(&gw.submit("bot2", base("customers")));
     gw.review("helper1", &other, "approve", None).expect(200);
 
-    // the offline report lists every approval in the period and flags
-    // none of these (all refused), and still passes
-    let out = gw.cli([
-        "audit",
-        "report",
-        "--since",
-        "2000-01-01T00:00:00Z",
-        "--until",
-        "2100-01-01T00:00:00Z",
-        "--format",
-        "json",
-        "--config",
-        &plain(&gw.config),
-    ]);
+    // the offline report: the refused attempts are exceptions, no
+    // approval that counted is flagged
+    let report = |gw: &Gateway| {
+        gw.cli([
+            "audit",
+            "report",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--until",
+            "2100-01-01T00:00:00Z",
+            "--format",
+            "json",
+            "--config",
+            &plain(&gw.config),
+        ])
+    };
+    let out = report(&gw);
     assert_eq!(out.code, 0, "{out}");
+    let json: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["counts"]["approvals_provisioned_by_party"], 0);
+    let row = json["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["request_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["refused_self_approvals"], 3, "{row}");
+    // an approval given before the rule (here: alice's account turns out to
+    // have been created by carol) is listed, and the report fails
+    gw.sql_ok("UPDATE principals SET created_by = 'user:carol' WHERE name = 'alice'");
+    let out = report(&gw);
+    assert_eq!(out.code, 1, "{out}");
+    let json: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["counts"]["approvals_provisioned_by_party"], 1, "{out}");
+    let row = json["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["request_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        row["approvals_provisioned_by_party"],
+        json!(["alice (account created by user:carol, who owns the requesting agent)"]),
+        "{row}"
+    );
+    assert!(
+        out.stderr
+            .contains("approved by a reviewer a party to it provisioned: alice"),
+        "{out}"
+    );
 }
 
 /// Carol creates agent `carol-shadow` owned by bob and approves its
