@@ -120,7 +120,7 @@ fn view(r: &signoff_core::RequestRecord) -> Json<RequestView> {
 #[utoipa::path(post, path = "/v1/requests", request_body = SubmitRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same request")),
     responses((status = 201, body = RequestView, description = "Created"), (status = 200, body = RequestView, description = "Replayed by idempotency key"),
-        (status = 422, body = Problem), (status = 401, body = Problem), (status = 503, body = Problem)))]
+        (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 422, body = Problem), (status = 401, body = Problem), (status = 503, body = Problem)))]
 async fn submit(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -250,7 +250,7 @@ async fn wait(
 
 /// Approve or deny. Separation of duties: the requester, the on-behalf-of human and the agent's owner can never review; refused attempts are recorded.
 #[utoipa::path(post, path = "/v1/requests/{id}/reviews", request_body = ReviewBody,
-    responses((status = 200, body = RequestView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn review(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -274,7 +274,7 @@ async fn review(
 }
 
 /// Withdraw a pending or approved request (requester or admin).
-#[utoipa::path(post, path = "/v1/requests/{id}/cancel", request_body = CancelBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", request_body = CancelBody, responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn cancel(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -292,7 +292,7 @@ async fn cancel(
 }
 
 /// Claim the approval right before running the action. The digest must match the approved action; the policy is re-checked; a claim succeeds once.
-#[utoipa::path(post, path = "/v1/requests/{id}/claim", request_body = ClaimBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/claim", request_body = ClaimBody, responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn claim(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -309,7 +309,7 @@ async fn claim(
 }
 
 /// Report what happened when the claimed action ran.
-#[utoipa::path(post, path = "/v1/requests/{id}/outcome", request_body = OutcomeBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/outcome", request_body = OutcomeBody, responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn outcome(
     State(state): State<AppState>,
     Caller(caller): Caller,
