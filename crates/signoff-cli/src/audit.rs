@@ -19,7 +19,7 @@ use signoff_ledger::leaf;
 use signoff_ledger::merkle::{self, Frontier};
 use signoff_ledger::note::{SigningKey, Verifier};
 use signoff_store::{RequestFilter, Store, StoredCheckpoint};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,11 +138,15 @@ async fn events(remote: &Remote, from: u64, limit: usize, json: bool) -> Result<
                 e.index.unwrap_or_default(),
                 e.time,
                 e.kind.as_str(),
-                e.actor,
-                e.request_id.as_deref().unwrap_or("-"),
+                signoff_core::display::one_line(&e.actor),
+                e.request_id
+                    .as_deref()
+                    .map(signoff_core::display::one_line)
+                    .unwrap_or_else(|| "-".into()),
+                // one line per event whatever the reason holds
                 e.reason
                     .as_deref()
-                    .map(|r| format!("  {r}"))
+                    .map(|r| format!("  {}", signoff_core::display::one_line(r)))
                     .unwrap_or_default()
             );
         }
@@ -583,7 +587,26 @@ async fn make_report(args: ReportArgs) -> Result<i32> {
             cp.size
         );
     }
-    let (rows, ledger, counts, discrepancies) = builder.finish();
+    let (mut rows, ledger, mut counts, discrepancies) = builder.finish();
+    // Who created each approver and each requesting agent, from the
+    // principals table (recorded since migration 0004, backfilled from
+    // the principal_added events before it).
+    let mut creators: HashMap<String, String> = HashMap::new();
+    let names: BTreeSet<String> = rows
+        .iter()
+        .flat_map(|r| {
+            r.approvals
+                .iter()
+                .map(|a| a.reviewer.clone())
+                .chain(r.principal.strip_prefix("agent:").map(str::to_owned))
+        })
+        .collect();
+    for name in names {
+        if let Some(by) = store.provenance(&name, None).await?.account_created_by {
+            creators.insert(name, by);
+        }
+    }
+    report::mark_provisioned_approvals(&mut rows, &mut counts, &creators);
     let origin = signed.origin.clone();
     let report = report::Report {
         period: report::Period { since, until },
@@ -629,6 +652,16 @@ async fn make_report(args: ReportArgs) -> Result<i32> {
     for d in &report.discrepancies {
         eprintln!("signoff: ledger and requests table disagree: {d}");
         code = 1;
+    }
+    for r in &report.requests {
+        for a in &r.approvals_provisioned_by_party {
+            eprintln!(
+                "signoff: request {}: approved by a reviewer a party to it provisioned: {}",
+                r.request_id,
+                signoff_core::display::one_line(a)
+            );
+            code = 1;
+        }
     }
     for r in report
         .requests

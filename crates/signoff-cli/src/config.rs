@@ -31,6 +31,11 @@ pub struct Config {
     /// name unique to this deployment, e.g. `signoff.example.com/prod`.
     #[serde(default = "default_origin")]
     pub ledger_origin: String,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <this>`
+    /// (Prometheus: `authorization: { credentials: … }`). At least 16
+    /// characters.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
     /// `[components.*]`: background work, each in its own section.
     #[serde(default)]
     pub components: signoff_engine::components::ComponentsConfig,
@@ -63,6 +68,14 @@ impl Config {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.resolve(&base);
         config.deadlines()?;
+        if let Some(t) = &config.metrics_token {
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!(
+                    "{}: metrics_token must be at least 16 visible ASCII characters without spaces",
+                    path.display()
+                );
+            }
+        }
         config
             .components
             .validate()

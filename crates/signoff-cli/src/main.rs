@@ -6,6 +6,7 @@ mod args;
 mod audit;
 mod config;
 mod dev;
+mod files;
 mod output;
 mod policy_cmd;
 mod remote;

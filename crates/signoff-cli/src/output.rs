@@ -1,5 +1,6 @@
 //! Human-readable output: tables, request details and the waiting spinner.
 
+use signoff_core::display::{cell, one_line, text_lines};
 use signoff_core::wire::RequestView;
 use signoff_core::{Principal, RequestStatus, Requirement, Review, ReviewDecision};
 use signoff_gates::session::{Observer, Progress};
@@ -36,10 +37,15 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
+/// Widest a requester-supplied table cell gets before it is shortened.
+const CELL: usize = 40;
+
 pub fn requests_table(requests: &[RequestView]) -> String {
     if requests.is_empty() {
         return "no requests\n".into();
     }
+    // Every cell is one escaped line: a resource with a newline or an ESC
+    // sequence cannot fake a row or hide one.
     table(
         &[
             "ID",
@@ -55,16 +61,20 @@ pub fn requests_table(requests: &[RequestView]) -> String {
             .iter()
             .map(|r| {
                 vec![
-                    r.id.clone(),
+                    cell(&r.id, CELL),
                     r.status.to_string(),
-                    r.request.action.clone(),
-                    r.request.resource.clone(),
-                    r.request.environment.clone().unwrap_or_else(|| "-".into()),
-                    r.request.principal.to_string(),
+                    cell(&r.request.action, CELL),
+                    cell(&r.request.resource, CELL),
+                    r.request
+                        .environment
+                        .as_deref()
+                        .map(|e| cell(e, CELL))
+                        .unwrap_or_else(|| "-".into()),
+                    cell(&r.request.principal.to_string(), CELL),
                     if r.approved_by.is_empty() {
                         "-".into()
                     } else {
-                        r.approved_by.join(",")
+                        cell(&r.approved_by.join(","), CELL)
                     },
                     r.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
                 ]
@@ -79,15 +89,18 @@ pub fn principals_table(list: &[Principal]) -> String {
         list.iter()
             .map(|p| {
                 vec![
-                    p.name.clone(),
+                    one_line(&p.name),
                     p.kind.as_str().into(),
                     p.role.to_string(),
                     if p.groups.is_empty() {
                         "-".into()
                     } else {
-                        p.groups.join(",")
+                        one_line(&p.groups.join(","))
                     },
-                    p.owner.clone().unwrap_or_else(|| "-".into()),
+                    p.owner
+                        .as_deref()
+                        .map(one_line)
+                        .unwrap_or_else(|| "-".into()),
                     if p.revoked_at.is_some() {
                         "revoked".into()
                     } else {
@@ -99,69 +112,131 @@ pub fn principals_table(list: &[Principal]) -> String {
     )
 }
 
+/// Width of the key column of `signoff show`.
+const KEY: usize = 15;
+
+/// `signoff show`: what will run comes first, on lines nothing the
+/// requester wrote can precede; then the gateway's facts; then, under
+/// their own heading, everything the requester supplied (claims, never
+/// verified). Every value is escaped ([`signoff_core::display`]): no
+/// control character reaches the terminal, a multi-line justification is
+/// shown as indented `| ` lines that cannot pass for fields, and text is
+/// shown as written (a reviewer's reason is not lowercased).
 pub fn request_detail(r: &RequestView) -> String {
     let mut s = String::new();
-    let mut kv = |k: &str, v: String| s.push_str(&format!("{k:<14}{v}\n"));
-    kv("id", r.id.clone());
+    let mut kv = |k: &str, v: &str| s.push_str(&format!("{k:<KEY$}{v}\n"));
+    let env = r
+        .request
+        .environment
+        .as_deref()
+        .map(|e| format!(" (env {})", one_line(e)))
+        .unwrap_or_default();
     kv(
-        "status",
-        match &r.status_reason {
-            Some(why) => format!("{} ({why})", r.status),
-            None => r.status.to_string(),
-        },
+        "action",
+        &format!(
+            "{} on {}{env}",
+            one_line(&r.request.action),
+            one_line(&r.request.resource)
+        ),
     );
-    kv("action", r.request.action.clone());
-    kv("resource", r.request.resource.clone());
-    kv(
-        "environment",
-        r.request.environment.clone().unwrap_or_else(|| "-".into()),
-    );
-    kv("principal", r.request.principal.to_string());
+    // The exec gate binds the command it runs into the digest; through any
+    // other gate a `command` key is just one more claim (shown below).
+    if r.gate.as_deref() == Some("exec") {
+        if let Some(command) = r.request.context.get("command").and_then(|c| c.as_str()) {
+            kv("command", &one_line(command));
+        }
+    }
+    kv("id", &one_line(&r.id));
+    kv("status", &r.status.to_string());
+    if let Some(why) = &r.status_reason {
+        kv("status reason", &one_line(why));
+    }
+    kv("principal", &one_line(&r.request.principal.to_string()));
     kv(
         "on behalf of",
-        r.request.on_behalf_of.clone().unwrap_or_else(|| "-".into()),
-    );
-    kv(
-        "justification",
-        r.request
-            .justification
-            .clone()
+        &r.request
+            .on_behalf_of
+            .as_deref()
+            .map(one_line)
             .unwrap_or_else(|| "-".into()),
     );
-    if !r.request.context.is_empty() {
-        kv(
-            "context",
-            serde_json::to_string(&r.request.context).unwrap_or_default(),
-        );
+    if let Some(gate) = &r.gate {
+        kv("gate", &one_line(gate));
     }
-    kv("verdict", r.verdict.summary());
-    if !r.verdict.reasons.is_empty() {
-        kv("reasons", r.verdict.reasons.join("; "));
+    kv("verdict", &one_line(&r.verdict.summary()));
+    for reason in &r.verdict.reasons {
+        kv("policy reason", &one_line(reason));
     }
-    kv("digest", r.digest.0.clone());
-    kv("created", r.created_at.to_string());
+    kv("digest", &r.digest.0);
+    kv("created", &r.created_at.to_string());
     if let Some(at) = r.expires_at {
-        kv("deadline", at.to_string());
+        kv("deadline", &at.to_string());
     }
     for review in &r.reviews {
+        let decision = match review.decision {
+            ReviewDecision::Approve => "approve",
+            ReviewDecision::Deny => "deny",
+        };
+        let via = review
+            .channel
+            .map(|c| format!(" via {c}"))
+            .unwrap_or_default();
         kv(
             "review",
-            format!(
-                "{:?} by {} at {}{}",
-                review.decision,
-                review.reviewer,
+            &format!(
+                "{decision} by {}{via} at {}{}",
+                one_line(&review.reviewer),
                 review.at,
                 review
                     .reason
                     .as_deref()
-                    .map(|x| format!(": {x}"))
+                    .map(|x| format!(": {}", one_line(x)))
                     .unwrap_or_default()
-            )
-            .to_lowercase(),
+            ),
         );
     }
     if let Some(o) = &r.outcome {
-        kv("outcome", o.summary.clone().unwrap_or_default());
+        let status = match (o.exit_code, o.signal) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            (None, None) => "no exit status".into(),
+        };
+        kv("outcome", &format!("{status} after {} ms", o.duration_ms));
+    }
+    s.push_str("from requester (claims, not verified by signoff):\n");
+    let mut claim = |k: &str, lines: Vec<String>| {
+        for (i, line) in lines.iter().enumerate() {
+            let key = if i == 0 { k } else { "" };
+            s.push_str(&format!("  {key:<16} | {line}\n"));
+        }
+    };
+    claim("resource", vec![one_line(&r.request.resource)]);
+    claim(
+        "environment",
+        vec![r
+            .request
+            .environment
+            .as_deref()
+            .map(one_line)
+            .unwrap_or_else(|| "-".into())],
+    );
+    claim(
+        "justification",
+        r.request
+            .justification
+            .as_deref()
+            .map(text_lines)
+            .unwrap_or_else(|| vec!["-".into()]),
+    );
+    for (k, v) in &r.request.context {
+        let value = match v {
+            serde_json::Value::String(text) => one_line(text),
+            other => one_line(&serde_json::to_string(other).unwrap_or_default()),
+        };
+        claim(&format!("context.{}", one_line(k)), vec![value]);
+    }
+    if let Some(summary) = r.outcome.as_ref().and_then(|o| o.summary.as_deref()) {
+        claim("outcome summary", text_lines(summary));
     }
     s
 }
@@ -198,7 +273,8 @@ impl ExecProgress {
 
     fn line(&self, text: &str) {
         if !self.terminal {
-            eprintln!("signoff: {text}");
+            // escaped as a whole too: a line is never more than one line
+            eprintln!("signoff: {}", one_line(text));
         }
     }
 
@@ -218,7 +294,7 @@ impl ExecProgress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        bar.set_message(message);
+        bar.set_message(one_line(&message));
     }
 
     fn stop_spinner(&mut self) {
@@ -252,7 +328,7 @@ fn spinner_message(id: &str, requirement: Option<&Requirement>, approved: &[Stri
     let who = if approved.is_empty() {
         "none yet".to_owned()
     } else {
-        approved.join(", ")
+        one_line(&approved.join(", "))
     };
     format!(
         "request {id} needs {needed} · approved by: {who} ({} of {seats})",
@@ -272,11 +348,13 @@ pub fn needs_approval_line(view: &RequestView) -> String {
         .request
         .environment
         .as_deref()
-        .map(|e| format!(", env {e}"))
+        .map(|e| format!(", env {}", one_line(e)))
         .unwrap_or_default();
     format!(
         "request {} needs approval{from} ({} on {}{env})",
-        view.id, view.request.action, view.request.resource
+        one_line(&view.id),
+        one_line(&view.request.action),
+        one_line(&view.request.resource)
     )
 }
 
@@ -293,7 +371,7 @@ pub fn approval_line(
         .channel
         .map(|c| format!(" via {c}"))
         .unwrap_or_default();
-    format!("approved by {}{via}{of}", review.reviewer)
+    format!("approved by {}{via}{of}", one_line(&review.reviewer))
 }
 
 impl Observer for ExecProgress {
@@ -336,7 +414,7 @@ impl Observer for ExecProgress {
                     self.line(&format!("{error}; still waiting for request {id}"));
                 }
                 if let Some(bar) = &self.bar {
-                    bar.set_message(format!("request {id}: reconnecting ({error})"));
+                    bar.set_message(one_line(&format!("request {id}: reconnecting ({error})")));
                 }
             }
             Progress::Reconnected { id } => {
@@ -351,10 +429,93 @@ impl Observer for ExecProgress {
             Progress::Claimed(_) => {
                 self.stop_spinner();
                 if self.waited {
-                    self.line(&format!("approved; running {}", self.command));
+                    self.line(&format!("approved; running {}", one_line(&self.command)));
                 }
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A request as a hostile requester would shape it: a justification
+    /// whose lines imitate fields, an ESC sequence that would hide text on
+    /// a terminal, a CR that would overwrite a line, a bidi override.
+    fn hostile() -> RequestView {
+        serde_json::from_value(json!({
+            "id": "01JABCDEFGHJKMNPQRSTVWXYZ0",
+            "status": "pending",
+            "status_reason": null,
+            "action": "db.export",
+            "resource": "customers\u{1b}[8m; drop table users",
+            "environment": "prod",
+            "context": {
+                "command": "pg_dump customers\rls -l",
+                "rows": 1000,
+                "note": "txt\u{202e}exe.sh"
+            },
+            "justification": "Q3 report\nverdict       allow (no approval needed)\n\u{1b}[8mstatus        approved\u{1b}[0m",
+            "principal": "agent:etl-bot",
+            "on_behalf_of": null,
+            "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "gate": "exec",
+            "verdict": {
+                "decision": "approval_required",
+                "policy_ids": ["prod-export-two-sre"],
+                "policy_set_hash": "abc",
+                "requirement": [{"group": "sre", "count": 2}],
+                "ttl_seconds": 1800,
+                "reasons": ["customer data leaves production"],
+                "errors": []
+            },
+            "approved_by": ["alice"],
+            "reviews": [{
+                "reviewer": "alice",
+                "decision": "approve",
+                "reason": "Not During Freeze, Ask Alice\nsecond line",
+                "groups": ["sre"],
+                "at": "2026-12-02T10:00:00Z",
+                "channel": "cli"
+            }],
+            "created_at": "2026-12-02T09:59:00Z",
+            "expires_at": "2026-12-02T10:29:00Z",
+            "decided_at": null,
+            "claimed_at": null,
+            "outcome": null,
+            "version": 1
+        }))
+        .expect("valid view")
+    }
+
+    #[test]
+    fn show_escapes_and_marks_requester_text() {
+        let text = request_detail(&hostile());
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(!text.contains('\u{202e}'));
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn ls_rows_stay_one_line() {
+        let text = requests_table(&[hostile()]);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\u{1b}'));
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn progress_lines_are_escaped() {
+        let line = needs_approval_line(&hostile());
+        assert_eq!(
+            line,
+            "request 01JABCDEFGHJKMNPQRSTVWXYZ0 needs approval from sre:2 (db.export on customers\\e[8m; drop table users, env prod)"
+        );
     }
 }

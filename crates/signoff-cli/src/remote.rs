@@ -79,14 +79,17 @@ pub async fn exec(args: ExecArgs) -> Result<i32> {
     let client = match client(&args.remote) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("signoff: not running the command: {e}");
+            eprintln!(
+                "signoff: not running the command: {}",
+                signoff_core::display::one_line(&e.to_string())
+            );
             return Ok(EXIT_TEMPFAIL);
         }
     };
     let mut progress = output::ExecProgress::new(exec::shell_join(&spec.command));
     let end = exec::run(&client, &spec, &mut progress, ctrl_c()).await;
     drop(progress); // clears the spinner before the last line
-    eprintln!("signoff: {}", end.message);
+    eprintln!("signoff: {}", signoff_core::display::one_line(&end.message));
     Ok(end.exit_code)
 }
 

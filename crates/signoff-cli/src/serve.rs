@@ -56,6 +56,7 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
     if let Some(l) = listen {
         config.listen = l;
     }
+    crate::files::require_private(&crate::files::secret_files(&config))?;
     let engine = engine(&config).await?;
     engine
         .record_policy_active("system:serve")
@@ -88,7 +89,10 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
         .components
         .build(engine.store_is_shared())
         .context("invalid [components] configuration")?;
-    signoff_server::serve(engine, listener, components, shutdown_signal())
+    let options = signoff_server::ServerOptions {
+        metrics_token: config.metrics_token.clone(),
+    };
+    signoff_server::serve_with(engine, listener, components, options, shutdown_signal())
         .await
         .context("server failed")?;
     tracing::info!("stopped");

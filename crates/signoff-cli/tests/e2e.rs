@@ -531,14 +531,18 @@ fn agent_token_cannot_approve(b: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    for agent in ["bot2", "bot"] {
-        gw.review(agent, &id, "approve", None).assert_problem(403);
+    // another agent's request is, to an agent, an unknown id: 404, and no
+    // event per probe (the metric counts them)
+    gw.review("bot2", &id, "approve", None).assert_problem(404);
+    // on its own request the refused attempt is recorded
+    gw.review("bot", &id, "approve", None).assert_problem(403);
+    for (agent, expected) in [("bot2", 0), ("bot", 1)] {
         let refused = gw
             .events_for(&id)
             .into_iter()
             .filter(|e| e["kind"] == "review_refused" && e["actor"] == format!("agent:{agent}"))
             .count();
-        assert_eq!(refused, 1, "refused review by agent:{agent} not recorded");
+        assert_eq!(refused, expected, "refused reviews by agent:{agent}");
     }
     let out = gw.cli_as("bot2", ["approve", &id]);
     assert_ne!(out.code, 0, "{out}");
@@ -641,10 +645,11 @@ fn role_matrix_over_http(b: Backend) {
         m.get(who, &format!("/v1/requests/{id}/wait?timeout=1"), status);
     }
 
-    // review, each on a fresh pending request
+    // review, each on a fresh pending request (another agent's request is
+    // an unknown id to an agent)
     for (who, decision, status) in [
         (agent, "approve", 403),
-        (other, "approve", 403),
+        (other, "approve", 404),
         (auditor, "approve", 403),
         (reviewer, "approve", 200),
         (admin, "deny", 200),

@@ -5,6 +5,9 @@
 //! is bound to that digest: a gate that claims it must present the same digest,
 //! so an approval can never be reused for a different action.
 
+use crate::input::{
+    check_chars, check_json, check_text, escape_for_message, Lines, MAX_CONTEXT_KEY,
+};
 use crate::principal::PrincipalKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -137,6 +140,10 @@ pub enum ActionError {
     /// `on_behalf_of` is not a valid user name.
     #[error("{0}")]
     OnBehalfOf(String),
+    /// A field breaks an input limit (size, characters, depth); see
+    /// [`crate::input`].
+    #[error(transparent)]
+    Limit(#[from] crate::input::InputError),
 }
 
 impl ActionRequest {
@@ -146,11 +153,14 @@ impl ActionRequest {
             return Err(ActionError::Action(self.action.clone()));
         }
         check_len("resource", &self.resource, limits::RESOURCE)?;
+        check_chars("resource", &self.resource, Lines::Single)?;
         if let Some(env) = &self.environment {
             check_len("environment", env, limits::ENVIRONMENT)?;
+            check_chars("environment", env, Lines::Single)?;
         }
         if let Some(j) = &self.justification {
             check_len("justification", j, limits::JUSTIFICATION)?;
+            check_chars("justification", j, Lines::Text)?;
         }
         if let Some(user) = &self.on_behalf_of {
             crate::principal::validate_name("on_behalf_of user", user)
@@ -162,6 +172,14 @@ impl ActionRequest {
             }
         }
         for (key, value) in &self.context {
+            check_text(
+                &format!("context key `{}`", escape_for_message(key)),
+                key,
+                MAX_CONTEXT_KEY,
+                Lines::Single,
+                true,
+            )?;
+            check_json(&format!("context.{key}"), value, 1)?;
             check_context_value(key, value)?;
         }
         let size = serde_json::to_vec(&self.context)

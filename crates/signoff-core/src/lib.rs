@@ -7,7 +7,9 @@
 
 pub mod action;
 pub mod clock;
+pub mod display;
 pub mod event;
+pub mod input;
 pub mod principal;
 pub mod query;
 pub mod quorum;
@@ -18,13 +20,14 @@ pub mod wire;
 pub use action::{ActionError, ActionRequest, Digest, PrincipalRef};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{AuditEvent, EventKind};
+pub use input::{InputError, Lines};
 pub use principal::{
     canonical_name, same_principal, Channel, Credential, Identity, Principal, PrincipalKind, Role,
 };
 pub use query::RequestFilter;
 pub use quorum::{GroupQuorum, Requirement, RequirementError};
 pub use request::{
-    ClaimRefusal, Deadlines, Outcome, RequestRecord, RequestStatus, Review, ReviewDecision,
-    ReviewRefusal, Reviewer, SelfRelation, Submission, TransitionRefusal,
+    ClaimRefusal, Deadlines, Outcome, Provenance, Provisioned, RequestRecord, RequestStatus,
+    Review, ReviewDecision, ReviewRefusal, Reviewer, SelfRelation, Submission, TransitionRefusal,
 };
 pub use verdict::{Decision, Verdict};

@@ -160,6 +160,58 @@ pub struct Reviewer {
     pub groups: Vec<String>,
     /// The channel the review comes through.
     pub channel: Channel,
+    /// Who provisioned the reviewer's account, credential and groups.
+    pub provenance: Provenance,
+}
+
+/// Who provisioned what a reviewer acts with: event actors (`user:carol`,
+/// `console`), `None` when not known. Reviewer power cannot be minted by a
+/// party to the request: an approval does not count if any of these was
+/// provisioned by someone [`RequestRecord::self_relation`] ties to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// Who created the reviewer's account.
+    pub account: Option<String>,
+    /// Who issued the credential the review came with.
+    pub credential: Option<String>,
+    /// Who granted each of the reviewer's group memberships, by group.
+    pub memberships: Vec<(String, Option<String>)>,
+}
+
+impl Provenance {
+    /// Provenance where the account's creator also granted every group in
+    /// `groups` (memberships are granted when a principal is created).
+    pub fn new(account: Option<String>, credential: Option<String>, groups: &[String]) -> Self {
+        Provenance {
+            memberships: groups
+                .iter()
+                .map(|g| (g.clone(), account.clone()))
+                .collect(),
+            account,
+            credential,
+        }
+    }
+}
+
+/// What was provisioned for a reviewer by someone tied to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioned {
+    /// Their account.
+    Account,
+    /// The credential they reviewed with.
+    Credential,
+    /// Their membership in a group the request needs.
+    Membership(String),
+}
+
+impl fmt::Display for Provisioned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Provisioned::Account => f.write_str("account"),
+            Provisioned::Credential => f.write_str("credential"),
+            Provisioned::Membership(g) => write!(f, "membership in group {g}"),
+        }
+    }
 }
 
 impl Reviewer {
@@ -178,6 +230,19 @@ pub enum SelfRelation {
     OnBehalfOf,
     /// They own the requesting agent.
     AgentOwner,
+    /// They created the requesting agent (tied to it like its owner).
+    AgentCreator,
+}
+
+impl SelfRelation {
+    fn phrase(self) -> &'static str {
+        match self {
+            SelfRelation::Principal => "is its requester",
+            SelfRelation::OnBehalfOf => "is the human it is on behalf of",
+            SelfRelation::AgentOwner => "owns the requesting agent",
+            SelfRelation::AgentCreator => "created the requesting agent",
+        }
+    }
 }
 
 /// Why a review was refused. Every refusal is itself recorded.
@@ -202,11 +267,26 @@ pub enum ReviewRefusal {
         SelfRelation::Principal => "they are its requester",
         SelfRelation::OnBehalfOf => "it is on their behalf",
         SelfRelation::AgentOwner => "they own the requesting agent",
+        SelfRelation::AgentCreator => "they created the requesting agent",
     })]
     SelfReview {
         /// The reviewer.
         name: String,
         /// How they are tied to the request.
+        relation: SelfRelation,
+    },
+    /// Separation of duties, one step removed: the approver's account,
+    /// credential or qualifying group membership was provisioned by a
+    /// party to the request.
+    #[error("{name} cannot approve this request: their {what} was provisioned by {by}, who {}; reviewer power cannot come from a party to the request", relation.phrase())]
+    ProvisionedByParty {
+        /// The reviewer.
+        name: String,
+        /// What was provisioned.
+        what: Provisioned,
+        /// Who provisioned it (`user:NAME`).
+        by: String,
+        /// How that one is tied to the request.
         relation: SelfRelation,
     },
     /// The request is no longer waiting for reviews.
@@ -302,6 +382,10 @@ pub struct RequestRecord {
     pub claimed_gate: Option<String>,
     /// The human owning the requesting agent, when the principal is an agent.
     pub principal_owner: Option<String>,
+    /// Who created the requesting agent (an event actor such as
+    /// `user:carol`), when known: tied to the agent like its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_created_by: Option<String>,
     /// The verdict in force (replaced if the policy changes at claim time).
     pub verdict: Verdict,
     /// Where it is in the lifecycle.
@@ -340,6 +424,8 @@ pub struct Submission {
     pub claimed_gate: Option<String>,
     /// The owner of the requesting agent, if any.
     pub principal_owner: Option<String>,
+    /// Who created the requesting agent, if known.
+    pub principal_created_by: Option<String>,
     /// The policy's verdict.
     pub verdict: Verdict,
     /// The client's idempotency key.
@@ -384,6 +470,7 @@ impl RequestRecord {
             gate,
             claimed_gate,
             principal_owner,
+            principal_created_by,
             verdict,
             idempotency_key,
         } = new;
@@ -399,6 +486,8 @@ impl RequestRecord {
         };
         let status_reason =
             (verdict.decision == Decision::Deny).then(|| verdict.reasons.join("; "));
+        // only an agent's creator is tied to it (a user's account creator is not)
+        let is_agent = action.principal.kind == PrincipalKind::Agent;
         let record = RequestRecord {
             id,
             digest: action.digest(),
@@ -406,6 +495,7 @@ impl RequestRecord {
             gate,
             claimed_gate,
             principal_owner,
+            principal_created_by: principal_created_by.filter(|_| is_agent),
             verdict,
             status,
             status_reason,
@@ -479,12 +569,24 @@ impl RequestRecord {
         deadlines: Deadlines,
     ) -> Result<Vec<AuditEvent>, (ReviewRefusal, Box<AuditEvent>)> {
         if let Err(refusal) = self.check_reviewer(reviewer, decision, now) {
+            let mut detail =
+                serde_json::json!({ "decision": decision, "channel": reviewer.channel });
+            if let (
+                ReviewRefusal::ProvisionedByParty {
+                    what, by, relation, ..
+                },
+                Some(d),
+            ) = (&refusal, detail.as_object_mut())
+            {
+                d.insert(
+                    "provisioned".into(),
+                    serde_json::json!({ "what": what.to_string(), "by": by, "relation": relation }),
+                );
+            }
             let event = self
                 .event(EventKind::ReviewRefused, now, reviewer.actor())
                 .with_reason(refusal.to_string())
-                .with_detail(
-                    serde_json::json!({ "decision": decision, "channel": reviewer.channel }),
-                );
+                .with_detail(detail);
             return Err((refusal, Box::new(event)));
         }
         self.reviews.push(Review {
@@ -557,6 +659,9 @@ impl RequestRecord {
                 relation,
             });
         }
+        if decision == ReviewDecision::Approve {
+            self.check_provenance(reviewer)?;
+        }
         if self.status != RequestStatus::Pending {
             return Err(ReviewRefusal::NotPending {
                 status: self.status,
@@ -589,6 +694,48 @@ impl RequestRecord {
         Ok(())
     }
 
+    /// Refuses an approval whose reviewer power came from a party to the
+    /// request: the account, the credential used, or a membership in a
+    /// group the request needs, provisioned by someone tied to it. Only
+    /// approvals: a denial only ever stops an action.
+    fn check_provenance(&self, reviewer: &Reviewer) -> Result<(), ReviewRefusal> {
+        let needed: Vec<&str> = self
+            .verdict
+            .requirement
+            .as_ref()
+            .map(|r| r.groups().collect())
+            .unwrap_or_default();
+        let p = &reviewer.provenance;
+        let mut grants: Vec<(Provisioned, &Option<String>)> = vec![
+            (Provisioned::Account, &p.account),
+            (Provisioned::Credential, &p.credential),
+        ];
+        for (group, by) in &p.memberships {
+            if needed.contains(&group.as_str()) {
+                grants.push((Provisioned::Membership(group.clone()), by));
+            }
+        }
+        for (what, by) in grants {
+            let Some(by) = by else { continue };
+            if let Some(relation) = self.actor_relation(by) {
+                return Err(ReviewRefusal::ProvisionedByParty {
+                    name: reviewer.name.clone(),
+                    what,
+                    by: by.clone(),
+                    relation,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// How the human behind an event actor (`user:NAME`) is tied to this
+    /// request. The console operator and agents are nobody's party here.
+    pub fn actor_relation(&self, actor: &str) -> Option<SelfRelation> {
+        let name = actor.strip_prefix("user:")?;
+        self.self_relation(name)
+    }
+
     /// How `name` is tied to this request, if at all.
     pub fn self_relation(&self, name: &str) -> Option<SelfRelation> {
         // Names compare in canonical form: a principal cannot slip past the
@@ -609,6 +756,14 @@ impl RequestRecord {
             .is_some_and(|o| same_principal(o, name))
         {
             Some(SelfRelation::AgentOwner)
+        } else if p.kind == PrincipalKind::Agent
+            && self
+                .principal_created_by
+                .as_deref()
+                .and_then(|by| by.strip_prefix("user:"))
+                .is_some_and(|by| same_principal(by, name))
+        {
+            Some(SelfRelation::AgentCreator)
         } else {
             None
         }

@@ -16,6 +16,10 @@ pub enum EngineError {
     /// The input is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// The input breaks a limit (size, characters, nesting); the message
+    /// names the field and the limit. See [`signoff_core::input`].
+    #[error("{0}")]
+    Limit(String),
     /// An idempotency key was reused for a different action.
     #[error(
         "idempotency key `{key}` was already used for a different action (request {request_id})"
@@ -50,6 +54,24 @@ pub enum EngineError {
     /// A bug or corrupt data; details are logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<signoff_core::InputError> for EngineError {
+    fn from(e: signoff_core::InputError) -> Self {
+        EngineError::Limit(e.to_string())
+    }
+}
+
+impl From<signoff_core::ActionError> for EngineError {
+    fn from(e: signoff_core::ActionError) -> Self {
+        use signoff_core::ActionError as A;
+        match e {
+            A::Length { .. } | A::ContextTooLarge | A::Limit(_) => {
+                EngineError::Limit(e.to_string())
+            }
+            other => EngineError::Invalid(other.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for EngineError {

@@ -51,6 +51,7 @@ pub struct Caller {
     principal: Principal,
     credential: Option<CredentialRef>,
     channel: Channel,
+    created_by: Option<String>,
 }
 
 impl std::ops::Deref for Caller {
@@ -69,6 +70,7 @@ impl Caller {
             principal,
             credential: None,
             channel,
+            created_by: None,
         }
     }
 
@@ -82,7 +84,21 @@ impl Caller {
             principal,
             credential,
             channel,
+            created_by: None,
         }
+    }
+
+    /// Records who created the caller's principal (an event actor such as
+    /// `user:carol`), as the store knows it. Requests of an agent carry
+    /// it: its creator is tied to it like its owner.
+    pub fn with_creator(mut self, created_by: Option<String>) -> Caller {
+        self.created_by = created_by;
+        self
+    }
+
+    /// Who created the caller's principal, when known.
+    pub fn created_by(&self) -> Option<&str> {
+        self.created_by.as_deref()
     }
 
     /// The principal.
@@ -209,6 +225,10 @@ impl Authenticator for BearerTokens {
         if !principal.is_active() || !credential.is_valid_at(now) {
             return Some(Err(refused()));
         }
+        let provenance = match engine.store.provenance(&principal.name, None).await {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e.into())),
+        };
         let caller = Caller::authenticated(
             principal,
             Some(CredentialRef {
@@ -218,7 +238,8 @@ impl Authenticator for BearerTokens {
                 expires_at: credential.expires_at,
             }),
             Channel::Api,
-        );
+        )
+        .with_creator(provenance.account_created_by);
         {
             let mut map = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if map.len() >= AUTH_CACHE_MAX {
@@ -375,7 +396,7 @@ impl Engine {
             last_used_at: None,
         };
         let token = crate::principals::new_token();
-        let event = AuditEvent::new(EventKind::CredentialIssued, now, actor).with_detail(
+        let event = AuditEvent::new(EventKind::CredentialIssued, now, actor.clone()).with_detail(
             serde_json::json!({
                 "principal": principal,
                 "credential": credential.id,
@@ -389,6 +410,7 @@ impl Engine {
                 changes: vec![Change::InsertCredential {
                     credential: credential.clone(),
                     token_hash: token_hash(&token),
+                    created_by: Some(actor),
                 }],
                 events: vec![event],
             })

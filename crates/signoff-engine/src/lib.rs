@@ -16,6 +16,7 @@
 pub mod authz;
 pub mod components;
 mod error;
+mod expiry;
 pub mod identity;
 pub mod ledger;
 pub mod principals;
@@ -79,6 +80,7 @@ pub struct Engine {
     usage: identity::UsageTracker,
     health: components::HealthBoard,
     ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
+    hidden_probes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -127,6 +129,7 @@ impl Engine {
             usage: identity::UsageTracker::default(),
             health: components::HealthBoard::default(),
             ledger_key: config.ledger_key.clone(),
+            hidden_probes: std::sync::atomic::AtomicU64::new(0),
             config,
         });
         Ok(engine)
@@ -242,15 +245,30 @@ impl Engine {
     ) -> Result<(RequestRecord, Submitted), EngineError> {
         authz::require(caller, Permission::Submit)?;
         if let Some(key) = &idempotency_key {
-            if key.is_empty() || key.len() > 255 {
-                return Err(EngineError::Invalid(
-                    "idempotency key must be 1-255 characters".into(),
-                ));
-            }
+            signoff_core::input::check_text(
+                "Idempotency-Key",
+                key,
+                signoff_core::input::MAX_IDEMPOTENCY_KEY,
+                signoff_core::Lines::Single,
+                true,
+            )?;
         }
         if let Some(g) = &input.gate {
             identity::validate_gate(g)?;
         }
+        let action = ActionRequest {
+            action: input.action,
+            resource: input.resource,
+            environment: input.environment,
+            context: input.context,
+            justification: input.justification,
+            principal: caller.reference(),
+            on_behalf_of: input.on_behalf_of,
+        };
+        // Validated before anything is recorded: a refused submission's
+        // event quotes the action, and what is recorded must be storable
+        // on every backend and readable back.
+        action.validate()?;
         // The gate policies see comes from the credential, never from the
         // body: a credential bound to one gate cannot submit through
         // another, and an unbound one submits as `api` (what it named is
@@ -272,8 +290,8 @@ impl Engine {
                     "bound_gate": bound,
                     "asked_gate": asked,
                     "credential": caller.credential().map(|c| c.id.clone()),
-                    "action": input.action,
-                    "resource": input.resource,
+                    "action": action.action,
+                    "resource": action.resource,
                 }));
                 self.store
                     .commit(Commit {
@@ -287,18 +305,6 @@ impl Engine {
             (None, Some(asked)) if asked != "api" => ("api".to_owned(), Some(asked)),
             (None, _) => ("api".to_owned(), None),
         };
-        let action = ActionRequest {
-            action: input.action,
-            resource: input.resource,
-            environment: input.environment,
-            context: input.context,
-            justification: input.justification,
-            principal: caller.reference(),
-            on_behalf_of: input.on_behalf_of,
-        };
-        action
-            .validate()
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         if let Some(key) = &idempotency_key {
             if let Some(existing) = self.replay(caller, key, &action).await? {
                 return Ok((existing, Submitted::Replayed));
@@ -325,6 +331,7 @@ impl Engine {
                 gate: Some(gate),
                 claimed_gate,
                 principal_owner: owner,
+                principal_created_by: caller.created_by().map(str::to_owned),
                 verdict,
                 idempotency_key: idempotency_key.clone(),
             },
@@ -379,12 +386,29 @@ impl Engine {
 
     /// A request `caller` may see. Agents see only their own; for anyone
     /// else's id they get NotFound, so ids cannot be probed.
+    ///
+    /// Such a probe answers exactly like an unknown id (same error, same
+    /// message) and records no audit event, so probing cannot fill the
+    /// ledger either; it is counted instead
+    /// ([`Engine::hidden_request_probes`]).
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<RequestRecord, EngineError> {
+        if !plausible_request_id(id) {
+            return Err(not_found(id));
+        }
         let record = self.store.request(id).await?.ok_or_else(|| not_found(id))?;
         if !may_see(caller, &record) {
+            self.hidden_probes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(not_found(id));
         }
         Ok(record)
+    }
+
+    /// How many times a caller asked about a request it may not see (an
+    /// agent naming another principal's request id), answered as unknown.
+    pub fn hidden_request_probes(&self) -> u64 {
+        self.hidden_probes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests matching `filter`; agents and non-readers see only their own.
@@ -393,6 +417,27 @@ impl Engine {
         caller: &Caller,
         mut filter: RequestFilter,
     ) -> Result<Vec<RequestRecord>, EngineError> {
+        if let Some(a) = &filter.action {
+            signoff_core::input::check_text(
+                "action filter",
+                a,
+                signoff_core::action::limits::ACTION,
+                signoff_core::Lines::Single,
+                true,
+            )?;
+        }
+        if let Some(p) = &filter.principal {
+            p.parse::<signoff_core::PrincipalRef>()
+                .map_err(|e| EngineError::Limit(format!("principal filter: {e}")))?;
+        }
+        if let Some(b) = &filter.before {
+            if !plausible_request_id(b) {
+                return Err(EngineError::Limit(format!(
+                    "before `{}` is not a request id",
+                    signoff_core::input::escape_for_message(b)
+                )));
+            }
+        }
         if authz::require(caller, Permission::ReadAll).is_err() {
             filter.principal = Some(caller.reference().to_string());
         }
@@ -454,21 +499,43 @@ impl Engine {
         decision: ReviewDecision,
         reason: Option<String>,
     ) -> Result<RequestRecord, EngineError> {
+        // A caller who may not read every request (an agent) learns nothing
+        // about ids that are not its own: they answer like unknown ids and
+        // record nothing. On its own request the refusal is recorded.
+        if authz::require(reviewer, Permission::ReadAll).is_err() {
+            self.get(reviewer, id).await?;
+        }
         if decision == ReviewDecision::Deny && reason.as_deref().is_none_or(|r| r.trim().is_empty())
         {
             return Err(EngineError::Invalid("a reason is required to deny".into()));
         }
-        if reason.as_ref().is_some_and(|r| r.len() > 4096) {
-            return Err(EngineError::Invalid(
-                "reason must be at most 4096 characters".into(),
-            ));
+        if let Some(r) = &reason {
+            signoff_core::input::check_text(
+                "reason",
+                r,
+                signoff_core::input::MAX_REASON,
+                signoff_core::Lines::Text,
+                false,
+            )?;
         }
+        // Read fresh for each review (reviews are rare): who created the
+        // reviewer's account (and so granted its groups) and issued the
+        // credential it presented.
+        let provenance = self
+            .store
+            .provenance(&reviewer.name, reviewer.credential().map(|c| c.id.as_str()))
+            .await?;
         let who = Reviewer {
             name: reviewer.name.clone(),
             kind: reviewer.kind,
             role: reviewer.role,
             groups: reviewer.groups.clone(),
             channel: reviewer.channel(),
+            provenance: signoff_core::Provenance::new(
+                provenance.account_created_by,
+                provenance.credential_created_by,
+                &reviewer.groups,
+            ),
         };
         self.transition(id, |record, now, deadlines| {
             let mut events = record.expire_if_due(now);
@@ -493,6 +560,15 @@ impl Engine {
         id: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, EngineError> {
+        if let Some(r) = &reason {
+            signoff_core::input::check_text(
+                "reason",
+                r,
+                signoff_core::input::MAX_REASON,
+                signoff_core::Lines::Text,
+                false,
+            )?;
+        }
         let by = caller.reference();
         let is_admin = caller.role == signoff_core::Role::Admin;
         self.transition_as(caller, id, |record, now, _| {
@@ -516,6 +592,7 @@ impl Engine {
         id: &str,
         digest: &Digest,
     ) -> Result<RequestRecord, EngineError> {
+        signoff_core::input::check_digest("digest", &digest.0)?;
         let by = caller.reference();
         let groups = caller.groups.clone();
         // Re-check against the set every replica must enforce, not whatever
@@ -542,15 +619,20 @@ impl Engine {
         id: &str,
         body: OutcomeBody,
     ) -> Result<RequestRecord, EngineError> {
-        if body.summary.as_ref().is_some_and(|s| s.len() > 1000) {
-            return Err(EngineError::Invalid(
-                "summary must be at most 1000 characters".into(),
-            ));
+        if let Some(s) = &body.summary {
+            signoff_core::input::check_text(
+                "summary",
+                s,
+                signoff_core::input::MAX_SUMMARY,
+                signoff_core::Lines::Text,
+                false,
+            )?;
         }
         if let Some(h) = &body.output_sha256 {
             if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(EngineError::Invalid(format!(
-                    "output_sha256 `{h}` is not 64 hex digits"
+                return Err(EngineError::Limit(format!(
+                    "output_sha256 `{}` is not 64 hex digits",
+                    signoff_core::input::escape_for_message(h)
                 )));
             }
         }
@@ -616,10 +698,15 @@ impl Engine {
             Deadlines,
         ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
     {
+        if !plausible_request_id(id) {
+            return Err(not_found(id));
+        }
         for _ in 0..MAX_RETRIES {
             let before = self.store.request(id).await?.ok_or_else(|| not_found(id))?;
             if let Some(caller) = caller {
                 if !may_see(caller, &before) {
+                    self.hidden_probes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Err(not_found(id));
                 }
             }
@@ -663,59 +750,132 @@ impl Engine {
     }
 
     /// Expires every request whose deadline has passed; returns how many.
+    /// A request that cannot be expired does not stop the others: the
+    /// first error is returned after all the rest were tried.
     pub async fn expire_due(&self) -> Result<usize, EngineError> {
+        let mut parked = expiry::Parked::default();
         let mut total = 0;
         loop {
-            let due = self.store.due_requests(self.now(), 100).await?;
-            if due.is_empty() {
-                return Ok(total);
-            }
-            let n = due.len();
-            for record in due {
-                self.expire_one(&record.id).await?;
-            }
-            total += n;
-            if n < 100 {
-                return Ok(total);
+            let sweep = self.sweep(&mut parked, tokio::time::Instant::now()).await?;
+            total += sweep.expired;
+            if !sweep.wake.is_zero() {
+                break;
             }
         }
+        match parked.first_error() {
+            Some(e) => Err(EngineError::Internal(e)),
+            None => Ok(total),
+        }
+    }
+
+    /// One round of the sweeper: expires what is due, skipping requests
+    /// parked after failures until their retry time, and says when to come
+    /// back.
+    async fn sweep(
+        &self,
+        parked: &mut expiry::Parked,
+        instant: tokio::time::Instant,
+    ) -> Result<expiry::Sweep, EngineError> {
+        let now = self.now();
+        let horizon = now
+            .checked_add(jiff::SignedDuration::from_secs(60))
+            .unwrap_or(Timestamp::MAX);
+        let limit = expiry::BATCH + parked.len();
+        let list = self.store.deadlines(horizon, limit).await?;
+        let truncated = list.len() == limit;
+        let mut sweep = expiry::Sweep {
+            expired: 0,
+            wake: expiry::IDLE_WAKE,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (id, at) in list {
+            if at > now {
+                let until = Duration::from_millis(
+                    u64::try_from(at.as_millisecond() - now.as_millisecond()).unwrap_or(0),
+                );
+                sweep.wake = sweep.wake.min(until);
+                break;
+            }
+            seen.insert(id.clone());
+            if let Some(retry_at) = parked.retry_at(&id) {
+                if retry_at > instant {
+                    sweep.wake = sweep.wake.min(retry_at - instant);
+                    continue;
+                }
+            }
+            match self.expire_one(&id).await {
+                Ok(()) => {
+                    parked.clear(&id);
+                    sweep.expired += 1;
+                }
+                Err(e) => {
+                    let delay = parked.fail(&id, e.to_string(), instant);
+                    tracing::warn!(request = %id, error = %e, retry_in = ?delay,
+                        "cannot expire request; parked, the others go on");
+                    sweep.wake = sweep.wake.min(delay);
+                }
+            }
+        }
+        if !truncated {
+            parked.retain(|id| seen.contains(id));
+        } else if sweep.expired > 0 {
+            // more may be due beyond this batch
+            sweep.wake = Duration::ZERO;
+        }
+        Ok(sweep)
     }
 
     /// Runs the expiry sweeper until `shutdown` resolves: sleeps until the
     /// next deadline (or until a new one appears) so requests expire on
-    /// time even when nobody asks about them.
+    /// time even when nobody asks about them. A request that fails to
+    /// expire is parked and retried with exponential backoff while the
+    /// others expire on time; a failing sweep (database away) backs off
+    /// exponentially too, so neither floods the log.
     pub(crate) async fn run_expiry(
         self: Arc<Self>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let mut parked = expiry::Parked::default();
+        let mut failures: u32 = 0;
         loop {
             self.deadlines.sweeping();
-            match self.expire_due().await {
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(expired = n, "expired requests past their deadline");
+            let wake = match self.sweep(&mut parked, tokio::time::Instant::now()).await {
+                Ok(sweep) => {
+                    failures = 0;
+                    if sweep.expired > 0 {
+                        tracing::info!(
+                            expired = sweep.expired,
+                            "expired requests past their deadline"
+                        );
                     }
-                    self.health.ok("expiry", format!("{n} expired last sweep"));
+                    let mut detail = format!("{} expired last sweep", sweep.expired);
+                    if let Some(summary) = parked.summary() {
+                        detail.push_str("; ");
+                        detail.push_str(&summary);
+                    }
+                    self.health.ok("expiry", detail);
+                    sweep.wake
                 }
-                Err(e) => self.health.failing("expiry", format!("sweep failed: {e}")),
-            }
-            let sleep_for = match self.store.next_deadline().await {
-                Ok(Some(at)) => Duration::from_millis(
-                    (at.as_millisecond() - self.now().as_millisecond()).clamp(0, 60_000) as u64,
-                ),
-                Ok(None) => Duration::from_secs(60),
-                Err(_) => Duration::from_secs(1),
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let delay = expiry::backoff(failures, expiry::MAX_SWEEP_BACKOFF);
+                    self.health.failing(
+                        "expiry",
+                        format!("sweep failed: {e}; retrying in {delay:?}"),
+                    );
+                    delay
+                }
             };
             self.deadlines.sleeping_until(
                 self.now()
                     .as_millisecond()
-                    .saturating_add(sleep_for.as_millis() as i64),
+                    .saturating_add(wake.as_millis() as i64),
             );
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = tokio::time::sleep(sleep_for) => {}
-                _ = self.deadlines.notified() => {}
+                _ = tokio::time::sleep(wake) => {}
+                _ = self.deadlines.notified(), if failures == 0 => {}
             }
         }
     }
@@ -740,7 +900,17 @@ fn may_see(caller: &Caller, record: &RequestRecord) -> bool {
 }
 
 fn not_found(id: &str) -> EngineError {
-    EngineError::NotFound(format!("request `{id}`"))
+    EngineError::NotFound(format!(
+        "request `{}`",
+        signoff_core::input::escape_for_message(id)
+    ))
+}
+
+/// Whether `id` could name a request (ids are ULIDs): anything else is
+/// unknown without asking the database, which may not even accept it
+/// (PostgreSQL refuses NUL in text).
+fn plausible_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn policy_loaded_event(set: &PolicySet, now: Timestamp, actor: &str) -> AuditEvent {

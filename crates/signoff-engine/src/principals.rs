@@ -113,8 +113,14 @@ impl Engine {
             }
         }
         if let Some(email) = &new.email {
-            if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
-                return Err(EngineError::Invalid(format!("invalid email `{email}`")));
+            if !email.contains('@')
+                || email.len() > 254
+                || email.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(EngineError::Invalid(format!(
+                    "invalid email `{}`",
+                    signoff_core::input::escape_for_message(email)
+                )));
             }
         }
         let mut groups = new.groups;
@@ -142,8 +148,8 @@ impl Engine {
             revoked_at: None,
             last_used_at: None,
         };
-        let event =
-            AuditEvent::new(EventKind::PrincipalAdded, now, actor).with_detail(serde_json::json!({
+        let event = AuditEvent::new(EventKind::PrincipalAdded, now, actor.clone()).with_detail(
+            serde_json::json!({
                 "name": principal.name,
                 "kind": principal.kind,
                 "role": principal.role,
@@ -152,13 +158,15 @@ impl Engine {
                 "email": principal.email,
                 "credential": credential.id,
                 "gate": credential.gate,
-            }));
+            }),
+        );
         self.store
             .commit(Commit {
                 changes: vec![Change::InsertPrincipal {
                     principal: principal.clone(),
                     credential: credential.clone(),
                     token_hash: token_hash(&token),
+                    created_by: Some(actor),
                 }],
                 events: vec![event],
             })

@@ -59,8 +59,14 @@ impl Metrics {
         self.claims_refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Renders every series; `pending` and `by_status` come from the database.
-    pub fn render(&self, by_status: &[(signoff_core::RequestStatus, u64)]) -> String {
+    /// Renders every series; `by_status` comes from the database,
+    /// `hidden_probes` from the engine
+    /// ([`signoff_engine::Engine::hidden_request_probes`]).
+    pub fn render(
+        &self,
+        by_status: &[(signoff_core::RequestStatus, u64)],
+        hidden_probes: u64,
+    ) -> String {
         let mut out = String::new();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -115,6 +121,9 @@ impl Metrics {
             "signoff_claims_refused_total {}",
             load(&self.claims_refused)
         );
+        let _ = writeln!(out, "# HELP signoff_hidden_request_probes_total Lookups of a request id the caller may not see (another principal's), answered as unknown and not recorded as audit events.");
+        let _ = writeln!(out, "# TYPE signoff_hidden_request_probes_total counter");
+        let _ = writeln!(out, "signoff_hidden_request_probes_total {hidden_probes}");
         let _ = writeln!(out, "# HELP signoff_requests Requests by status.");
         let _ = writeln!(out, "# TYPE signoff_requests gauge");
         for status in signoff_core::RequestStatus::ALL {

@@ -83,6 +83,7 @@ impl From<EngineError> for ApiError {
                 "invalid-request",
                 "Invalid request",
             ),
+            EngineError::Limit(_) => (S::BAD_REQUEST, "input-limit", "Input outside limits"),
             EngineError::IdempotencyMismatch { .. } => (
                 S::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -92,6 +93,11 @@ impl From<EngineError> for ApiError {
                 ReviewRefusal::SelfReview { .. } => {
                     (S::FORBIDDEN, "self-review", "Separation of duties")
                 }
+                ReviewRefusal::ProvisionedByParty { .. } => (
+                    S::FORBIDDEN,
+                    "provisioned-by-party",
+                    "Separation of duties: reviewer provisioned by a party to the request",
+                ),
                 ReviewRefusal::Agent { .. } | ReviewRefusal::Role { .. } => {
                     (S::FORBIDDEN, "forbidden", "Not allowed for this role")
                 }

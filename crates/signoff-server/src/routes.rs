@@ -120,7 +120,7 @@ fn view(r: &signoff_core::RequestRecord) -> Json<RequestView> {
 #[utoipa::path(post, path = "/v1/requests", request_body = SubmitRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same request")),
     responses((status = 201, body = RequestView, description = "Created"), (status = 200, body = RequestView, description = "Replayed by idempotency key"),
-        (status = 422, body = Problem), (status = 401, body = Problem), (status = 503, body = Problem)))]
+        (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 422, body = Problem), (status = 401, body = Problem), (status = 503, body = Problem)))]
 async fn submit(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -250,7 +250,7 @@ async fn wait(
 
 /// Approve or deny. Separation of duties: the requester, the on-behalf-of human and the agent's owner can never review; refused attempts are recorded.
 #[utoipa::path(post, path = "/v1/requests/{id}/reviews", request_body = ReviewBody,
-    responses((status = 200, body = RequestView), (status = 403, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn review(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -274,7 +274,7 @@ async fn review(
 }
 
 /// Withdraw a pending or approved request (requester or admin).
-#[utoipa::path(post, path = "/v1/requests/{id}/cancel", request_body = CancelBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", request_body = CancelBody, responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn cancel(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -292,7 +292,7 @@ async fn cancel(
 }
 
 /// Claim the approval right before running the action. The digest must match the approved action; the policy is re-checked; a claim succeeds once.
-#[utoipa::path(post, path = "/v1/requests/{id}/claim", request_body = ClaimBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/claim", request_body = ClaimBody, responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn claim(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -309,7 +309,7 @@ async fn claim(
 }
 
 /// Report what happened when the claimed action ran.
-#[utoipa::path(post, path = "/v1/requests/{id}/outcome", request_body = OutcomeBody, responses((status = 200, body = RequestView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/requests/{id}/outcome", request_body = OutcomeBody, responses((status = 200, body = RequestView), (status = 400, body = Problem, description = "Input outside limits (size, characters, nesting); detail names field and limit"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn outcome(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -566,13 +566,40 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
     ))
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "text exposition format")))]
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics. With `metrics_token` configured, only a bearer of that token may read them.
+#[utoipa::path(get, path = "/metrics", security((), ("bearer" = [])), responses((status = 200, description = "text exposition format"), (status = 401, body = Problem)))]
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.options.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(presented.as_bytes(), expected.as_bytes()) {
+            return (
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "Authentication required",
+                    "/metrics needs the configured metrics token as `Authorization: Bearer TOKEN`",
+                ),
+            )
+                .into_response();
+        }
+    }
     let by_status = state.engine.status_counts().await.unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&by_status),
+        state
+            .metrics
+            .render(&by_status, state.engine.hidden_request_probes()),
     )
         .into_response()
+}
+
+/// Compares two secrets in time independent of where they differ (the
+/// length may show; the token's content must not).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -69,6 +69,7 @@ fn template() -> (RequestRecord, AuditEvent) {
             gate: Some("exec".into()),
             claimed_gate: None,
             principal_owner: Some("olga".into()),
+            principal_created_by: None,
             verdict,
             idempotency_key: None,
         },

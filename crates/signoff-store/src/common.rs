@@ -36,17 +36,24 @@ pub(crate) const SELECT_REQUEST_BY_KEY: &str =
 pub(crate) const SELECT_DUE: &str = "SELECT body FROM requests \
     WHERE status IN ('pending', 'approved') AND expires_at <= $1 \
     ORDER BY expires_at, id LIMIT $2";
+pub(crate) const SELECT_DEADLINES: &str = "SELECT id, expires_at FROM requests \
+    WHERE status IN ('pending', 'approved') AND expires_at <= $1 \
+    ORDER BY expires_at, id LIMIT $2";
 pub(crate) const SELECT_NEXT_DEADLINE: &str =
     "SELECT MIN(expires_at) FROM requests WHERE status IN ('pending', 'approved')";
 pub(crate) const COUNT_BY_STATUS: &str =
     "SELECT status, COUNT(*) FROM requests GROUP BY status ORDER BY status";
 
 pub(crate) const INSERT_PRINCIPAL: &str = "INSERT INTO principals \
-    (name, kind, role, email, groups, owner, created_at, revoked_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-pub(crate) const INSERT_CREDENTIAL: &str = "INSERT INTO credentials \
-    (id, principal, name, token_hash, gate, created_at, expires_at, revoked_at, last_used_at) \
+    (name, kind, role, email, groups, owner, created_at, revoked_at, created_by) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const INSERT_CREDENTIAL: &str = "INSERT INTO credentials \
+    (id, principal, name, token_hash, gate, created_at, expires_at, revoked_at, last_used_at, created_by) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(crate) const SELECT_PRINCIPAL_CREATOR: &str =
+    "SELECT created_by FROM principals WHERE name = $1";
+pub(crate) const SELECT_CREDENTIAL_CREATOR: &str =
+    "SELECT created_by FROM credentials WHERE id = $1";
 // Keeps the first revocation time.
 pub(crate) const REVOKE_CREDENTIAL: &str =
     "UPDATE credentials SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";

@@ -50,6 +50,9 @@ pub enum Change {
         credential: Credential,
         /// Hex SHA-256 of the credential's token.
         token_hash: String,
+        /// Who adds it (an event actor: `user:NAME`, `console`); recorded
+        /// for the principal, its groups and this credential.
+        created_by: Option<String>,
     },
     /// Insert a credential for an existing principal. Fails with
     /// [`StoreError::Duplicate`] if its id, its `(principal, name)` or its
@@ -59,6 +62,8 @@ pub enum Change {
         credential: Credential,
         /// Hex SHA-256 of its token.
         token_hash: String,
+        /// Who issues it (an event actor).
+        created_by: Option<String>,
     },
     /// Mark a credential revoked (the first revocation time is kept).
     /// Fails with [`StoreError::NotFound`] if unknown.
@@ -116,6 +121,18 @@ pub enum Change {
         /// When.
         at: Timestamp,
     },
+}
+
+/// Who provisioned a principal's account (and with it its group
+/// memberships, which are granted only at creation) and one of its
+/// credentials: event actors such as `user:carol` or `console`; `None` when
+/// unknown (rows older than the record, with no event to learn it from).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// Who created the account.
+    pub account_created_by: Option<String>,
+    /// Who issued the credential asked about.
+    pub credential_created_by: Option<String>,
 }
 
 /// A signed checkpoint of the ledger as stored.
@@ -190,6 +207,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>>;
     /// Pending or approved requests whose `expires_at` is at or before `now`, oldest deadline first.
     async fn due_requests(&self, now: Timestamp, limit: usize) -> Result<Vec<RequestRecord>>;
+    /// Ids and deadlines of pending or approved requests whose `expires_at`
+    /// is at or before `until`, earliest first, at most `limit` (capped at
+    /// 10,000). Reads no request body, so one unreadable request cannot
+    /// hide the others from the expiry sweeper.
+    async fn deadlines(&self, until: Timestamp, limit: usize) -> Result<Vec<(String, Timestamp)>>;
     /// The earliest `expires_at` among pending and approved requests.
     async fn next_deadline(&self) -> Result<Option<Timestamp>>;
     /// Number of requests per status (statuses with none may be omitted).
@@ -200,6 +222,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         token_hash: &str,
     ) -> Result<Option<(Principal, Credential)>>;
+    /// Who created `principal` and issued its `credential` (an id).
+    /// Unknown principals and credentials give `None` fields.
+    async fn provenance(&self, principal: &str, credential: Option<&str>) -> Result<Provenance>;
     /// A principal's credentials, by name.
     async fn credentials(&self, principal: &str) -> Result<Vec<Credential>>;
     /// The identity linked for `issuer` and `subject`.

@@ -170,6 +170,7 @@ macro_rules! shared_impl {
                         principal,
                         credential,
                         token_hash,
+                        created_by,
                     } => {
                         let row = c::PrincipalRow::new(principal)?;
                         sqlx::query(c::INSERT_PRINCIPAL)
@@ -181,16 +182,22 @@ macro_rules! shared_impl {
                             .bind(row.owner)
                             .bind(row.created_at)
                             .bind(row.revoked_at)
+                            .bind(created_by)
                             .execute(&mut *self)
                             .await
                             .map_err(|e| c::insert_principal_err(e, &principal.name))?;
-                        $crate::shared::insert_credential!(&mut *self, credential, token_hash);
+                        $crate::shared::insert_credential!(
+                            &mut *self, credential, token_hash, created_by
+                        );
                     }
                     Change::InsertCredential {
                         credential,
                         token_hash,
+                        created_by,
                     } => {
-                        $crate::shared::insert_credential!(&mut *self, credential, token_hash);
+                        $crate::shared::insert_credential!(
+                            &mut *self, credential, token_hash, created_by
+                        );
                     }
                     Change::RevokeCredential { id, at } => {
                         let done = sqlx::query(c::REVOKE_CREDENTIAL)
@@ -511,6 +518,55 @@ macro_rules! shared_impl {
                     .collect()
             }
 
+            async fn deadlines(
+                &self,
+                until: jiff::Timestamp,
+                limit: usize,
+            ) -> $crate::Result<Vec<(String, jiff::Timestamp)>> {
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(String, i64)> = sqlx::query_as($crate::common::SELECT_DEADLINES)
+                    .bind($crate::common::millis(until))
+                    .bind($crate::common::to_i64(
+                        limit.min($crate::common::MAX_EVENTS),
+                    ))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($crate::common::db_err)?;
+                rows.into_iter()
+                    .map(|(id, ms)| {
+                        let at = $crate::common::timestamp(ms, &|| format!("deadline of {id}"))?;
+                        Ok((id, at))
+                    })
+                    .collect()
+            }
+
+            async fn provenance(
+                &self,
+                principal: &str,
+                credential: Option<&str>,
+            ) -> $crate::Result<$crate::Provenance> {
+                let account: Option<(Option<String>,)> =
+                    sqlx::query_as($crate::common::SELECT_PRINCIPAL_CREATOR)
+                        .bind(principal)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?;
+                let issued: Option<(Option<String>,)> = match credential {
+                    None => None,
+                    Some(id) => sqlx::query_as($crate::common::SELECT_CREDENTIAL_CREATOR)
+                        .bind(id)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err($crate::common::db_err)?,
+                };
+                Ok($crate::Provenance {
+                    account_created_by: account.and_then(|(by,)| by),
+                    credential_created_by: issued.and_then(|(by,)| by),
+                })
+            }
+
             async fn next_deadline(&self) -> $crate::Result<Option<jiff::Timestamp>> {
                 let (ms,): (Option<i64>,) = sqlx::query_as($crate::common::SELECT_NEXT_DEADLINE)
                     .fetch_one(&self.read)
@@ -796,7 +852,7 @@ macro_rules! shared_impl {
 }
 /// Inserts a credential row through `$exec`, mapping unique violations.
 macro_rules! insert_credential {
-    ($exec:expr, $credential:expr, $token_hash:expr) => {{
+    ($exec:expr, $credential:expr, $token_hash:expr, $created_by:expr) => {{
         use $crate::common as c;
         let cr: &signoff_core::Credential = $credential;
         sqlx::query(c::INSERT_CREDENTIAL)
@@ -809,6 +865,7 @@ macro_rules! insert_credential {
             .bind(cr.expires_at.map(c::millis))
             .bind(cr.revoked_at.map(c::millis))
             .bind(cr.last_used_at.map(c::millis))
+            .bind($created_by)
             .execute($exec)
             .await
             .map_err(|e| {

@@ -41,6 +41,26 @@ pub struct SqliteStore {
     direct: Option<direct::DirectReader>,
 }
 
+/// Creates the database file readable by its owner only (0600) when it does
+/// not exist yet: it holds every request, justification and context. SQLite
+/// gives the `-wal` and `-shm` files it creates the same mode.
+fn create_private(path: &std::path::Path) -> std::result::Result<(), crate::StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // a missing directory is reported by SQLite itself, as before
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::StoreError::Unavailable(format!(
+            "cannot create database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl SqliteStore {
     /// One serving process owns a SQLite file (replicas need PostgreSQL).
     const SHARED: bool = false;
@@ -50,6 +70,9 @@ impl SqliteStore {
     /// runs pending migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let base = SqliteConnectOptions::from_str(url).map_err(|e| open_err(url, db_err(e)))?;
+        if !url.contains(":memory:") && !url.contains("mode=memory") {
+            create_private(base.get_filename()).map_err(|e| open_err(url, e))?;
+        }
         let write = base
             .clone()
             .create_if_missing(true)
@@ -202,6 +225,7 @@ mod tests {
                 gate: None,
                 claimed_gate: None,
                 principal_owner: None,
+                principal_created_by: None,
                 verdict,
                 idempotency_key: key.map(Into::into),
             },

@@ -276,6 +276,7 @@ fn submit(
             gate: Some("exec".into()),
             claimed_gate: None,
             principal_owner: Some("olga".into()),
+            principal_created_by: None,
             verdict: verdict(decision),
             idempotency_key: key.map(Into::into),
         },
@@ -301,6 +302,7 @@ fn insert_principal(principal: Principal, token_hash: &str) -> Change {
         credential: credential(&principal.name, "default", None),
         principal,
         token_hash: token_hash.into(),
+        created_by: Some("user:carol".into()),
     }
 }
 
@@ -995,6 +997,16 @@ async fn due_requests_and_next_deadline(h: &mut Harness) {
         due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         vec!["p2", "p0"]
     );
+    // the sweeper's list: ids and deadlines only, earliest first
+    assert_eq!(
+        s.deadlines(at(10_000 + ttl), 10).await.unwrap(),
+        vec![
+            ("p2".to_owned(), at(2_000 + ttl)),
+            ("p0".to_owned(), at(5_000 + ttl))
+        ]
+    );
+    assert_eq!(s.deadlines(at(10_000 + ttl), 1).await.unwrap().len(), 1);
+    assert!(s.deadlines(at(ttl), 10).await.unwrap().is_empty());
 }
 
 async fn count_by_status(h: &mut Harness) {
@@ -1551,11 +1563,32 @@ async fn credentials_and_identities(h: &mut Harness) {
         changes: vec![Change::InsertCredential {
             credential: ci.clone(),
             token_hash: "h-ci".into(),
+            created_by: Some("console".into()),
         }],
         events: vec![event(2)],
     })
     .await
     .unwrap();
+    // who provisioned the account (and its groups) and each credential
+    let default_id = credential("alice", "default", None).id;
+    assert_eq!(
+        s.provenance("alice", Some(&default_id)).await.unwrap(),
+        signoff_store::Provenance {
+            account_created_by: Some("user:carol".into()),
+            credential_created_by: Some("user:carol".into()),
+        }
+    );
+    assert_eq!(
+        s.provenance("alice", Some(&ci.id)).await.unwrap(),
+        signoff_store::Provenance {
+            account_created_by: Some("user:carol".into()),
+            credential_created_by: Some("console".into()),
+        }
+    );
+    assert_eq!(
+        s.provenance("nobody", Some("cr_nope")).await.unwrap(),
+        signoff_store::Provenance::default()
+    );
     assert_eq!(
         s.credential_by_token_hash("h-ci").await.unwrap(),
         Some((alice.clone(), ci.clone()))
@@ -1567,6 +1600,7 @@ async fn credentials_and_identities(h: &mut Harness) {
             changes: vec![Change::InsertCredential {
                 credential: credential("alice", "ci", None),
                 token_hash: "h-other".into(),
+                created_by: None,
             }],
             events: vec![],
         })
@@ -1577,6 +1611,7 @@ async fn credentials_and_identities(h: &mut Harness) {
             changes: vec![Change::InsertCredential {
                 credential: credential("alice", "third", None),
                 token_hash: "h-ci".into(),
+                created_by: None,
             }],
             events: vec![],
         })

@@ -82,6 +82,9 @@ pub struct Counts {
     pub refused_self_approvals: u64,
     /// Rows flagged `executed_without_approval` (must be 0).
     pub executed_without_approval: u64,
+    /// Approvals whose approver was provisioned by someone tied to the
+    /// request (see [`Row::approvals_provisioned_by_party`]).
+    pub approvals_provisioned_by_party: u64,
 }
 
 /// An approval or a denial.
@@ -154,6 +157,12 @@ pub struct Row {
     pub denied: bool,
     /// It ran without the approval it needed (must never happen).
     pub executed_without_approval: bool,
+    /// Approvals whose approver's account (and groups) was created by the
+    /// requester, the on-behalf-of human, the agent's owner or its creator,
+    /// or that the agent's creator gave: `approver (why)`. The gateway
+    /// refuses these since migration 0004; any listed here were recorded
+    /// before, or under rules an auditor should question.
+    pub approvals_provisioned_by_party: Vec<String>,
     /// Why it is flagged, when it is.
     pub violation: Option<String>,
 }
@@ -270,9 +279,9 @@ impl State {
                 }
             }
             EventKind::ReviewRefused
-                if e.reason
-                    .as_deref()
-                    .is_some_and(|r| r.contains(SELF_REVIEW_MARK)) =>
+                if e.reason.as_deref().is_some_and(|r| {
+                    r.contains(SELF_REVIEW_MARK) || r.contains(PROVISIONED_MARK)
+                }) =>
             {
                 self.row.refused_self_approvals += 1;
             }
@@ -322,6 +331,12 @@ impl State {
 /// What a refused review says when the reviewer is tied to the request
 /// (see `signoff_core::ReviewRefusal::SelfReview`).
 const SELF_REVIEW_MARK: &str = "cannot review this request:";
+
+/// What a refused approval says when the approver's account, credential or
+/// membership was provisioned by someone tied to the request (see
+/// `signoff_core::ReviewRefusal::ProvisionedByParty`): counted with the
+/// self-approval attempts.
+const PROVISIONED_MARK: &str = "reviewer power cannot come from a party to the request";
 
 fn user_name(actor: &str) -> Option<&str> {
     actor.strip_prefix("user:")
@@ -464,6 +479,7 @@ impl Builder {
             expired: false,
             denied: verdict == Decision::Deny,
             executed_without_approval: false,
+            approvals_provisioned_by_party: Vec::new(),
             violation: None,
         };
         self.order.push(id.clone());
@@ -553,6 +569,52 @@ impl Builder {
     }
 }
 
+/// Marks approvals whose approver was provisioned by someone tied to the
+/// request. `creator_of` answers who created a principal (an event actor
+/// such as `user:carol`), as the principals table records it.
+pub fn mark_provisioned_approvals(
+    rows: &mut [Row],
+    counts: &mut Counts,
+    creator_of: &HashMap<String, String>,
+) {
+    for row in rows.iter_mut() {
+        let requester = user_name(&row.principal);
+        let agent_creator = row
+            .principal
+            .strip_prefix("agent:")
+            .and_then(|agent| creator_of.get(agent))
+            .and_then(|by| user_name(by));
+        let relation = |name: &str| -> Option<&'static str> {
+            if requester == Some(name) {
+                Some("is its requester")
+            } else if row.on_behalf_of.as_deref() == Some(name) {
+                Some("is the human it is on behalf of")
+            } else if row.principal_owner.as_deref() == Some(name) {
+                Some("owns the requesting agent")
+            } else if agent_creator == Some(name) {
+                Some("created the requesting agent")
+            } else {
+                None
+            }
+        };
+        let mut flagged = Vec::new();
+        for a in &row.approvals {
+            if agent_creator == Some(a.reviewer.as_str()) {
+                flagged.push(format!("{} (created the requesting agent)", a.reviewer));
+            } else if let Some(by) = creator_of.get(&a.reviewer) {
+                if let Some(why) = user_name(by).and_then(relation) {
+                    flagged.push(format!(
+                        "{} (account created by {by}, who {why})",
+                        a.reviewer
+                    ));
+                }
+            }
+        }
+        counts.approvals_provisioned_by_party += flagged.len() as u64;
+        row.approvals_provisioned_by_party = flagged;
+    }
+}
+
 /// The execution check on the requests table's own record: whatever the
 /// ledger says, a record that ran must show the approvals it needed.
 fn check_record(st: &mut State, rec: &RequestRecord) {
@@ -626,7 +688,7 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
-const COLUMNS: [&str; 29] = [
+const COLUMNS: [&str; 30] = [
     "request_id",
     "submitted_index",
     "submitted_at",
@@ -654,6 +716,7 @@ const COLUMNS: [&str; 29] = [
     "expired",
     "denied",
     "executed_without_approval",
+    "approvals_provisioned_by_party",
     "violation",
     "checkpoint",
 ];
@@ -669,7 +732,7 @@ fn reviews(list: &[ReviewEntry]) -> String {
         .join("; ")
 }
 
-fn cells(r: &Row, checkpoint: &str) -> [String; 29] {
+fn cells(r: &Row, checkpoint: &str) -> [String; 30] {
     [
         r.request_id.clone(),
         r.submitted_index.to_string(),
@@ -698,6 +761,7 @@ fn cells(r: &Row, checkpoint: &str) -> [String; 29] {
         r.expired.to_string(),
         r.denied.to_string(),
         r.executed_without_approval.to_string(),
+        r.approvals_provisioned_by_party.join("; "),
         opt(&r.violation),
         checkpoint.to_owned(),
     ]
@@ -801,10 +865,17 @@ fn html(report: &Report) -> String {
         "<tr><th>flagged denied</th><td>{}</td></tr>\n\
          <tr><th>flagged expired</th><td>{}</td></tr>\n\
          <tr><th>refused self-approvals</th><td>{}</td></tr>\n\
+         <tr><th>approvals by reviewers a party provisioned</th><td class=\"{}\">{}</td></tr>\n\
          <tr><th>executed without approval</th><td class=\"{}\">{}</td></tr>\n</table>\n",
         n.denied,
         n.expired,
         n.refused_self_approvals,
+        if n.approvals_provisioned_by_party == 0 {
+            "ok"
+        } else {
+            "bad"
+        },
+        n.approvals_provisioned_by_party,
         if n.executed_without_approval == 0 {
             "ok"
         } else {
@@ -892,6 +963,7 @@ mod tests {
             expired: false,
             denied: false,
             executed_without_approval: false,
+            approvals_provisioned_by_party: vec![],
             violation: None,
         };
         let mut denied = row("01JNBB0000000000000000000B", 7);
@@ -911,6 +983,8 @@ mod tests {
             "claimed at 2025-03-01T10:02:01Z without approvals meeting sre:2 before it".into(),
         );
         bad.approvals.truncate(1);
+        bad.approvals_provisioned_by_party =
+            vec!["alice (account created by user:olga, who owns the requesting agent)".into()];
         let requests = vec![row("01JNBB0000000000000000000A", 3), denied, bad];
         let mut by_status: BTreeMap<String, u64> = RequestStatus::ALL
             .iter()
@@ -943,10 +1017,50 @@ mod tests {
                 expired: 0,
                 refused_self_approvals: 2,
                 executed_without_approval: 1,
+                approvals_provisioned_by_party: 1,
             },
             discrepancies: vec!["request X is <odd> & \"quoted\"".into()],
             requests,
         }
+    }
+
+    #[test]
+    fn approvals_by_reviewers_a_party_provisioned_are_listed() {
+        let mut report = sample();
+        for r in &mut report.requests {
+            r.approvals_provisioned_by_party.clear();
+        }
+        report.counts.approvals_provisioned_by_party = 0;
+        let creators: HashMap<String, String> = [
+            ("alice", "user:olga"),  // the agent's owner made alice
+            ("bob", "console"),      // the operator made bob
+            ("etl-bot", "user:bob"), // bob made the agent
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        mark_provisioned_approvals(&mut report.requests, &mut report.counts, &creators);
+        assert_eq!(
+            report.requests[0].approvals_provisioned_by_party,
+            vec![
+                "alice (account created by user:olga, who owns the requesting agent)".to_owned(),
+                "bob (created the requesting agent)".to_owned()
+            ]
+        );
+        assert_eq!(report.counts.approvals_provisioned_by_party, 2 + 1);
+        // nobody tied: nothing listed
+        let mut clean = sample();
+        clean.requests[0].approvals_provisioned_by_party.clear();
+        let mut counts = Counts::default();
+        let none: HashMap<String, String> = [("alice".to_owned(), "user:root".to_owned())]
+            .into_iter()
+            .collect();
+        mark_provisioned_approvals(&mut clean.requests, &mut counts, &none);
+        assert!(clean
+            .requests
+            .iter()
+            .all(|r| r.approvals_provisioned_by_party.is_empty()));
+        assert_eq!(counts.approvals_provisioned_by_party, 0);
     }
 
     #[test]
@@ -998,6 +1112,7 @@ mod tests {
                     gate: Some("exec".into()),
                     claimed_gate: None,
                     principal_owner: Some("olga".into()),
+                    principal_created_by: None,
                     verdict: verdict(decision),
                     idempotency_key: None,
                 },
@@ -1011,6 +1126,7 @@ mod tests {
             role: Role::Reviewer,
             groups: vec!["sre".into()],
             channel: signoff_core::Channel::Cli,
+            provenance: Default::default(),
         };
         let bot = "agent:bot".parse().unwrap();
         let mut log: Vec<AuditEvent> = Vec::new();

@@ -42,6 +42,7 @@ fn pending(req: &str) -> RequestRecord {
             gate: Some("exec".into()),
             claimed_gate: None,
             principal_owner: Some("olga".into()),
+            principal_created_by: None,
             verdict: verdict(Decision::ApprovalRequired, Some(req)),
             idempotency_key: None,
         },
@@ -58,6 +59,7 @@ fn user(name: &str, groups: &[&str]) -> Reviewer {
         role: Role::Reviewer,
         groups: groups.iter().map(|g| g.to_string()).collect(),
         channel: crate::Channel::Cli,
+        provenance: Default::default(),
     }
 }
 
@@ -86,6 +88,7 @@ fn submission_sets_status_and_deadline_from_verdict() {
             gate: None,
             claimed_gate: None,
             principal_owner: None,
+            principal_created_by: None,
             verdict: verdict(Decision::Allow, None),
             idempotency_key: None,
         },
@@ -179,6 +182,7 @@ fn agents_and_auditors_never_review() {
         role: Role::Agent,
         groups: vec!["sre".into()],
         channel: crate::Channel::Cli,
+        provenance: Default::default(),
     };
     assert!(matches!(
         approve(&mut r, &agent).unwrap_err().0,
@@ -410,4 +414,128 @@ fn outcome_and_cancel_rules() {
     r.cancel(&agent, false, Some("not needed".into()), t0())
         .unwrap();
     assert_eq!(r.status, RequestStatus::Cancelled);
+}
+
+fn provisioned(name: &str, groups: &[&str], account: &str, credential: &str) -> Reviewer {
+    let mut r = user(name, groups);
+    let by = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    r.provenance = Provenance::new(by(account), by(credential), &r.groups);
+    r
+}
+
+#[test]
+fn reviewer_power_minted_by_a_party_does_not_count() {
+    // olga owns the agent, carol is the on-behalf-of human
+    for (reviewer, what, by, relation) in [
+        (
+            provisioned("h1", &["sre"], "user:olga", ""),
+            Provisioned::Account,
+            "user:olga",
+            SelfRelation::AgentOwner,
+        ),
+        (
+            provisioned("h2", &["sre"], "console", "user:Carol"),
+            Provisioned::Credential,
+            "user:Carol",
+            SelfRelation::OnBehalfOf,
+        ),
+    ] {
+        let mut r = pending("sre:1");
+        let (refusal, event) = approve(&mut r, &reviewer).unwrap_err();
+        assert_eq!(
+            refusal,
+            ReviewRefusal::ProvisionedByParty {
+                name: reviewer.name.clone(),
+                what: what.clone(),
+                by: by.to_owned(),
+                relation,
+            }
+        );
+        assert_eq!(event.kind, EventKind::ReviewRefused);
+        assert_eq!(event.detail["provisioned"]["relation"], json!(relation));
+        assert!(r.reviews.is_empty());
+        assert_eq!(r.status, RequestStatus::Pending);
+    }
+    let mut r = pending("sre:1");
+    let (refusal, _) = approve(&mut r, &provisioned("h1", &["sre"], "user:olga", "")).unwrap_err();
+    assert_eq!(
+        refusal.to_string(),
+        "h1 cannot approve this request: their account was provisioned by user:olga, who owns the requesting agent; reviewer power cannot come from a party to the request"
+    );
+}
+
+#[test]
+fn only_qualifying_memberships_and_parties_matter() {
+    // the membership olga granted is in a group this request does not need
+    let mut r = pending("sre:1");
+    let mut who = user("h3", &["sre", "db"]);
+    who.provenance = Provenance {
+        account: Some("console".into()),
+        credential: Some("user:root".into()),
+        memberships: vec![
+            ("sre".into(), Some("user:root".into())),
+            ("db".into(), Some("user:olga".into())),
+        ],
+    };
+    assert!(approve(&mut r, &who).is_ok());
+    // a membership that qualifies, granted by the owner, does not count
+    let mut r = pending("db:1");
+    let (refusal, _) = approve(&mut r, &who).unwrap_err();
+    assert!(matches!(
+        refusal,
+        ReviewRefusal::ProvisionedByParty { what: Provisioned::Membership(ref g), .. } if g == "db"
+    ));
+    // denials only stop an action: they stay possible
+    let mut r = pending("sre:1");
+    let denier = provisioned("h1", &["sre"], "user:olga", "");
+    r.review(
+        &denier,
+        ReviewDecision::Deny,
+        Some("no".into()),
+        t0(),
+        Deadlines::default(),
+    )
+    .unwrap();
+    assert_eq!(r.status, RequestStatus::Denied);
+}
+
+#[test]
+fn the_creator_of_an_agent_is_tied_like_its_owner() {
+    let mut r = RequestRecord::submit(
+        Submission {
+            id: "r9".into(),
+            action: action(),
+            gate: None,
+            claimed_gate: None,
+            principal_owner: Some("bob".into()),
+            principal_created_by: Some("user:dave".into()),
+            verdict: verdict(Decision::ApprovalRequired, Some("sre:1")),
+            idempotency_key: None,
+        },
+        t0(),
+        Deadlines::default(),
+    )
+    .0;
+    assert_eq!(r.self_relation("DAVE"), Some(SelfRelation::AgentCreator));
+    let (refusal, _) = approve(&mut r, &user("dave", &["sre"])).unwrap_err();
+    assert_eq!(
+        refusal.to_string(),
+        "dave cannot review this request: they created the requesting agent"
+    );
+    // and whoever dave provisioned cannot approve it either
+    let (refusal, _) = approve(&mut r, &provisioned("h4", &["sre"], "user:dave", "")).unwrap_err();
+    assert!(matches!(
+        refusal,
+        ReviewRefusal::ProvisionedByParty {
+            relation: SelfRelation::AgentCreator,
+            ..
+        }
+    ));
+    // the console operator is nobody's party
+    assert!(approve(&mut r, &provisioned("h5", &["sre"], "console", "console")).is_ok());
+    // a user's own request: the creator of a *user* is not tied
+    let mut user_req = pending("sre:1");
+    user_req.action.principal = "user:erin".parse().unwrap();
+    user_req.principal_created_by = Some("user:frank".into());
+    assert_eq!(user_req.self_relation("frank"), None);
 }
