@@ -902,6 +902,7 @@ fn verify_throughput(b: Backend) {
                 policy_dir: policies.clone(),
                 deadlines: Default::default(),
                 ledger_key: Some(std::sync::Arc::new(key)),
+                witness_file: None,
             },
         )
         .await

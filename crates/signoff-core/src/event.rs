@@ -54,6 +54,9 @@ pub enum EventKind {
     /// A submission was refused before evaluation (e.g. a credential bound
     /// to one gate submitting through another).
     SubmissionRefused,
+    /// An operator made the database's log, as it was, the ledger's new
+    /// trust anchor (`signoff ledger reset-witness`).
+    LedgerWitnessReset,
 }
 
 impl EventKind {
@@ -80,6 +83,7 @@ impl EventKind {
             EventKind::CredentialRevoked => "credential_revoked",
             EventKind::IdentityLinked => "identity_linked",
             EventKind::SubmissionRefused => "submission_refused",
+            EventKind::LedgerWitnessReset => "ledger_witness_reset",
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod principals;
 pub mod replication;
 pub mod stream;
 mod waiters;
+pub mod witness;
 
 pub use authz::Permission;
 pub use error::EngineError;
@@ -64,6 +65,9 @@ pub struct EngineConfig {
     pub deadlines: Deadlines,
     /// The key that signs ledger checkpoints; without one no checkpoints are signed.
     pub ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
+    /// Where the last checkpoint signed here is kept, outside the database
+    /// (see [`witness`]); without one the log is trusted as it is.
+    pub witness_file: Option<witness::WitnessFile>,
 }
 
 /// The use cases of signoff over a store, a policy set and a clock.
@@ -79,6 +83,8 @@ pub struct Engine {
     usage: identity::UsageTracker,
     health: components::HealthBoard,
     ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
+    witness: witness::WitnessState,
+    signed: tokio::sync::watch::Sender<Option<signoff_store::StoredCheckpoint>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -127,6 +133,8 @@ impl Engine {
             usage: identity::UsageTracker::default(),
             health: components::HealthBoard::default(),
             ledger_key: config.ledger_key.clone(),
+            witness: witness::WitnessState::new(config.witness_file.clone()),
+            signed: tokio::sync::watch::Sender::new(None),
             config,
         });
         Ok(engine)
@@ -241,6 +249,7 @@ impl Engine {
         idempotency_key: Option<String>,
     ) -> Result<(RequestRecord, Submitted), EngineError> {
         authz::require(caller, Permission::Submit)?;
+        self.require_trusted_ledger().await?;
         if let Some(key) = &idempotency_key {
             if key.is_empty() || key.len() > 255 {
                 return Err(EngineError::Invalid(
@@ -456,6 +465,7 @@ impl Engine {
         decision: ReviewDecision,
         reason: Option<String>,
     ) -> Result<RequestRecord, EngineError> {
+        self.require_trusted_ledger().await?;
         if decision == ReviewDecision::Deny && reason.as_deref().is_none_or(|r| r.trim().is_empty())
         {
             return Err(EngineError::Invalid("a reason is required to deny".into()));
@@ -497,6 +507,7 @@ impl Engine {
     ) -> Result<RequestRecord, EngineError> {
         // existence check that does not leak other agents' ids
         self.get(caller, id).await?;
+        self.require_trusted_ledger().await?;
         let by = caller.reference();
         let is_admin = caller.role == signoff_core::Role::Admin;
         self.transition(id, |record, now, _| {
@@ -521,6 +532,7 @@ impl Engine {
         digest: &Digest,
     ) -> Result<RequestRecord, EngineError> {
         self.get(caller, id).await?;
+        self.require_trusted_ledger().await?;
         let by = caller.reference();
         let groups = caller.groups.clone();
         // Re-check against the set every replica must enforce, not whatever
