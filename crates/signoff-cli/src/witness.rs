@@ -57,7 +57,7 @@ enum Target {
     Http(String),
     Tlog {
         url: String,
-        verifier: CosignatureVerifier,
+        verifier: Box<CosignatureVerifier>,
     },
 }
 
@@ -123,7 +123,7 @@ impl WitnessConfig {
                     .map_err(|e| anyhow::anyhow!("{at}: key: {e}"))?;
                 Ok(Target::Tlog {
                     url: url("tlog-witness")?.trim_end_matches('/').to_owned(),
-                    verifier,
+                    verifier: Box::new(verifier),
                 })
             }
             other => bail!(
@@ -297,7 +297,7 @@ async fn push(
             }
         }
         Target::Tlog { url, verifier } => {
-            let (url, verifier) = (url.clone(), verifier.clone());
+            let (url, verifier) = (url.clone(), (**verifier).clone());
             let (lines, size) =
                 add_checkpoint(http, engine, &url, &verifier, t.witness_size, cp).await?;
             t.witness_size = Some(size);

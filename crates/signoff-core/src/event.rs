@@ -118,8 +118,9 @@ pub struct AuditEvent {
     pub policy_set_hash: Option<String>,
     /// Why (review reason, refusal reason, error…).
     pub reason: Option<String>,
-    /// Kind-specific details (the full request on submission, the outcome…).
-    #[schema(value_type = Object)]
+    /// Kind-specific details (the full request on submission, the outcome…);
+    /// any JSON value, `null` when there are none.
+    #[schema(value_type = Value)]
     pub detail: serde_json::Value,
 }
 

@@ -494,10 +494,7 @@ impl Engine {
             Err(e) => serde_json::json!({ "unreadable": e.to_string() }),
         };
         // Why it was untrusted, as this process sees it now.
-        let untrusted_because = match self.witness_verdict().await? {
-            Ok(_) => None,
-            Err(why) => Some(why),
-        };
+        let untrusted_because = self.witness_verdict().await?.err();
         let before = self.witness.trust();
         let event = AuditEvent::new(EventKind::LedgerWitnessReset, self.now(), "console")
             .with_reason(reason.to_owned())
