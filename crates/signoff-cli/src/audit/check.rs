@@ -187,10 +187,7 @@ impl Problem {
     /// Whether the problem is only a consequence of an earlier one (a root
     /// that differs because an entry before it differs).
     fn is_consequence(&self) -> bool {
-        matches!(
-            self,
-            Problem::RootDiffers { .. } | Problem::SavedDiffers { .. }
-        )
+        matches!(self, Problem::RootDiffers { .. })
     }
 }
 
