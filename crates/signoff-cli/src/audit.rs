@@ -60,9 +60,15 @@ pub struct VerifyArgs {
     #[arg(long, requires = "key")]
     bundle: Option<PathBuf>,
     /// The log's verifier key (`name+id+base64`), or a file holding it.
-    /// With --config it defaults to the key of the configured ledger_key.
+    /// With --config it defaults to the key of the configured ledger_key
+    /// (with a warning: pin the key you got from the log's operator).
     #[arg(long)]
     key: Option<String>,
+    /// A checkpoint saved earlier (the signed note as served by
+    /// `GET /v1/ledger/checkpoint`): the log must still have its root at
+    /// its size. Repeatable. With --config only.
+    #[arg(long = "checkpoint", value_name = "FILE", conflicts_with = "bundle")]
+    checkpoints: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -116,8 +122,9 @@ pub async fn run(cmd: AuditCmd) -> Result<i32> {
         AuditCmd::Verify(VerifyArgs {
             config: Some(config),
             key,
+            checkpoints,
             ..
-        }) => verify_db(&config, key.as_deref()).await,
+        }) => verify_db(&config, key.as_deref(), &checkpoints).await,
         AuditCmd::Verify(_) => bail!("give --config FILE, or --bundle DIR --key VKEY"),
         AuditCmd::Export(args) => export(args).await,
         AuditCmd::Report(args) => make_report(args).await,
@@ -233,23 +240,79 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
 
 // ---------------------------------------------------------------- verify
 
-async fn verify_db(config_path: &Path, key: Option<&str>) -> Result<i32> {
+async fn verify_db(config_path: &Path, key: Option<&str>, checkpoints: &[PathBuf]) -> Result<i32> {
     let config = Config::load(config_path)?;
     let vkey = match key {
         Some(k) => read_vkey(k)?,
-        None => configured_vkey(&config)?,
+        None => {
+            let vkey = configured_vkey(&config)?;
+            eprintln!(
+                "signoff: WARNING: no --key given: trusting the key found in {} ({}). Whoever can \
+                 replace that file can make a rewritten ledger verify; pass --key with the log's \
+                 verifier key obtained independently (and --checkpoint with one you saved).",
+                config.ledger_key.display(),
+                vkey
+            );
+            vkey
+        }
     };
     let verifier = Verifier::from_vkey(&vkey).map_err(|e| anyhow!("verifier key: {e}"))?;
+    // Checkpoints saved outside the database: the auditor's, and the
+    // gateway's own witness file when it is readable from here.
+    let mut saved = Vec::new();
+    let mut unverified = Vec::new();
+    let mut sources: Vec<(String, PathBuf, bool)> = checkpoints
+        .iter()
+        .map(|p| {
+            (
+                format!("the saved checkpoint {}", p.display()),
+                p.clone(),
+                true,
+            )
+        })
+        .collect();
+    let witness = signoff_engine::witness::WitnessFile::beside_key(&config.ledger_key);
+    if witness.path().exists() {
+        sources.push((
+            format!("the gateway's witness file {}", witness.path().display()),
+            witness.path().to_path_buf(),
+            false,
+        ));
+    }
+    for (label, path, required) in sources {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if required => bail!("--checkpoint {}: {e}", path.display()),
+            Err(_) => continue,
+        };
+        match verifier.verify_note(&text) {
+            Ok(checkpoint) => saved.push(check::Saved { label, checkpoint }),
+            Err(e) => unverified.push(check::Problem::SavedUnverified {
+                label,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let saved_summary: Vec<String> = saved
+        .iter()
+        .map(|s| format!("{} (size {})", s.label, s.checkpoint.size))
+        .collect();
     let store = open_store(&config).await?;
     let bar = progress_bar(0, "verifying");
     let progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let outcome = check::replay(store, verifier, &progress)
+    let mut outcome = check::replay(store, verifier, saved, &progress)
         .await
         .context("cannot read the ledger")?;
     bar.finish_and_clear();
+    outcome.problems.extend(unverified);
+    if key.is_some() && outcome.entries > 0 && outcome.checkpoints == 0 {
+        outcome.problems.push(check::Problem::Unsigned {
+            entries: outcome.entries,
+        });
+    }
     let notable = outcome.notable();
     if let Some(first) = notable.first() {
         eprintln!("signoff: {first}");
@@ -279,6 +342,9 @@ async fn verify_db(config_path: &Path, key: Option<&str>) -> Result<i32> {
         },
         outcome.rate()
     );
+    for s in saved_summary {
+        println!("consistent with {s}");
+    }
     Ok(0)
 }
 

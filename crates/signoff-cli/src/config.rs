@@ -39,6 +39,9 @@ pub struct Config {
     /// `[components.*]`: background work, each in its own section.
     #[serde(default)]
     pub components: signoff_engine::components::ComponentsConfig,
+    /// `[[witness]]`: where each signed checkpoint is pushed.
+    #[serde(default)]
+    pub witness: Vec<crate::witness::WitnessConfig>,
 }
 
 fn default_ledger_key() -> PathBuf {
@@ -80,6 +83,8 @@ impl Config {
             .components
             .validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        crate::witness::validate(&config.witness)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -90,6 +95,9 @@ impl Config {
         }
         if self.ledger_key.is_relative() {
             self.ledger_key = base.join(&self.ledger_key);
+        }
+        for w in &mut self.witness {
+            w.resolve(base);
         }
         if let Some(rest) = self.database.strip_prefix("sqlite://") {
             let (file, query) = rest

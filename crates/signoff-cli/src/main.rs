@@ -11,6 +11,7 @@ mod output;
 mod policy_cmd;
 mod remote;
 mod serve;
+mod witness;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -104,6 +105,9 @@ enum Command {
     /// Read, verify, export and report on the audit ledger.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Operate the ledger's witness (direct database access via the config file).
+    #[command(subcommand)]
+    Ledger(witness::LedgerCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,5 +234,6 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cancel { id, reason, remote } => remote::cancel(&remote, &id, reason).await,
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::Ledger(cmd) => witness::run(cmd).await,
     }
 }

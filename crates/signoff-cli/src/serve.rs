@@ -27,14 +27,26 @@ pub async fn open(config: &Config) -> Result<(Arc<dyn signoff_store::Store>, Arc
                 signoff_store::redact(&config.database)
             )
         })?;
+    let key = signoff_engine::witness::open_key(&config.ledger_key, &config.ledger_origin, &*store)
+        .await?;
+    start_engine(config, store, key).await
+}
+
+/// The engine over `store` signing with `key`, its witness file beside the
+/// configured key file.
+pub async fn start_engine(
+    config: &Config,
+    store: Arc<dyn signoff_store::Store>,
+    key: signoff_ledger::note::SigningKey,
+) -> Result<(Arc<dyn signoff_store::Store>, Arc<Engine>)> {
     let engine = Engine::start(
         store.clone(),
         Arc::new(SystemClock),
         EngineConfig {
-            ledger_key: Some(Arc::new(signoff_engine::ledger::load_or_create_key(
+            ledger_key: Some(Arc::new(key)),
+            witness_file: Some(signoff_engine::witness::WitnessFile::beside_key(
                 &config.ledger_key,
-                &config.ledger_origin,
-            )?)),
+            )),
             policy_dir: config.policies.clone(),
             deadlines: config.deadlines()?,
         },
@@ -58,6 +70,20 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
     }
     crate::files::require_private(&crate::files::secret_files(&config))?;
     let engine = engine(&config).await?;
+    // Before anything is appended: is the database's log the one this
+    // gateway signed? If not, serve anyway (so /readyz can say why) but
+    // sign nothing and decide nothing.
+    if let Some(why) = engine
+        .check_witness()
+        .await
+        .context("cannot check the ledger against its witness file")?
+    {
+        eprintln!(
+            "signoff: the ledger is NOT trusted: {why}\n  \
+             no checkpoint will be signed and every decision is refused (503) until an operator \
+             restores the database, the key or the witness file, or runs `signoff ledger reset-witness`"
+        );
+    }
     engine
         .record_policy_active("system:serve")
         .await
@@ -85,10 +111,11 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
     }
     tracing::info!(%url, "listening");
     spawn_reload_on_sighup(engine.clone());
-    let components = config
+    let mut components = config
         .components
         .build(engine.store_is_shared())
         .context("invalid [components] configuration")?;
+    components.extend(crate::witness::component(&config)?);
     let options = signoff_server::ServerOptions {
         metrics_token: config.metrics_token.clone(),
     };

@@ -142,8 +142,17 @@ fn activity(gw: &Gateway, allowed: usize) -> (String, String) {
     (approved, own)
 }
 
+/// `audit verify --config` with the log's key pinned, as an auditor runs it
+/// (without `--key` a warning about trusting the found key comes first).
 fn verify_config(gw: &Gateway) -> Out {
-    gw.cli(["audit", "verify", "--config", &plain(&gw.config)])
+    gw.cli([
+        "audit",
+        "verify",
+        "--config",
+        &plain(&gw.config),
+        "--key",
+        &gw.ledger_vkey(),
+    ])
 }
 
 fn assert_verified(gw: &Gateway) -> Out {
@@ -156,7 +165,12 @@ fn assert_verified(gw: &Gateway) -> Out {
 fn assert_detected(gw: &Gateway, attack: &str, expected: &str) {
     let out = verify_config(gw);
     assert_eq!(out.code, 1, "{attack}: {out}");
-    let first = out.stderr.lines().next().unwrap_or_default();
+    // without --key a warning about the key comes first
+    let first = out
+        .stderr
+        .lines()
+        .find(|l| !l.starts_with("signoff: WARNING: no --key given"))
+        .unwrap_or_default();
     assert_eq!(
         first,
         format!("signoff: {expected}"),
@@ -902,6 +916,7 @@ fn verify_throughput(b: Backend) {
                 policy_dir: policies.clone(),
                 deadlines: Default::default(),
                 ledger_key: Some(std::sync::Arc::new(key)),
+                witness_file: None,
             },
         )
         .await

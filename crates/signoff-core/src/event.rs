@@ -54,6 +54,9 @@ pub enum EventKind {
     /// A submission was refused before evaluation (e.g. a credential bound
     /// to one gate submitting through another).
     SubmissionRefused,
+    /// An operator made the database's log, as it was, the ledger's new
+    /// trust anchor (`signoff ledger reset-witness`).
+    LedgerWitnessReset,
 }
 
 impl EventKind {
@@ -80,6 +83,7 @@ impl EventKind {
             EventKind::CredentialRevoked => "credential_revoked",
             EventKind::IdentityLinked => "identity_linked",
             EventKind::SubmissionRefused => "submission_refused",
+            EventKind::LedgerWitnessReset => "ledger_witness_reset",
         }
     }
 }
@@ -114,8 +118,9 @@ pub struct AuditEvent {
     pub policy_set_hash: Option<String>,
     /// Why (review reason, refusal reason, error…).
     pub reason: Option<String>,
-    /// Kind-specific details (the full request on submission, the outcome…).
-    #[schema(value_type = Object)]
+    /// Kind-specific details (the full request on submission, the outcome…);
+    /// any JSON value, `null` when there are none.
+    #[schema(value_type = Value)]
     pub detail: serde_json::Value,
 }
 

@@ -323,8 +323,8 @@ pub struct LedgerEntry {
     pub policy_set_hash: Option<String>,
     /// Why (review reason, refusal reason, error…).
     pub reason: Option<String>,
-    /// Kind-specific details.
-    #[schema(value_type = Object)]
+    /// Kind-specific details: any JSON value, `null` when there are none.
+    #[schema(value_type = Value)]
     pub detail: Value,
 }
 

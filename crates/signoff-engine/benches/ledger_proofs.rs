@@ -120,6 +120,7 @@ fn main() {
                 policy_dir: dir.join("policies"),
                 deadlines: Default::default(),
                 ledger_key: None,
+                witness_file: None,
             },
         )
         .await

@@ -18,6 +18,10 @@ use tokio::sync::watch;
 /// replica unready because of it.
 pub const FAILING_GRACE: Duration = Duration::from_secs(60);
 
+/// Components whose failures show in `/readyz` but never make the replica
+/// unready (a witness that cannot be reached must not stop decisions).
+pub const ADVISORY: &[&str] = &["witnesses"];
+
 /// A piece of background work.
 #[async_trait::async_trait]
 pub trait Component: Send + Sync + 'static {
@@ -228,12 +232,16 @@ impl Engine {
         // A component failing because the database was away recovers on
         // its next round once the database is back; only one failing for
         // longer than FAILING_GRACE makes the replica unready on its own.
-        let stuck = components.values().any(|c| {
+        // Witness pushes are advisory: they show, but never stop decisions.
+        let stuck = components.iter().any(|(name, c)| {
             c.status == "failing"
+                && !ADVISORY.contains(&name.as_str())
                 && now.as_millisecond() - c.since.as_millisecond()
                     > i64::try_from(FAILING_GRACE.as_millis()).unwrap_or(i64::MAX)
         });
-        let ready = database.status == "ok" && !stuck;
+        // An untrusted ledger makes the replica unready at once.
+        let untrusted = self.ledger_untrusted().is_some();
+        let ready = database.status == "ok" && !stuck && !untrusted;
         Readiness {
             status: if ready { "ready" } else { "unready" }.into(),
             database,

@@ -51,6 +51,11 @@ pub enum EngineError {
     /// The database is unavailable; gates must fail closed.
     #[error("{0}")]
     Unavailable(String),
+    /// The database's ledger is not consistent with the last checkpoint
+    /// this gateway signed (or the key changed): decisions are refused
+    /// until an operator acts.
+    #[error("the ledger is not trusted: {0}")]
+    LedgerUntrusted(String),
     /// A bug or corrupt data; details are logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),

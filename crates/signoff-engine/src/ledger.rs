@@ -20,18 +20,15 @@ use std::time::Duration;
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reads the ledger signing key from `path`, or creates one named `origin`
-/// there (mode 0600) if the file does not exist.
+/// there (mode 0600) if the file does not exist. Use
+/// [`crate::witness::open_key`] when a database is at hand: it refuses to
+/// create a key for a ledger that already has entries.
 pub fn load_or_create_key(path: &Path, origin: &str) -> Result<SigningKey, EngineError> {
     match std::fs::read_to_string(path) {
         Ok(text) => SigningKey::from_skey(text.trim())
             .map_err(|e| EngineError::Invalid(format!("ledger key {}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::generate(origin)
-                .map_err(|e| EngineError::Invalid(format!("ledger origin `{origin}`: {e}")))?;
-            write_secret(path, &format!("{}\n", key.to_skey())).map_err(|e| {
-                EngineError::Internal(format!("cannot create ledger key {}: {e}", path.display()))
-            })?;
-            Ok(key)
+            crate::witness::create_key(path, origin)
         }
         Err(e) => Err(EngineError::Internal(format!(
             "cannot read ledger key {}: {e}",
@@ -40,7 +37,7 @@ pub fn load_or_create_key(path: &Path, origin: &str) -> Result<SigningKey, Engin
     }
 }
 
-fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -199,8 +196,19 @@ impl Engine {
 
     /// Signs a checkpoint for the current size if it grew since the latest
     /// one. The new root is first proven consistent with the latest stored
-    /// checkpoint; if it is not, nothing is signed and the error says so.
+    /// checkpoint and with the one in the witness file (the last this
+    /// gateway signed); if either fails, nothing is signed, the ledger
+    /// becomes untrusted and the error says why.
     pub async fn checkpoint_now(&self) -> Result<Option<StoredCheckpoint>, EngineError> {
+        if self.ledger_key.is_none() {
+            return Ok(None);
+        }
+        self.require_trusted_ledger().await?;
+        self.sign_checkpoint().await
+    }
+
+    /// [`Engine::checkpoint_now`] once the witness is known to be trusted.
+    pub(crate) async fn sign_checkpoint(&self) -> Result<Option<StoredCheckpoint>, EngineError> {
         let Some(key) = &self.ledger_key else {
             return Ok(None);
         };
@@ -219,17 +227,41 @@ impl Engine {
                 ))
             })?;
         }
-        let note = key.sign(&Checkpoint {
+        if let Some(saved) = self.witnessed_checkpoint() {
+            let verdict = if saved.size > size {
+                Err(format!(
+                    "the database holds {size} ledger entries, but this gateway signed a checkpoint of {} entries: the log was truncated or the database replaced",
+                    saved.size
+                ))
+            } else {
+                self.prove_consistent(&saved, size).await?.map_err(|why| {
+                    format!(
+                        "the database's log is not consistent with the checkpoint of {} entries this gateway signed: history was rewritten ({why})",
+                        saved.size
+                    )
+                })
+            };
+            if let Err(why) = verdict {
+                self.distrust(why.clone());
+                return Err(EngineError::LedgerUntrusted(why));
+            }
+        }
+        let checkpoint = Checkpoint {
             origin: key.name().to_owned(),
             size,
             root,
-        });
+        };
+        let note = key.sign(&checkpoint);
         let stored = StoredCheckpoint {
             size,
             root,
             note,
             created_at: self.now(),
         };
+        // The witness file first: a crash before the commit leaves a file
+        // ahead of the database, which the next check restores from.
+        self.save_witness(&stored.note)?;
+        self.remember_signed(checkpoint);
         match self
             .store
             .commit(Commit {
@@ -238,11 +270,32 @@ impl Engine {
             })
             .await
         {
-            Ok(_) => Ok(Some(stored)),
+            Ok(_) => {
+                self.publish_checkpoint(stored.clone());
+                Ok(Some(stored))
+            }
             // another replica signed the same size first
             Err(StoreError::Duplicate(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Tells witness pushers about a checkpoint signed (or verified) here.
+    pub(crate) fn publish_checkpoint(&self, cp: StoredCheckpoint) {
+        self.signed.send_if_modified(|cur| {
+            if cur.as_ref().is_none_or(|c| c.size < cp.size) {
+                *cur = Some(cp);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The latest checkpoint signed or verified by this gateway, as it
+    /// changes (for pushing to external witnesses).
+    pub fn signed_checkpoints(&self) -> tokio::sync::watch::Receiver<Option<StoredCheckpoint>> {
+        self.signed.subscribe()
     }
 
     /// Signs checkpoints until `shutdown`: at most [`CHECKPOINT_INTERVAL`]
@@ -262,6 +315,26 @@ impl Engine {
                     return;
                 }
                 _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+            }
+            // An untrusted ledger is checked again each round, so an
+            // operator's `signoff ledger reset-witness` (or a restored
+            // file) takes effect without a restart.
+            if self.ledger_untrusted().is_some() {
+                match self.check_witness().await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => {
+                        self.health.failing(
+                            "checkpointer",
+                            format!("not signing: the ledger is not trusted: {why}"),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        self.health
+                            .failing("checkpointer", format!("witness check failed: {e}"));
+                        continue;
+                    }
+                }
             }
             match self.checkpoint_now().await {
                 Ok(Some(cp)) => self

@@ -23,6 +23,7 @@ pub mod principals;
 pub mod replication;
 pub mod stream;
 mod waiters;
+pub mod witness;
 
 pub use authz::Permission;
 pub use error::EngineError;
@@ -65,6 +66,9 @@ pub struct EngineConfig {
     pub deadlines: Deadlines,
     /// The key that signs ledger checkpoints; without one no checkpoints are signed.
     pub ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
+    /// Where the last checkpoint signed here is kept, outside the database
+    /// (see [`witness`]); without one the log is trusted as it is.
+    pub witness_file: Option<witness::WitnessFile>,
 }
 
 /// The use cases of signoff over a store, a policy set and a clock.
@@ -81,6 +85,8 @@ pub struct Engine {
     health: components::HealthBoard,
     ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
     hidden_probes: std::sync::atomic::AtomicU64,
+    witness: witness::WitnessState,
+    signed: tokio::sync::watch::Sender<Option<signoff_store::StoredCheckpoint>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -130,6 +136,8 @@ impl Engine {
             health: components::HealthBoard::default(),
             ledger_key: config.ledger_key.clone(),
             hidden_probes: std::sync::atomic::AtomicU64::new(0),
+            witness: witness::WitnessState::new(config.witness_file.clone()),
+            signed: tokio::sync::watch::Sender::new(None),
             config,
         });
         Ok(engine)
@@ -244,6 +252,7 @@ impl Engine {
         idempotency_key: Option<String>,
     ) -> Result<(RequestRecord, Submitted), EngineError> {
         authz::require(caller, Permission::Submit)?;
+        self.require_trusted_ledger().await?;
         if let Some(key) = &idempotency_key {
             signoff_core::input::check_text(
                 "Idempotency-Key",
@@ -505,6 +514,7 @@ impl Engine {
         if authz::require(reviewer, Permission::ReadAll).is_err() {
             self.get(reviewer, id).await?;
         }
+        self.require_trusted_ledger().await?;
         if decision == ReviewDecision::Deny && reason.as_deref().is_none_or(|r| r.trim().is_empty())
         {
             return Err(EngineError::Invalid("a reason is required to deny".into()));
@@ -569,6 +579,7 @@ impl Engine {
                 false,
             )?;
         }
+        self.require_trusted_ledger().await?;
         let by = caller.reference();
         let is_admin = caller.role == signoff_core::Role::Admin;
         self.transition_as(caller, id, |record, now, _| {
@@ -593,6 +604,7 @@ impl Engine {
         digest: &Digest,
     ) -> Result<RequestRecord, EngineError> {
         signoff_core::input::check_digest("digest", &digest.0)?;
+        self.require_trusted_ledger().await?;
         let by = caller.reference();
         let groups = caller.groups.clone();
         // Re-check against the set every replica must enforce, not whatever

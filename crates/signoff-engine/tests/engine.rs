@@ -50,6 +50,7 @@ async fn fixture() -> Fixture {
             ledger_key: Some(Arc::new(
                 signoff_ledger::note::SigningKey::generate("test.example/log").unwrap(),
             )),
+            witness_file: None,
         },
     )
     .await

@@ -103,6 +103,7 @@ async fn gateway(postgres: bool) -> Gw {
             policy_dir: policies.path().to_owned(),
             deadlines: Default::default(),
             ledger_key: None,
+            witness_file: None,
         },
     )
     .await

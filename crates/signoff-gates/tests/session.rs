@@ -56,6 +56,7 @@ impl Gateway {
                 policy_dir: policies,
                 deadlines: Default::default(),
                 ledger_key: None,
+                witness_file: None,
             },
         )
         .await

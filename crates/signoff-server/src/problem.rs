@@ -152,6 +152,11 @@ impl From<EngineError> for ApiError {
                 "unavailable",
                 "Database unavailable",
             ),
+            EngineError::LedgerUntrusted(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "ledger-untrusted",
+                "Ledger not trusted",
+            ),
             EngineError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         };
         let detail = if matches!(e, EngineError::Internal(_)) {
@@ -160,6 +165,10 @@ impl From<EngineError> for ApiError {
         } else if matches!(e, EngineError::Unavailable(_)) {
             tracing::warn!(error = %e, "database unavailable");
             "the database is unavailable; nothing was decided or recorded, retry later".to_owned()
+        } else if let EngineError::LedgerUntrusted(why) = e {
+            format!(
+                "the ledger is not trusted, so nothing is decided until an operator acts: {why}"
+            )
         } else {
             detail
         };

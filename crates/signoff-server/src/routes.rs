@@ -32,9 +32,78 @@ use utoipa::OpenApi;
         crate::ledger_routes::inclusion, crate::ledger_routes::consistency
     ),
     components(schemas(Problem)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ProblemResponses)
 )]
 struct ApiDoc;
+
+/// Every error the API can answer, on every operation, as the
+/// `application/problem+json` it really is (found by schemathesis: the
+/// generated document named only some statuses, as `application/json`).
+struct ProblemResponses;
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build()
+        };
+        let common: [(&str, &str); 8] = [
+            ("400", "Malformed request"),
+            ("401", "Missing, unknown or revoked credentials"),
+            ("403", "Not allowed for this role"),
+            ("404", "Not found"),
+            ("409", "Conflict with the current state"),
+            ("415", "Unsupported content type"),
+            ("422", "Invalid request"),
+            (
+                "503",
+                "Database unavailable or ledger not trusted; retry later",
+            ),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                for resp in op.responses.responses.values_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = resp {
+                        if let Some(c) = r.content.shift_remove("application/json") {
+                            let is_problem = matches!(
+                                &c.schema,
+                                Some(utoipa::openapi::RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")
+                            );
+                            let key = if is_problem {
+                                "application/problem+json"
+                            } else {
+                                "application/json"
+                            };
+                            r.content.insert(key.to_owned(), c);
+                        }
+                    }
+                }
+                for (status, description) in common {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            utoipa::openapi::RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(description)
+                                    .content("application/problem+json", problem())
+                                    .build(),
+                            )
+                        });
+                }
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 

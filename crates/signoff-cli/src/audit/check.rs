@@ -111,6 +111,44 @@ pub enum Problem {
         /// The largest smaller checkpoint whose root matched.
         after: Option<u64>,
     },
+    /// A checkpoint saved outside the database (an auditor's file, the
+    /// gateway's witness file) has another root than the log at its size.
+    SavedDiffers {
+        /// Where it was saved.
+        label: String,
+        /// Its size.
+        size: u64,
+    },
+    /// The log is shorter than a checkpoint saved outside the database.
+    SavedBeyond {
+        /// Where it was saved.
+        label: String,
+        /// Its size.
+        size: u64,
+        /// How many entries remain.
+        remain: u64,
+    },
+    /// No checkpoint signed by the pinned key covers any entry.
+    Unsigned {
+        /// Entries in the log.
+        entries: u64,
+    },
+    /// A checkpoint saved outside the database is not signed by the key.
+    SavedUnverified {
+        /// Where it was saved.
+        label: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A checkpoint saved outside the database, to prove the log consistent with.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// Where it came from, for messages.
+    pub label: String,
+    /// The verified checkpoint.
+    pub checkpoint: Checkpoint,
 }
 
 /// What claims the log is longer than it is.
@@ -139,7 +177,10 @@ impl Problem {
             Problem::Truncated { remain, .. } => size(*remain),
             Problem::BadSignature { size: s, .. }
             | Problem::NoteMismatch { size: s }
-            | Problem::RootDiffers { size: s, .. } => size(*s),
+            | Problem::RootDiffers { size: s, .. }
+            | Problem::SavedDiffers { size: s, .. } => size(*s),
+            Problem::SavedBeyond { remain, .. } => size(*remain),
+            Problem::SavedUnverified { .. } | Problem::Unsigned { .. } => u64::MAX,
         }
     }
 
@@ -200,6 +241,29 @@ impl fmt::Display for Problem {
             Problem::NoteMismatch { size } => write!(
                 f,
                 "checkpoint {size} does not match its signed note (stored size or root differs)"
+            ),
+            Problem::SavedDiffers { label, size } => write!(
+                f,
+                "the log is not consistent with {label} (checkpoint {size}): the first {size} \
+                 entries have another root now, so history was rewritten"
+            ),
+            Problem::SavedBeyond {
+                label,
+                size,
+                remain,
+            } => write!(
+                f,
+                "ledger truncated: {label} covers {size} entries but only {remain} remain"
+            ),
+            Problem::Unsigned { entries } => write!(
+                f,
+                "no checkpoint signed by the pinned key covers any of the {entries} entries: the \
+                 signed checkpoints were deleted, or this log was never signed by that key"
+            ),
+            Problem::SavedUnverified { label, reason } => write!(
+                f,
+                "{label} does not verify with this key ({reason}): the ledger key was replaced, \
+                 or the file belongs to another log"
             ),
             Problem::RootDiffers { size, after } => {
                 write!(f, "checkpoint {size} does not match the entries (root differs")?;
@@ -277,6 +341,8 @@ struct Replay {
     mismatched: BTreeMap<u64, (AuditEvent, Option<Hash>)>,
     /// Open run of missing entries.
     missing_run: Option<(u64, u64)>,
+    /// Checkpoints saved outside the database, smallest first, not yet reached.
+    saved: VecDeque<Saved>,
 }
 
 impl Replay {
@@ -316,6 +382,25 @@ impl Replay {
         }
     }
 
+    /// Compares the saved checkpoints of the current tree size with its root.
+    fn check_saved(&mut self) {
+        let size = self.frontier.size();
+        while self
+            .saved
+            .front()
+            .is_some_and(|s| s.checkpoint.size == size)
+        {
+            if let Some(s) = self.saved.pop_front() {
+                if self.frontier.root() != s.checkpoint.root {
+                    self.problems.push(Problem::SavedDiffers {
+                        label: s.label,
+                        size,
+                    });
+                }
+            }
+        }
+    }
+
     /// Checks and appends every entry of `w`; checkpoints are checked when
     /// the tree reaches their size.
     fn process(&mut self, w: Window) {
@@ -325,6 +410,7 @@ impl Replay {
         let mut unreadable = w.unreadable.into_iter().peekable();
         let mut leaves = w.leaves.into_iter().peekable();
         for index in w.start..w.end {
+            self.check_saved();
             while cps.front().is_some_and(|c| c.size == index) {
                 if let Some(cp) = cps.pop_front() {
                     self.check_checkpoint(&cp, true);
@@ -385,6 +471,7 @@ impl Replay {
                 self.check_checkpoint(&cp, true);
             }
         }
+        self.check_saved();
     }
 
     /// Tells swaps and moves from edits among the mismatching entries.
@@ -650,8 +737,10 @@ async fn fetch_checkpoints(
 pub async fn replay(
     store: Arc<dyn Store>,
     verifier: Verifier,
+    mut saved: Vec<Saved>,
     progress: Progress<'_>,
 ) -> Result<Outcome, StoreError> {
+    saved.sort_by_key(|s| s.checkpoint.size);
     let started = Instant::now();
     // The log as of now: entries appended while we read are not checked.
     let head = store.event_count().await?;
@@ -668,7 +757,9 @@ pub async fn replay(
         problems: Vec::new(),
         mismatched: BTreeMap::new(),
         missing_run: None,
+        saved: saved.into(),
     };
+    state.check_saved();
     let window_end = |start: u64| start.saturating_add(WINDOW).min(target);
     if target == 0 {
         // An empty log can still have a checkpoint of size 0.
@@ -727,6 +818,15 @@ pub async fn replay(
             state.missing_run = Some((start, count));
             state.close_missing_run();
         }
+    }
+    // Saved checkpoints beyond the end of the log.
+    let remain = state.frontier.size();
+    while let Some(s) = state.saved.pop_front() {
+        state.problems.push(Problem::SavedBeyond {
+            label: s.label,
+            size: s.checkpoint.size,
+            remain: remain.min(state.entries),
+        });
     }
     state.classify_mismatches();
     let mut problems = state.problems;

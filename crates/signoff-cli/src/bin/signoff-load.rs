@@ -252,6 +252,7 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
                 &dir.join("ledger.key"),
                 "load.signoff/ledger",
             )?)),
+            witness_file: None,
         },
     )
     .await?;
