@@ -188,10 +188,14 @@ enum AddCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `exec` is on the path of every gated command and does one thing at a
+    // time: a single-threaded runtime spares it starting worker threads.
+    let mut builder = if matches!(cli.command, Command::Exec(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("signoff: cannot start the async runtime: {e}");
