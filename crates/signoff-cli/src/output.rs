@@ -112,10 +112,52 @@ pub fn request_detail(r: &RequestView) -> String {
     );
     kv("action", r.request.action.clone());
     kv("resource", r.request.resource.clone());
-    kv(
-        "environment",
-        r.request.environment.clone().unwrap_or_else(|| "-".into()),
-    );
+    // What the catalog says (policies trust it) beside what the requester
+    // said (a claim), so a reviewer sees a contradiction at a glance.
+    match &r.facts {
+        Some(f) => {
+            let res = &f.resource;
+            kv(
+                "catalog",
+                match (&res.entry, &res.defined_at) {
+                    (Some(entry), Some(at)) => format!("known: entry `{entry}` ({at})"),
+                    _ => "UNKNOWN resource: not in the catalog".into(),
+                },
+            );
+            kv(
+                "environment",
+                format!(
+                    "{} (catalog){}",
+                    res.environment.as_deref().unwrap_or("-"),
+                    if f.environment_mismatch {
+                        "  MISMATCH with the asserted environment"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            kv(
+                "asserted env",
+                format!(
+                    "{} (claimed by the requester)",
+                    r.request.environment.as_deref().unwrap_or("-")
+                ),
+            );
+            if let Some(c) = &res.classification {
+                kv("classification", c.clone());
+            }
+            if let Some(o) = &res.owner {
+                kv("owner", o.clone());
+            }
+        }
+        None => kv(
+            "environment",
+            format!(
+                "{} (asserted)",
+                r.request.environment.as_deref().unwrap_or("-")
+            ),
+        ),
+    }
     kv("principal", r.request.principal.to_string());
     kv(
         "on behalf of",
@@ -268,12 +310,15 @@ pub fn needs_approval_line(view: &RequestView) -> String {
         .as_ref()
         .map(|r| format!(" from {r}"))
         .unwrap_or_default();
-    let env = view
-        .request
-        .environment
-        .as_deref()
-        .map(|e| format!(", env {e}"))
-        .unwrap_or_default();
+    let env = match view.facts.as_ref().and_then(|f| f.resource.environment.as_deref()) {
+        Some(e) => format!(", env {e}"),
+        None => view
+            .request
+            .environment
+            .as_deref()
+            .map(|e| format!(", asserted env {e}"))
+            .unwrap_or_default(),
+    };
     format!(
         "request {} needs approval{from} ({} on {}{env})",
         view.id, view.request.action, view.request.resource

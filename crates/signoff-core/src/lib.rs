@@ -8,6 +8,7 @@
 pub mod action;
 pub mod clock;
 pub mod event;
+pub mod facts;
 pub mod principal;
 pub mod query;
 pub mod quorum;
@@ -18,6 +19,7 @@ pub mod wire;
 pub use action::{ActionError, ActionRequest, Digest, PrincipalRef};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{AuditEvent, EventKind};
+pub use facts::{PrincipalAttributes, RequestFacts, ResourceFacts};
 pub use principal::{
     canonical_name, same_principal, Channel, Credential, Identity, Principal, PrincipalKind, Role,
 };

@@ -124,6 +124,7 @@ fn user(name: &str, groups: &[&str]) -> NewPrincipal {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         owner: None,
         gate: None,
+        attributes: Default::default(),
     }
 }
 
@@ -136,6 +137,7 @@ fn agent(name: &str, owner: &str, gate: Option<&str>) -> NewPrincipal {
         groups: vec![],
         owner: Some(owner.into()),
         gate: gate.map(str::to_owned),
+        attributes: Default::default(),
     }
 }
 

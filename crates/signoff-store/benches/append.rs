@@ -71,6 +71,7 @@ fn template() -> (RequestRecord, AuditEvent) {
             principal_owner: Some("olga".into()),
             verdict,
             idempotency_key: None,
+            facts: None,
         },
         now,
         Deadlines::default(),

@@ -194,6 +194,7 @@ mod tests {
                 principal_owner: None,
                 verdict,
                 idempotency_key: key.map(Into::into),
+                facts: None,
             },
             now,
             Deadlines::default(),

@@ -278,6 +278,7 @@ fn submit(
             principal_owner: Some("olga".into()),
             verdict: verdict(decision),
             idempotency_key: key.map(Into::into),
+            facts: None,
         },
         at(ms),
         Deadlines::default(),
