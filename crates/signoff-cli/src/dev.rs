@@ -177,12 +177,12 @@ pub fn print_banner(setup: &DevSetup, url: &str, engine: &Engine) {
     println!(
         r#"signoff listening on {url}   (dev mode — not for production)
   database     {db}
-  policies     {pol} ({n} policies)
+  policies     {pol} ({n} policies, {c} catalog entries in catalog.toml)
   credentials  {cred}
   ledger key   {ledger_key} (signs checkpoints; keep it secret)
   verifier key {vkey}
 
-  agent    etl-bot  (owner carol)          {agent}
+  agent    etl-bot  (owner carol, prod+staging) {agent}
   reviewer alice    (group sre)            {alice}
   reviewer bob      (group sre)            {bob}
   admin    carol    (group sre)            {carol}
@@ -193,6 +193,9 @@ Try it in another terminal:
   signoff exec --action db.read --resource customers --env prod -- echo read ok
   signoff exec --action db.drop --resource customers --env prod -- echo never printed; echo "exit $?"
   signoff exec --action db.export --resource customers --env prod --justification "Q3 report" -- echo exported
+  # the catalog says customers is prod: claiming another environment changes nothing
+  signoff exec --action db.export --resource customers --env staging -- echo exported
+  signoff policy explain --policies {pol} --principal agent:etl-bot --attr environments=prod,staging --action db.export --resource customers --env staging
 
   # while the export waits, in a third terminal (carol can't: she owns etl-bot):
   SIGNOFF_URL={url} SIGNOFF_TOKEN={alice} signoff ls --status pending
@@ -205,6 +208,7 @@ Try it in another terminal:
         db = setup.config.database,
         pol = setup.config.policies.display(),
         n = info.policy_ids.len(),
+        c = info.catalog_entries,
         cred = setup.credentials.display(),
         ledger_key = setup.config.ledger_key.display(),
         vkey = engine

@@ -310,14 +310,19 @@ pub fn needs_approval_line(view: &RequestView) -> String {
         .as_ref()
         .map(|r| format!(" from {r}"))
         .unwrap_or_default();
-    let env = match view.facts.as_ref().and_then(|f| f.resource.environment.as_deref()) {
+    // The catalog's environment when it knows one (and the claim beside it
+    // when they differ); otherwise the requester's claim, as sent.
+    let asserted = view.request.environment.as_deref();
+    let env = match view
+        .facts
+        .as_ref()
+        .and_then(|f| f.resource.environment.as_deref())
+    {
+        Some(e) if asserted.is_some_and(|a| !a.eq_ignore_ascii_case(e)) => {
+            format!(", env {e}, asserted {}", asserted.unwrap_or_default())
+        }
         Some(e) => format!(", env {e}"),
-        None => view
-            .request
-            .environment
-            .as_deref()
-            .map(|e| format!(", asserted env {e}"))
-            .unwrap_or_default(),
+        None => asserted.map(|e| format!(", env {e}")).unwrap_or_default(),
     };
     format!(
         "request {} needs approval{from} ({} on {}{env})",

@@ -212,7 +212,11 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                             groups,
                             owner: None,
                             gate: None,
-                            attributes: parse_attrs(PrincipalKind::User, Default::default(), &attrs)?,
+                            attributes: parse_attrs(
+                                PrincipalKind::User,
+                                Default::default(),
+                                &attrs,
+                            )?,
                         },
                     )
                 }

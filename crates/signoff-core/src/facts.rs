@@ -45,7 +45,9 @@ impl PrincipalAttributes {
     /// the key). Names the offending input on error.
     pub fn apply(&mut self, kind: PrincipalKind, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment.split_once('=').ok_or_else(|| {
-            format!("invalid attribute `{assignment}`: expected KEY=VALUE, e.g. environments=staging")
+            format!(
+                "invalid attribute `{assignment}`: expected KEY=VALUE, e.g. environments=staging"
+            )
         })?;
         let key = key.trim();
         if !principal_attribute_keys(kind).contains(&key) {
@@ -244,6 +246,9 @@ mod tests {
         assert!(environment_mismatch(&prod, Some("production")));
         assert!(!environment_mismatch(&prod, Some("PROD")));
         assert!(!environment_mismatch(&prod, None));
-        assert!(!environment_mismatch(&ResourceFacts::default(), Some("prod")));
+        assert!(!environment_mismatch(
+            &ResourceFacts::default(),
+            Some("prod")
+        ));
     }
 }

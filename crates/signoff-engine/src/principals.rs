@@ -239,12 +239,13 @@ impl Engine {
             .validate(existing.kind)
             .map_err(EngineError::Invalid)?;
         let now = self.now();
-        let event = AuditEvent::new(EventKind::PrincipalAttributesChanged, now, actor)
-            .with_detail(serde_json::json!({
+        let event = AuditEvent::new(EventKind::PrincipalAttributesChanged, now, actor).with_detail(
+            serde_json::json!({
                 "name": name,
                 "before": existing.attributes,
                 "after": attributes,
-            }));
+            }),
+        );
         self.store
             .commit(Commit {
                 changes: vec![Change::SetPrincipalAttributes {

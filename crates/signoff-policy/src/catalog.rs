@@ -135,7 +135,6 @@ impl Catalog {
             key: String,
             pattern: bool,
             line: usize,
-            offset: usize,
             spec: EntrySpec,
         }
         let mut raws: Vec<Raw> = Vec::new();
@@ -164,7 +163,9 @@ impl Catalog {
             if pattern && !key.contains('*') {
                 problems.push(at(
                     key_offset,
-                    format!("pattern `{key}` has no `*`; use `name = \"{key}\"` for an exact resource"),
+                    format!(
+                        "pattern `{key}` has no `*`; use `name = \"{key}\"` for an exact resource"
+                    ),
                 ));
                 continue;
             }
@@ -203,7 +204,6 @@ impl Catalog {
                 key,
                 pattern,
                 line,
-                offset,
                 spec,
             });
         }
@@ -226,7 +226,10 @@ impl Catalog {
                         if current == i || p == i {
                             problems.push(at(
                                 parent.span().start,
-                                format!("parent chain of `{}` loops back to `{}`", raw.key, raws[p].key),
+                                format!(
+                                    "parent chain of `{}` loops back to `{}`",
+                                    raw.key, raws[p].key
+                                ),
                             ));
                         }
                         broken = true;
@@ -265,7 +268,6 @@ impl Catalog {
                     .chain(chains[i].iter().copied())
                     .find_map(|j| pick(&raws[j].spec).as_ref().map(|v| v.get_ref().clone()))
             };
-            let _ = raw.offset;
             let mut tags: Vec<String> = raw.spec.tags.iter().map(|t| t.get_ref().clone()).collect();
             tags.sort();
             tags.dedup();
@@ -310,7 +312,10 @@ impl Catalog {
             let mut keys = BTreeMap::new();
             for (key, ty) in &action.get_ref().context {
                 let ok_key = !key.is_empty()
-                    && key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && key
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !ok_key {
                     problems.push(at(
@@ -482,7 +487,9 @@ context = { rows = "long" }
         );
         let err = Catalog::parse("catalog.toml", "[[resource]]\nnam = \"a\"\n").unwrap_err();
         assert!(
-            err[0].to_string().starts_with("catalog.toml:2:1: invalid catalog: unknown field `nam`"),
+            err[0]
+                .to_string()
+                .starts_with("catalog.toml:2:1: invalid catalog: unknown field `nam`"),
             "{err:?}"
         );
         let looped = "[[resource]]\nname = \"a\"\nparent = \"b\"\n[[resource]]\nname = \"b\"\nparent = \"a\"\n";

@@ -1,7 +1,7 @@
 //! Why a request got its verdict: every candidate policy and what it did.
 
-use serde::Serialize;
 use crate::EvalInput;
+use serde::Serialize;
 use serde_json::{json, Value};
 use signoff_core::{RequestFacts, Verdict};
 use std::collections::BTreeMap;
@@ -204,8 +204,16 @@ pub(crate) fn fact_traces(input: &EvalInput<'_>, facts: &RequestFacts) -> Vec<Fa
             "principal (registered attributes)",
         );
     }
-    push("groups", json!(input.principal_groups), "principal (registered groups)");
-    push("resource", json!(req.resource), "asserted (the request names it)");
+    push(
+        "groups",
+        json!(input.principal_groups),
+        "principal (registered groups)",
+    );
+    push(
+        "resource",
+        json!(req.resource),
+        "asserted (the request names it)",
+    );
     push("resource.known", json!(r.known), &catalog);
     push("resource.environment", text(&r.environment), &catalog);
     push("resource.classification", text(&r.classification), &catalog);
@@ -223,7 +231,11 @@ pub(crate) fn fact_traces(input: &EvalInput<'_>, facts: &RequestFacts) -> Vec<Fa
         json!(facts.environment_mismatch),
         "catalog vs asserted",
     );
-    push("context.justification", text(&req.justification), "asserted");
+    push(
+        "context.justification",
+        text(&req.justification),
+        "asserted",
+    );
     push("context.on_behalf_of", text(&req.on_behalf_of), "asserted");
     for (k, v) in &req.context {
         push(&format!("context.{k}"), v.clone(), "asserted");

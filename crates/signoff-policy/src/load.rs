@@ -1,10 +1,10 @@
 //! Reading, parsing, annotating, validating and indexing a policy directory.
 
 use crate::annotations::{parse_approval, parse_ttl};
+use crate::catalog::{Catalog, CATALOG_FILE};
 use crate::diag;
 use crate::explain::Effect;
 use crate::index::{ActionIndex, CandidateCache};
-use crate::catalog::{Catalog, CATALOG_FILE};
 use crate::{Diagnostic, PolicyError, PolicySources};
 use cedar_policy::{EntityTypeName, PolicyId, Schema, ValidationMode, Validator};
 use sha2::{Digest as _, Sha256};
@@ -276,7 +276,8 @@ pub(crate) fn compile(sources: &PolicySources) -> Result<Compiled, PolicyError> 
         for meta in &policies {
             for a in &meta.action_literals {
                 let registered = catalog.actions.keys().any(|r| {
-                    r == a || (r.starts_with(a.as_str()) && r.as_bytes().get(a.len()) == Some(&b'.'))
+                    r == a
+                        || (r.starts_with(a.as_str()) && r.as_bytes().get(a.len()) == Some(&b'.'))
                 });
                 if !registered {
                     warnings.push(Diagnostic {
@@ -547,6 +548,10 @@ fn validate(
         warnings.push(locate(w.policy_id(), diag::first_offset(w), message));
     }
     for err in result.validation_errors() {
-        diagnostics.push(locate(err.policy_id(), diag::first_offset(err), diag::message(err)));
+        diagnostics.push(locate(
+            err.policy_id(),
+            diag::first_offset(err),
+            diag::message(err),
+        ));
     }
 }

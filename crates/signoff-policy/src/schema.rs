@@ -47,7 +47,12 @@ pub(crate) const ATTRIBUTES: &[(&str, &str, AttrType, &str)] = &[
     ("context", "justification", AttrType::String, "asserted"),
     ("context", "on_behalf_of", AttrType::String, "asserted"),
     ("context", "gate", AttrType::String, "credential"),
-    ("context", "environment_mismatch", AttrType::Bool, "catalog vs asserted"),
+    (
+        "context",
+        "environment_mismatch",
+        AttrType::Bool,
+        "catalog vs asserted",
+    ),
 ];
 
 fn attrs_of(ty: &str) -> impl Iterator<Item = (&'static str, AttrType)> + '_ {
@@ -57,18 +62,22 @@ fn attrs_of(ty: &str) -> impl Iterator<Item = (&'static str, AttrType)> + '_ {
         .map(|(_, name, at, _)| (*name, *at))
 }
 
-fn record(out: &mut String, ty: &str, extra: &[(String, &'static str)]) {
+/// A record type of `ty`'s attributes (and optional `extra` ones),
+/// closed at `indent`.
+fn record(out: &mut String, ty: &str, extra: &[(String, &'static str)], indent: &str) {
     out.push('{');
     let mut first = true;
     for (name, at) in attrs_of(ty) {
-        let _ = write!(out, "{}\n    {name}: {}", if first { "" } else { "," }, at.cedar());
+        let sep = if first { "" } else { "," };
+        let _ = write!(out, "{sep}\n{indent}  {name}: {}", at.cedar());
         first = false;
     }
     for (name, cedar) in extra {
-        let _ = write!(out, "{}\n    \"{name}\"?: {cedar}", if first { "" } else { "," });
+        let sep = if first { "" } else { "," };
+        let _ = write!(out, "{sep}\n{indent}  \"{name}\"?: {cedar}");
         first = false;
     }
-    out.push_str("\n  }");
+    let _ = write!(out, "\n{indent}}}");
 }
 
 /// The entity types: what every signoff policy set is validated against,
@@ -86,7 +95,7 @@ pub fn base_schema() -> String {
         ("Resource", "[Resource]"),
     ] {
         let _ = write!(out, "entity {ty} in {parents} = ");
-        record(&mut out, ty, &[]);
+        record(&mut out, ty, &[], "");
         out.push_str(";\n");
     }
     out
@@ -99,7 +108,10 @@ pub(crate) fn full_schema(action_literals: &BTreeSet<String>, catalog: &Catalog)
     let mut out = base_schema();
     let mut actions: BTreeSet<String> = action_literals.clone();
     actions.extend(catalog.actions.keys().cloned());
-    let mut all: BTreeSet<String> = BTreeSet::new();
+    // Stands for every action no policy names, so a policy with an
+    // unconstrained action scope is checked against what such a request
+    // carries (the base context only), and a set never has no actions.
+    let mut all: BTreeSet<String> = BTreeSet::from([OTHER_ACTIONS.to_owned()]);
     for a in &actions {
         all.insert(a.clone());
         all.extend(action_ancestors(a).into_iter().map(str::to_owned));
@@ -110,28 +122,25 @@ pub(crate) fn full_schema(action_literals: &BTreeSet<String>, catalog: &Catalog)
         if let Some(direct) = parents.first() {
             let _ = write!(out, " in [\"{}\"]", escape(direct));
         }
-        out.push_str(" appliesTo {\n  principal: [Agent, User],\n  resource: [Resource],\n  context: ");
+        out.push_str(
+            " appliesTo {\n  principal: [Agent, User],\n  resource: [Resource],\n  context: ",
+        );
         let extra: Vec<(String, &'static str)> = catalog
             .actions
             .get(a)
             .map(|keys| keys.iter().map(|(k, t)| (k.clone(), t.cedar())).collect())
             .unwrap_or_default();
-        record(&mut out, "context", &extra);
+        record(&mut out, "context", &extra, "  ");
         out.push_str("\n};\n");
     }
     out
 }
 
+/// The schema action that stands for actions no policy or registry names.
+pub(crate) const OTHER_ACTIONS: &str = "(other actions)";
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// Where a value a policy can read comes from, for `policy explain`.
-pub(crate) fn source_of(ty: &str, attr: &str) -> &'static str {
-    ATTRIBUTES
-        .iter()
-        .find(|(t, a, ..)| *t == ty && *a == attr)
-        .map_or("asserted", |(.., s)| s)
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! Verdict rules, entity/context mapping, load diagnostics and the index.
 
 use super::*;
-use signoff_core::PrincipalAttributes;
 use serde_json::json;
 use signoff_core::Decision;
+use signoff_core::PrincipalAttributes;
 
 fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
@@ -847,7 +847,10 @@ permit(principal, action, resource) when { resource.environment == "prod" };
         Decision::Allow
     );
     let v = eval_attrs(&s, &at("customers-v2", Some("staging")), &none);
-    assert_eq!((v.decision, v.policy_ids.clone()), (Decision::Deny, vec!["unknown".to_owned()]));
+    assert_eq!(
+        (v.decision, v.policy_ids.clone()),
+        (Decision::Deny, vec!["unknown".to_owned()])
+    );
     // the facts recorded with the request
     let input = EvalInput {
         request: &at("customers", Some("staging")),
@@ -893,7 +896,10 @@ fn catalog_parents_principal_attributes_and_the_mismatch_flag_reach_cedar() {
         Decision::Deny
     );
     let v = eval_attrs(&s, &at("customers", Some("dev")), &prod_agent);
-    assert_eq!((v.decision, v.policy_ids), (Decision::Deny, vec!["in-prod".to_owned()]));
+    assert_eq!(
+        (v.decision, v.policy_ids),
+        (Decision::Deny, vec!["in-prod".to_owned()])
+    );
 }
 
 #[test]
@@ -907,7 +913,11 @@ fn typos_are_schema_errors_with_their_location() {
     )
     .unwrap_err();
     let d = &err.diagnostics[0];
-    assert_eq!((d.file.as_str(), d.line, d.column), ("p.cedar", 2, 10), "{err}");
+    assert_eq!(
+        (d.file.as_str(), d.line, d.column),
+        ("p.cedar", 2, 10),
+        "{err}"
+    );
     assert!(d.message.contains("enviroment"), "{err}");
     let err = load_err(
         &[("p.cedar", "permit(principal is User, action, resource) when { principal.environments.contains(\"prod\") };")],
@@ -916,7 +926,10 @@ fn typos_are_schema_errors_with_their_location() {
     assert!(err.starts_with("p.cedar:1:"), "{err}");
     assert!(err.contains("environments"), "{err}");
     let err = load_err(
-        &[("p.cedar", "permit(principal, action, resource) when { resource.enviornment == \"prod\" };")],
+        &[(
+            "p.cedar",
+            "permit(principal, action, resource) when { resource.enviornment == \"prod\" };",
+        )],
         None,
     );
     assert!(err.contains("enviornment"), "{err}");
@@ -950,11 +963,15 @@ fn the_catalog_is_part_of_the_set_hash_and_sources() {
     assert_ne!(a.hash(), none.hash());
     let again = PolicySet::from_sources(a.sources()).unwrap();
     assert_eq!(again.hash(), a.hash());
-    assert_eq!(again.resource_facts("customers"), a.resource_facts("customers"));
+    assert_eq!(
+        again.resource_facts("customers"),
+        a.resource_facts("customers")
+    );
     // a set stored before the catalog existed decodes without one
-    let old: PolicySources =
-        serde_json::from_str(r#"{"files":[["p.cedar","permit(principal, action, resource);"]],"schema":null}"#)
-            .unwrap();
+    let old: PolicySources = serde_json::from_str(
+        r#"{"files":[["p.cedar","permit(principal, action, resource);"]],"schema":null}"#,
+    )
+    .unwrap();
     assert_eq!(old.catalog, None);
 }
 
@@ -976,7 +993,9 @@ fn actions_outside_the_registry_are_warned_about() {
         CATALOG,
     );
     assert!(
-        s.warnings().iter().any(|w| w.message.contains("must be declared")),
+        s.warnings()
+            .iter()
+            .any(|w| w.message.contains("must be declared")),
         "{:?}",
         s.warnings()
     );
@@ -1007,19 +1026,30 @@ fn explain_labels_where_each_value_came_from() {
     };
     assert_eq!(
         source("resource.environment"),
-        (json!("prod"), "catalog (catalog.toml:7, entry `customers`)".to_owned())
+        (
+            json!("prod"),
+            "catalog (catalog.toml:7, entry `customers`)".to_owned()
+        )
     );
     assert_eq!(
         source("principal.environments"),
-        (json!(["staging"]), "principal (registered attributes)".to_owned())
+        (
+            json!(["staging"]),
+            "principal (registered attributes)".to_owned()
+        )
     );
     assert!(source("context.environment").1.starts_with("asserted"));
     assert_eq!(source("context.environment_mismatch").0, json!(true));
     assert_eq!(source("context.gate").1, "credential");
     let text = e.render();
-    assert!(text.contains("facts (where each value came from):"), "{text}");
     assert!(
-        text.lines().any(|l| l.contains("resource.environment") && l.contains("\"prod\"") && l.contains("catalog")),
+        text.contains("facts (where each value came from):"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("resource.environment")
+            && l.contains("\"prod\"")
+            && l.contains("catalog")),
         "{text}"
     );
 }

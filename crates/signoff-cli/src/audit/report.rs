@@ -1000,6 +1000,7 @@ mod tests {
                     principal_owner: Some("olga".into()),
                     verdict: verdict(decision),
                     idempotency_key: None,
+                    facts: None,
                 },
                 at(s),
                 Deadlines::default(),
