@@ -104,10 +104,19 @@ fn attempt(
     (out.code, out.request_id(), marker.exists())
 }
 
+/// (who, action, resource, --env, expected decision, determining policy)
+type Attempt = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<&'static str>,
+);
+
 fn bypass_attempts_get_the_verdict_the_facts_require(b: Backend) {
     let gw = gateway(b);
-    // (who, action, resource, --env, expected decision, determining policy)
-    let matrix: &[(&str, &str, &str, Option<&str>, &str, Option<&str>)] = &[
+    let matrix: &[Attempt] = &[
         (
             "bot",
             "db.export",

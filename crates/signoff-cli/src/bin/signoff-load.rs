@@ -158,7 +158,13 @@ async fn run(args: Args) -> Result<()> {
                 }
                 let resp = req.send().await;
                 let ok = match resp {
-                    Ok(r) => r.status().as_u16() == 201 && r.bytes().await.is_ok(),
+                    // Only an allowed decision counts: a policy directory
+                    // that denies would otherwise be measured as fast.
+                    Ok(r) if r.status().as_u16() == 201 => r
+                        .bytes()
+                        .await
+                        .is_ok_and(|b| contains(&b, br#""decision":"allow""#)),
+                    Ok(_) => false,
                     Err(_) => false,
                 };
                 if start >= warmup_end {
@@ -238,6 +244,10 @@ fn ratio(a: f64, b: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Starts an in-process gateway with an allow-all policy and one agent.
