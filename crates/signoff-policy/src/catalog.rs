@@ -348,6 +348,7 @@ impl Catalog {
             catalog.actions.insert(name, keys);
         }
 
+        problems.sort_by_key(|d| (d.line, d.column));
         if problems.is_empty() {
             Ok(catalog)
         } else {
@@ -479,7 +480,7 @@ context = { rows = "long" }
                 "catalog.toml:3:10: parent `nope` of `a` is not a resource `name` in the catalog",
                 "catalog.toml:6:11: pattern `x` has no `*`; use `name = \"x\"` for an exact resource",
                 "catalog.toml:10:15: invalid environment `pr od`: use 1-64 letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
-                "catalog.toml:14:19: unknown type `float` for context key `rows` (expected string, long or bool)",
+                "catalog.toml:14:20: unknown type `float` for context key `rows` (expected string, long or bool)",
             ]
             .map(String::from)
             .to_vec(),
