@@ -12,33 +12,13 @@ use std::path::PathBuf;
 
 const DIR: &str = ".signoff-dev";
 
-/// The demo policy: one rule for each verdict.
-pub const DEMO_POLICY: &str = r#"// signoff demo policy: one rule per verdict.
+/// The demo policy: decisions on catalog facts and the agent's registered
+/// environments, failing closed on unknown resources. The same text as
+/// `examples/policies/demo.cedar`, whose test table covers it.
+pub const DEMO_POLICY: &str = include_str!("../../../examples/policies/demo.cedar");
 
-// Reads are routine: allowed, and still recorded.
-@id("reads-allowed")
-permit(principal, action in Action::"db.read", resource);
-
-// Nobody drops a production database through signoff.
-@id("no-prod-drop")
-@reason("dropping a production database is never allowed")
-forbid(principal, action == Action::"db.drop", resource)
-when { context.environment == "prod" };
-
-// Exporting production data needs two SREs, other than the requester,
-// within 30 minutes.
-@id("prod-export-two-sre")
-@approval("sre:2")
-@ttl("30m")
-@reason("customer data leaves production")
-permit(principal, action == Action::"db.export", resource)
-when { context.environment == "prod" };
-
-// Outside production, exports are routine.
-@id("nonprod-export")
-permit(principal, action == Action::"db.export", resource)
-when { context.environment != "prod" };
-"#;
+/// The demo resource catalog (`examples/policies/catalog.toml`).
+pub const DEMO_CATALOG: &str = include_str!("../../../examples/policies/catalog.toml");
 
 /// What `prepare` set up.
 #[derive(Debug, Clone)]
@@ -60,6 +40,11 @@ pub fn prepare() -> Result<DevSetup> {
     if !demo.exists() {
         std::fs::write(&demo, DEMO_POLICY)
             .with_context(|| format!("cannot write {}", demo.display()))?;
+    }
+    let catalog = policies.join(signoff_policy::CATALOG_FILE);
+    if !catalog.exists() {
+        std::fs::write(&catalog, DEMO_CATALOG)
+            .with_context(|| format!("cannot write {}", catalog.display()))?;
     }
     let config_path = dir.join("signoff.toml");
     if !config_path.exists() {
@@ -84,6 +69,8 @@ struct Demo {
     role: Role,
     groups: &'static [&'static str],
     owner: Option<&'static str>,
+    /// `--attr` assignments.
+    attrs: &'static [&'static str],
 }
 
 const DEMO_PRINCIPALS: [Demo; 4] = [
@@ -94,6 +81,7 @@ const DEMO_PRINCIPALS: [Demo; 4] = [
         role: Role::Reviewer,
         groups: &["sre"],
         owner: None,
+        attrs: &[],
     },
     Demo {
         var: "BOB_TOKEN",
@@ -102,6 +90,7 @@ const DEMO_PRINCIPALS: [Demo; 4] = [
         role: Role::Reviewer,
         groups: &["sre"],
         owner: None,
+        attrs: &[],
     },
     Demo {
         var: "CAROL_TOKEN",
@@ -110,6 +99,7 @@ const DEMO_PRINCIPALS: [Demo; 4] = [
         role: Role::Admin,
         groups: &["sre"],
         owner: None,
+        attrs: &[],
     },
     // last: its owner must exist first
     Demo {
@@ -119,6 +109,7 @@ const DEMO_PRINCIPALS: [Demo; 4] = [
         role: Role::Agent,
         groups: &[],
         owner: Some("carol"),
+        attrs: &["environments=prod,staging"],
     },
 ];
 
@@ -138,6 +129,13 @@ pub async fn ensure_principals(engine: &Engine, setup: &DevSetup) -> Result<()> 
             groups: d.groups.iter().map(|g| g.to_string()).collect(),
             owner: d.owner.map(str::to_owned),
             gate: None,
+            attributes: {
+                let mut a = signoff_core::PrincipalAttributes::default();
+                for assignment in d.attrs {
+                    a.apply(d.kind, assignment).map_err(anyhow::Error::msg)?;
+                }
+                a
+            },
         };
         let (_, _, token) = engine.add_principal(Operator::Console, new).await?;
         lines.push_str(&format!("{}={token}\n", d.var));
@@ -179,12 +177,12 @@ pub fn print_banner(setup: &DevSetup, url: &str, engine: &Engine) {
     println!(
         r#"signoff listening on {url}   (dev mode — not for production)
   database     {db}
-  policies     {pol} ({n} policies)
+  policies     {pol} ({n} policies, {c} catalog entries in catalog.toml)
   credentials  {cred}
   ledger key   {ledger_key} (signs checkpoints; keep it secret)
   verifier key {vkey}
 
-  agent    etl-bot  (owner carol)          {agent}
+  agent    etl-bot  (owner carol, prod+staging) {agent}
   reviewer alice    (group sre)            {alice}
   reviewer bob      (group sre)            {bob}
   admin    carol    (group sre)            {carol}
@@ -195,6 +193,9 @@ Try it in another terminal:
   signoff exec --action db.read --resource customers --env prod -- echo read ok
   signoff exec --action db.drop --resource customers --env prod -- echo never printed; echo "exit $?"
   signoff exec --action db.export --resource customers --env prod --justification "Q3 report" -- echo exported
+  # the catalog says customers is prod: claiming another environment changes nothing
+  signoff exec --action db.export --resource customers --env staging -- echo exported
+  signoff policy explain --policies {pol} --principal agent:etl-bot --attr environments=prod,staging --action db.export --resource customers --env staging
 
   # while the export waits, in a third terminal (carol can't: she owns etl-bot):
   SIGNOFF_URL={url} SIGNOFF_TOKEN={alice} signoff ls --status pending
@@ -207,6 +208,7 @@ Try it in another terminal:
         db = setup.config.database,
         pol = setup.config.policies.display(),
         n = info.policy_ids.len(),
+        c = info.catalog_entries,
         cred = setup.credentials.display(),
         ledger_key = setup.config.ledger_key.display(),
         vkey = engine

@@ -137,6 +137,18 @@ enum PrincipalCmd {
     Credential(serve::CredentialCmd),
     /// Link an external identity (OIDC subject, Slack or Teams user) to a user.
     Link(serve::LinkArgs),
+    /// Show or change a principal's attributes (an audit event names
+    /// the change); prints the resulting attributes as JSON.
+    Attrs {
+        /// The principal.
+        name: String,
+        /// KEY=VALUE to set (repeatable; an empty VALUE clears the key).
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+        /// Config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// List a user's linked identities.
     Identities {
         /// The user.
@@ -163,6 +175,11 @@ enum AddCmd {
         /// policies see that gate, and it cannot submit through another.
         #[arg(long)]
         gate: Option<String>,
+        /// Attribute KEY=VALUE (repeatable): environments=staging,dev
+        /// (where it may act), team=…, labels=a,b. Policies see them as
+        /// principal.KEY.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
         /// Config file.
         #[arg(long)]
         config: PathBuf,
@@ -180,6 +197,10 @@ enum AddCmd {
         /// reviewer (default), auditor or admin.
         #[arg(long, default_value = "reviewer")]
         role: String,
+        /// Attribute KEY=VALUE (repeatable): department=…, team=…,
+        /// labels=a,b. Policies see them as principal.KEY.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
         /// Config file.
         #[arg(long)]
         config: PathBuf,

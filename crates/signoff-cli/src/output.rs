@@ -125,16 +125,10 @@ const KEY: usize = 15;
 pub fn request_detail(r: &RequestView) -> String {
     let mut s = String::new();
     let mut kv = |k: &str, v: &str| s.push_str(&format!("{k:<KEY$}{v}\n"));
-    let env = r
-        .request
-        .environment
-        .as_deref()
-        .map(|e| format!(" (env {})", one_line(e)))
-        .unwrap_or_default();
     kv(
         "action",
         &format!(
-            "{} on {}{env}",
+            "{} on {}",
             one_line(&r.request.action),
             one_line(&r.request.resource)
         ),
@@ -152,6 +146,54 @@ pub fn request_detail(r: &RequestView) -> String {
         kv("status reason", &one_line(why));
     }
     kv("principal", &one_line(&r.request.principal.to_string()));
+    // What the catalog says (policies trust it) beside what the requester
+    // said (a claim), so a reviewer sees a contradiction at a glance.
+    match &r.facts {
+        Some(f) => {
+            let res = &f.resource;
+            kv(
+                "catalog",
+                &match (&res.entry, &res.defined_at) {
+                    (Some(entry), Some(at)) => {
+                        format!("known: entry `{}` ({})", one_line(entry), one_line(at))
+                    }
+                    _ => "UNKNOWN resource: not in the catalog".into(),
+                },
+            );
+            kv(
+                "environment",
+                &format!(
+                    "{} (catalog){}",
+                    one_line(res.environment.as_deref().unwrap_or("-")),
+                    if f.environment_mismatch {
+                        "  MISMATCH with the asserted environment"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            kv(
+                "asserted env",
+                &format!(
+                    "{} (claimed by the requester)",
+                    one_line(r.request.environment.as_deref().unwrap_or("-"))
+                ),
+            );
+            if let Some(c) = &res.classification {
+                kv("classification", &one_line(c));
+            }
+            if let Some(o) = &res.owner {
+                kv("owner", &one_line(o));
+            }
+        }
+        None => kv(
+            "environment",
+            &format!(
+                "{} (asserted)",
+                one_line(r.request.environment.as_deref().unwrap_or("-"))
+            ),
+        ),
+    }
     kv(
         "on behalf of",
         &r.request
@@ -344,12 +386,26 @@ pub fn needs_approval_line(view: &RequestView) -> String {
         .as_ref()
         .map(|r| format!(" from {r}"))
         .unwrap_or_default();
-    let env = view
-        .request
-        .environment
-        .as_deref()
-        .map(|e| format!(", env {}", one_line(e)))
-        .unwrap_or_default();
+    // The catalog's environment when it knows one (and the claim beside it
+    // when they differ); otherwise the requester's claim, as sent.
+    let asserted = view.request.environment.as_deref();
+    let env = match view
+        .facts
+        .as_ref()
+        .and_then(|f| f.resource.environment.as_deref())
+    {
+        Some(e) if asserted.is_some_and(|a| !a.eq_ignore_ascii_case(e)) => {
+            format!(
+                ", env {}, asserted {}",
+                one_line(e),
+                one_line(asserted.unwrap_or_default())
+            )
+        }
+        Some(e) => format!(", env {}", one_line(e)),
+        None => asserted
+            .map(|e| format!(", env {}", one_line(e)))
+            .unwrap_or_default(),
+    };
     format!(
         "request {} needs approval{from} ({} on {}{env})",
         one_line(&view.id),

@@ -6,12 +6,20 @@ use signoff_core::{ActionRequest, PrincipalRef};
 use signoff_policy::{EvalInput, PolicySet};
 use std::path::PathBuf;
 
+// Parsed once per process; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
-    /// Parse and validate every *.cedar file of DIR (and its *.cedarschema).
+    /// Parse and validate every *.cedar file of DIR, its catalog.toml,
+    /// against signoff's schema (or DIR's own *.cedarschema).
     Check {
         /// Policy directory.
         dir: PathBuf,
+    },
+    /// Print the Cedar schema DIR's policies are validated against.
+    Schema {
+        /// Policy directory (without one: signoff's entity types only).
+        dir: Option<PathBuf>,
     },
     /// Run a table of cases against the policies and compare verdicts.
     Test {
@@ -32,6 +40,10 @@ pub enum PolicyCmd {
         /// The principal's groups (repeatable).
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// The principal's registered attribute KEY=VALUE (repeatable),
+        /// e.g. environments=staging.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
         #[command(flatten)]
         request: crate::args::ActionArgs,
         /// Gate (context.gate).
@@ -47,9 +59,19 @@ pub fn run(cmd: PolicyCmd) -> Result<i32> {
     match cmd {
         PolicyCmd::Check { dir } => match PolicySet::load_dir(&dir) {
             Ok(set) => {
+                for w in set.warnings() {
+                    eprintln!(
+                        "{}:{}:{}: {}",
+                        dir.join(&w.file).display(),
+                        w.line,
+                        w.column,
+                        w.message
+                    );
+                }
                 println!(
-                    "ok: {} policies in {} (set {})",
+                    "ok: {} policies, {} catalog entries in {} (set {})",
                     set.len(),
+                    set.catalog_len(),
                     dir.display(),
                     &set.hash()[..12]
                 );
@@ -73,6 +95,13 @@ pub fn run(cmd: PolicyCmd) -> Result<i32> {
                 Ok(1)
             }
         },
+        PolicyCmd::Schema { dir } => {
+            match dir {
+                Some(dir) => print!("{}", PolicySet::load_dir(&dir)?.schema_text()),
+                None => print!("{}", signoff_policy::base_schema()),
+            }
+            Ok(0)
+        }
         PolicyCmd::Test { file, policies } => {
             let report = signoff_policy::testing::run_file(&file, policies.as_deref())?;
             print!("{}", report.render_table());
@@ -82,6 +111,7 @@ pub fn run(cmd: PolicyCmd) -> Result<i32> {
             policies,
             principal,
             groups,
+            attrs,
             request,
             gate,
             json,
@@ -99,10 +129,17 @@ pub fn run(cmd: PolicyCmd) -> Result<i32> {
                 on_behalf_of: request.on_behalf_of,
             };
             request.validate()?;
+            let mut attributes = signoff_core::PrincipalAttributes::default();
+            for a in &attrs {
+                attributes
+                    .apply(request.principal.kind, a)
+                    .map_err(|e| anyhow::anyhow!("--attr {a}: {e}"))?;
+            }
             let explanation = set.explain(&EvalInput {
                 request: &request,
                 principal_groups: &groups,
                 gate: &gate,
+                principal_attributes: &attributes,
             });
             if json {
                 println!("{}", serde_json::to_string_pretty(&explanation)?);

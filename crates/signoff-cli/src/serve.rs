@@ -101,12 +101,17 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
         None => {
             println!("signoff listening on {url}");
             println!("  database  {}", signoff_store::redact(&config.database));
+            let info = engine.policy_info();
             println!(
-                "  policies  {} ({} policies, set {})",
+                "  policies  {} ({} policies, {} catalog entries, set {})",
                 config.policies.display(),
-                engine.policy_info().policy_ids.len(),
-                short(&engine.policy_info().hash)
+                info.policy_ids.len(),
+                info.catalog_entries,
+                short(&info.hash)
             );
+            for w in &info.warnings {
+                println!("  {w}");
+            }
         }
     }
     tracing::info!(%url, "listening");
@@ -182,6 +187,19 @@ fn spawn_reload_on_sighup(engine: Arc<Engine>) {
     });
 }
 
+/// Applies `--attr KEY=VALUE` flags to `base`, naming the bad one.
+fn parse_attrs(
+    kind: PrincipalKind,
+    mut base: signoff_core::PrincipalAttributes,
+    attrs: &[String],
+) -> Result<signoff_core::PrincipalAttributes> {
+    for a in attrs {
+        base.apply(kind, a)
+            .map_err(|e| anyhow::anyhow!("--attr {a}: {e}"))?;
+    }
+    Ok(base)
+}
+
 pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
     match cmd {
         PrincipalCmd::Add(add) => {
@@ -191,6 +209,7 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                     owner,
                     groups,
                     gate,
+                    attrs,
                     config,
                 } => (
                     config,
@@ -202,6 +221,7 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                         groups,
                         owner,
                         gate,
+                        attributes: parse_attrs(PrincipalKind::Agent, Default::default(), &attrs)?,
                     },
                 ),
                 AddCmd::User {
@@ -209,6 +229,7 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                     email,
                     groups,
                     role,
+                    attrs,
                     config,
                 } => {
                     let role = role.parse().map_err(anyhow::Error::msg)?;
@@ -222,6 +243,11 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
                             groups,
                             owner: None,
                             gate: None,
+                            attributes: parse_attrs(
+                                PrincipalKind::User,
+                                Default::default(),
+                                &attrs,
+                            )?,
                         },
                     )
                 }
@@ -245,6 +271,22 @@ pub async fn principal(cmd: PrincipalCmd) -> Result<i32> {
             let engine = engine(&Config::load(&config)?).await?;
             engine.revoke_principal(Operator::Console, &name).await?;
             eprintln!("revoked {name}");
+            Ok(0)
+        }
+        PrincipalCmd::Attrs {
+            name,
+            attrs,
+            config,
+        } => {
+            let engine = engine(&Config::load(&config)?).await?;
+            let mut principal = engine.principal(Operator::Console, &name).await?;
+            if !attrs.is_empty() {
+                let updated = parse_attrs(principal.kind, principal.attributes.clone(), &attrs)?;
+                principal = engine
+                    .set_principal_attributes(Operator::Console, &name, updated)
+                    .await?;
+            }
+            println!("{}", serde_json::to_string_pretty(&principal.attributes)?);
             Ok(0)
         }
         PrincipalCmd::Credential(cmd) => credential(cmd).await,

@@ -25,10 +25,11 @@ fn check_accepts_the_examples() {
     let out = signoff(&["policy", "check", examples().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("ok: 7 policies in"),
+        text(&out.stdout).starts_with("ok: 10 policies, 9 catalog entries in"),
         "{}",
         text(&out.stdout)
     );
+    assert_eq!(text(&out.stderr), "", "the examples raise no warnings");
 }
 
 #[test]
@@ -74,7 +75,10 @@ fn test_table_passes_and_reports_failures() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert_eq!(text(&out.stdout).lines().last(), Some("8 passed, 0 failed"));
+    assert_eq!(
+        text(&out.stdout).lines().last(),
+        Some("16 passed, 0 failed")
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.toml");
@@ -102,12 +106,14 @@ fn explain_shows_verdict_and_typed_context() {
         examples().to_str().unwrap(),
         "--principal",
         "agent:etl-bot",
+        "--attr",
+        "environments=prod,staging",
         "--action",
         "db.export",
         "--resource",
         "customers",
         "--env",
-        "prod",
+        "production",
         "--context",
         "rows=250000",
     ]);
@@ -117,4 +123,103 @@ fn explain_shows_verdict_and_typed_context() {
         stdout.starts_with("verdict: approval_required (data-owners:1,sre:2)"),
         "{stdout}"
     );
+    // where each value came from
+    let fact = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line in {stdout}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        fact("resource.environment").starts_with("\"prod\" catalog (catalog.toml:"),
+        "{stdout}"
+    );
+    assert!(
+        fact("context.environment").starts_with("\"production\" asserted"),
+        "{stdout}"
+    );
+    assert_eq!(
+        fact("context.environment_mismatch"),
+        "true catalog vs asserted"
+    );
+    assert_eq!(
+        fact("principal.environments"),
+        "[\"prod\",\"staging\"] principal (registered attributes)"
+    );
+    assert_eq!(fact("context.rows"), "250000 asserted");
+    assert_eq!(fact("context.gate"), "\"exec\" credential");
+
+    let out = signoff(&[
+        "policy",
+        "explain",
+        "--policies",
+        examples().to_str().unwrap(),
+        "--principal",
+        "agent:etl-bot",
+        "--attr",
+        "department=x",
+        "--action",
+        "db.read",
+        "--resource",
+        "customers",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("--attr department=x: agent principals have no attribute `department`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_reports_schema_errors_and_registry_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        examples().join("catalog.toml"),
+        dir.path().join("catalog.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a.cedar"),
+        "@id(\"a\")\npermit(principal, action == Action::\"db.exprot\", resource)\n  when { resource.known };\n",
+    )
+    .unwrap();
+    let out = signoff(&["policy", "check", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("a.cedar:1:1: warning: policy `a` names action `db.exprot`, which is not in the action registry"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(
+        dir.path().join("b.cedar"),
+        "permit(principal, action == Action::\"db.export\", resource)\n  when { context.enviroment == \"prod\" };\n",
+    )
+    .unwrap();
+    let out = signoff(&["policy", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("b.cedar:2:10: "), "{err}");
+    assert!(err.contains("enviroment"), "{err}");
+
+    let out = signoff(&["policy", "schema", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "the set does not load");
+    std::fs::remove_file(dir.path().join("b.cedar")).unwrap();
+    let out = signoff(&["policy", "schema", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let schema = text(&out.stdout);
+    assert!(
+        schema.contains("entity Resource in [Resource] = {"),
+        "{schema}"
+    );
+    assert!(
+        schema.contains("action \"db.export\" in [\"db\"] appliesTo {"),
+        "{schema}"
+    );
+    assert!(schema.contains("\"rows\"?: Long"), "{schema}");
 }

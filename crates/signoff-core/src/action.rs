@@ -15,8 +15,13 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 
 /// Context keys that signoff itself sets for Cedar; a request may not supply them.
-pub const RESERVED_CONTEXT_KEYS: [&str; 4] =
-    ["environment", "justification", "gate", "on_behalf_of"];
+pub const RESERVED_CONTEXT_KEYS: [&str; 5] = [
+    "environment",
+    "justification",
+    "gate",
+    "on_behalf_of",
+    "environment_mismatch",
+];
 
 /// Upper bounds that keep a request reviewable and storable.
 pub mod limits {

@@ -41,6 +41,8 @@ pub enum EventKind {
     PrincipalAdded,
     /// A principal was revoked.
     PrincipalRevoked,
+    /// An admin changed a principal's attributes (detail: before, after).
+    PrincipalAttributesChanged,
     /// A policy set became active.
     PolicySetLoaded,
     /// A policy set was rejected; the previous one stays active.
@@ -77,6 +79,7 @@ impl EventKind {
             EventKind::OutcomeRecorded => "outcome_recorded",
             EventKind::PrincipalAdded => "principal_added",
             EventKind::PrincipalRevoked => "principal_revoked",
+            EventKind::PrincipalAttributesChanged => "principal_attributes_changed",
             EventKind::PolicySetLoaded => "policy_set_loaded",
             EventKind::PolicySetRejected => "policy_set_rejected",
             EventKind::CredentialIssued => "credential_issued",

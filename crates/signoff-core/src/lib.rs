@@ -9,6 +9,7 @@ pub mod action;
 pub mod clock;
 pub mod display;
 pub mod event;
+pub mod facts;
 pub mod input;
 pub mod principal;
 pub mod query;
@@ -20,6 +21,7 @@ pub mod wire;
 pub use action::{ActionError, ActionRequest, Digest, PrincipalRef};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{AuditEvent, EventKind};
+pub use facts::{PrincipalAttributes, RequestFacts, ResourceFacts};
 pub use input::{InputError, Lines};
 pub use principal::{
     canonical_name, same_principal, Channel, Credential, Identity, Principal, PrincipalKind, Role,

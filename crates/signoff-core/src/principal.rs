@@ -108,6 +108,10 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// The human who owns an agent; they can never approve that agent's requests.
     pub owner: Option<String>,
+    /// Facts an admin registered (an agent's environments, team, labels;
+    /// a user's department…); policies see them on the principal entity.
+    #[serde(default)]
+    pub attributes: crate::facts::PrincipalAttributes,
     /// When the principal was added.
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,

@@ -406,6 +406,10 @@ pub struct RequestRecord {
     pub outcome: Option<Outcome>,
     /// The client's idempotency key, if it sent one.
     pub idempotency_key: Option<String>,
+    /// The facts it was decided on (catalog, principal attributes) beside
+    /// the requester's claims; absent on requests from before the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<crate::facts::RequestFacts>,
     /// Optimistic-concurrency version, bumped by the store on every update.
     pub version: i64,
 }
@@ -430,6 +434,8 @@ pub struct Submission {
     pub verdict: Verdict,
     /// The client's idempotency key.
     pub idempotency_key: Option<String>,
+    /// The facts the verdict was decided on.
+    pub facts: Option<crate::facts::RequestFacts>,
 }
 
 /// Settings for time bounds.
@@ -473,6 +479,7 @@ impl RequestRecord {
             principal_created_by,
             verdict,
             idempotency_key,
+            facts,
         } = new;
         let (status, expires_at, decided_at) = match verdict.decision {
             // auto-allowed requests never lapse: the claim re-checks the policy anyway
@@ -506,6 +513,7 @@ impl RequestRecord {
             claimed_at: None,
             outcome: None,
             idempotency_key,
+            facts,
             version: 0,
         };
         let mut event = record.event(
@@ -525,6 +533,9 @@ impl RequestRecord {
         if let (Some(claimed), Some(detail)) = (&record.claimed_gate, event.detail.as_object_mut())
         {
             detail.insert("claimed_gate".into(), serde_json::json!(claimed));
+        }
+        if let (Some(facts), Some(detail)) = (&record.facts, event.detail.as_object_mut()) {
+            detail.insert("facts".into(), serde_json::json!(facts));
         }
         (record, event)
     }

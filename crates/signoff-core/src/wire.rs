@@ -73,6 +73,12 @@ pub struct RequestView {
     pub claimed_at: Option<Timestamp>,
     /// What happened when it ran.
     pub outcome: Option<Outcome>,
+    /// Facts the gateway resolved (catalog, principal attributes), shown
+    /// beside the requester's claims (`environment`, `context`):
+    /// `facts.resource.environment` is what policies trust,
+    /// `facts.asserted_environment` what the requester said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<crate::facts::RequestFacts>,
     /// Bumped by every change (each review, the decision, the claim…); pass
     /// it as `since_version` to `/wait` to hear of the next change.
     #[serde(default)]
@@ -96,6 +102,7 @@ impl From<&RequestRecord> for RequestView {
             decided_at: r.decided_at,
             claimed_at: r.claimed_at,
             outcome: r.outcome.clone(),
+            facts: r.facts.clone(),
             version: r.version,
         }
     }
@@ -182,6 +189,10 @@ pub struct NewPrincipal {
     /// Bind the first credential to this gate (`exec`, `mcp`, …).
     #[serde(default)]
     pub gate: Option<String>,
+    /// Registered attributes (an agent's `environments`, `team`, `labels`;
+    /// a user's `department`, `team`, `labels`).
+    #[serde(default)]
+    pub attributes: crate::facts::PrincipalAttributes,
 }
 
 /// A newly created principal and its bearer token, shown once.
@@ -245,13 +256,19 @@ pub struct EventPage {
 /// The active policy set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicySetInfo {
-    /// SHA-256 over the policy files.
+    /// SHA-256 over the policy files, the schema and the resource catalog.
     pub hash: String,
     /// Ids of all policies.
     pub policy_ids: Vec<String>,
     /// When it was loaded.
     #[schema(value_type = String, format = DateTime)]
     pub loaded_at: Timestamp,
+    /// Number of resource entries in the catalog (0: no `catalog.toml`).
+    #[serde(default)]
+    pub catalog_entries: usize,
+    /// Problems that did not stop the set from loading, as `file:line:column: warning: …`.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Who the caller is.

@@ -202,6 +202,8 @@ impl Engine {
             hash: p.set.hash().to_owned(),
             policy_ids: p.set.policy_ids(),
             loaded_at: p.loaded_at,
+            catalog_entries: p.set.catalog_len(),
+            warnings: p.set.warnings().iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -224,6 +226,9 @@ impl Engine {
         let now = self.now();
         match PolicySet::load_dir(&self.config.policy_dir) {
             Ok(set) => {
+                for w in set.warnings() {
+                    tracing::warn!("policy set: {w}");
+                }
                 self.activate(&set, now, actor).await?;
                 self.policies.store(Arc::new(LoadedPolicies {
                     set,
@@ -319,10 +324,13 @@ impl Engine {
                 return Ok((existing, Submitted::Replayed));
             }
         }
-        let verdict = self.policies.load().set.evaluate(&EvalInput {
+        // Decided on facts (the catalog's view of the resource, the
+        // principal's registered attributes) recorded beside the claims.
+        let (verdict, facts) = self.policies.load().set.evaluate_with_facts(&EvalInput {
             request: &action,
             principal_groups: &caller.groups,
             gate: &gate,
+            principal_attributes: &caller.attributes,
         });
         let now = self.now();
         let id = ulid::Ulid::from_datetime(
@@ -343,6 +351,7 @@ impl Engine {
                 principal_created_by: caller.created_by().map(str::to_owned),
                 verdict,
                 idempotency_key: idempotency_key.clone(),
+                facts: Some(facts),
             },
             now,
             self.config.deadlines,
@@ -607,6 +616,7 @@ impl Engine {
         self.require_trusted_ledger().await?;
         let by = caller.reference();
         let groups = caller.groups.clone();
+        let attributes = caller.attributes.clone();
         // Re-check against the set every replica must enforce, not whatever
         // this replica last loaded.
         let policies = self.converged_policies().await?;
@@ -616,6 +626,7 @@ impl Engine {
                 request: &record.action,
                 principal_groups: &groups,
                 gate: &gate,
+                principal_attributes: &attributes,
             });
             record
                 .claim(&by, digest, recheck, now, deadlines)

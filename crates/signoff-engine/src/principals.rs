@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use signoff_core::principal::validate_name;
 use signoff_core::wire::NewPrincipal;
 use signoff_core::{
-    canonical_name, AuditEvent, Credential, EventKind, Principal, PrincipalKind, Role,
+    canonical_name, AuditEvent, Credential, EventKind, Principal, PrincipalAttributes,
+    PrincipalKind, Role,
 };
 use signoff_store::{Change, Commit};
 
@@ -126,6 +127,11 @@ impl Engine {
         let mut groups = new.groups;
         groups.sort();
         groups.dedup();
+        let mut attributes = new.attributes;
+        attributes.normalize();
+        attributes
+            .validate(new.kind)
+            .map_err(EngineError::Invalid)?;
         let now = self.now();
         let principal = Principal {
             name: new.name,
@@ -134,6 +140,7 @@ impl Engine {
             email: new.email,
             groups,
             owner: new.owner,
+            attributes,
             created_at: now,
             revoked_at: None,
         };
@@ -156,6 +163,7 @@ impl Engine {
                 "groups": principal.groups,
                 "owner": principal.owner,
                 "email": principal.email,
+                "attributes": principal.attributes,
                 "credential": credential.id,
                 "gate": credential.gate,
             }),
@@ -215,6 +223,65 @@ impl Engine {
             revoked_at: Some(now),
             ..existing
         })
+    }
+
+    /// Replaces a principal's attributes (admins, or the operator). The
+    /// change is an audit event with the acting admin and both versions;
+    /// cached authentications of the principal are dropped so the next
+    /// request is decided on the new attributes.
+    pub async fn set_principal_attributes(
+        &self,
+        operator: Operator<'_>,
+        name: &str,
+        mut attributes: PrincipalAttributes,
+    ) -> Result<Principal, EngineError> {
+        let actor = operator.authorize()?;
+        let name = &canonical_name(name);
+        let existing = self
+            .store
+            .principal(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("principal `{name}`")))?;
+        attributes.normalize();
+        attributes
+            .validate(existing.kind)
+            .map_err(EngineError::Invalid)?;
+        let now = self.now();
+        let event = AuditEvent::new(EventKind::PrincipalAttributesChanged, now, actor).with_detail(
+            serde_json::json!({
+                "name": name,
+                "before": existing.attributes,
+                "after": attributes,
+            }),
+        );
+        self.store
+            .commit(Commit {
+                changes: vec![Change::SetPrincipalAttributes {
+                    name: name.to_owned(),
+                    attributes: attributes.clone(),
+                }],
+                events: vec![event],
+            })
+            .await?;
+        self.bearer.forget_principal(name);
+        Ok(Principal {
+            attributes,
+            ..existing
+        })
+    }
+
+    /// One principal (admins, or the operator).
+    pub async fn principal(
+        &self,
+        operator: Operator<'_>,
+        name: &str,
+    ) -> Result<Principal, EngineError> {
+        operator.authorize()?;
+        let name = &canonical_name(name);
+        self.store
+            .principal(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("principal `{name}`")))
     }
 
     /// All principals.

@@ -63,6 +63,7 @@ async fn fixture() -> Fixture {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         owner: owner.map(str::to_owned),
         gate: None,
+        attributes: Default::default(),
     };
     // the agent's owner must exist before the agent
     engine

@@ -125,6 +125,7 @@ fn user(name: &str, groups: &[&str]) -> NewPrincipal {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         owner: None,
         gate: None,
+        attributes: Default::default(),
     }
 }
 
@@ -137,6 +138,7 @@ fn agent(name: &str, owner: &str, gate: Option<&str>) -> NewPrincipal {
         groups: vec![],
         owner: Some(owner.into()),
         gate: gate.map(str::to_owned),
+        attributes: Default::default(),
     }
 }
 

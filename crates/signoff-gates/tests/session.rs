@@ -95,6 +95,7 @@ impl Gateway {
                 groups: groups.into_iter().map(str::to_owned).collect(),
                 owner: owner.map(str::to_owned),
                 gate: None,
+                attributes: Default::default(),
             };
             let (_, _, token) = engine.add_principal(Operator::Console, new).await.unwrap();
             tokens.insert(name, token);

@@ -79,6 +79,7 @@ fn bench(c: &mut Criterion) {
             request: &req,
             principal_groups: &groups,
             gate: "exec",
+            principal_attributes: &signoff_core::PrincipalAttributes::default(),
         };
         let v = set.evaluate(&input);
         eprintln!("n={n}: {} policies, verdict {}", set.len(), v.summary());
@@ -97,6 +98,7 @@ fn bench(c: &mut Criterion) {
             request: &req,
             principal_groups: &groups,
             gate: "exec",
+            principal_attributes: &signoff_core::PrincipalAttributes::default(),
         };
         cold.bench_with_input(BenchmarkId::from_parameter(n), &input, |b, input| {
             b.iter(|| {

@@ -12,8 +12,10 @@ use cedar_policy::{
 };
 use signoff_core::action::{action_ancestors, RESERVED_CONTEXT_KEYS};
 use signoff_core::principal::PrincipalKind;
-use signoff_core::{Decision, Requirement, Verdict};
-use std::collections::{BTreeSet, HashSet};
+use signoff_core::{
+    Decision, PrincipalAttributes, RequestFacts, Requirement, ResourceFacts, Verdict,
+};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 pub(crate) const NO_PERMIT: &str = "no policy permits this action";
@@ -50,9 +52,9 @@ impl Compiled {
         )
     }
 
-    pub(crate) fn evaluate(&self, input: &EvalInput<'_>) -> Verdict {
+    pub(crate) fn evaluate(&self, input: &EvalInput<'_>, facts: &RequestFacts) -> Verdict {
         let candidates = self.candidates(&input.request.action);
-        let prepared = match self.prepare(input, candidates.needs) {
+        let prepared = match self.prepare(input, facts, candidates.needs) {
             Ok(p) => p,
             Err(message) => return self.deny_invalid(message),
         };
@@ -68,9 +70,9 @@ impl Compiled {
     /// Evaluates against every policy, bypassing the index. The reference
     /// the index must agree with.
     #[cfg(test)]
-    pub(crate) fn evaluate_full(&self, input: &EvalInput<'_>) -> Verdict {
+    pub(crate) fn evaluate_full(&self, input: &EvalInput<'_>, facts: &RequestFacts) -> Verdict {
         let needs = Needs::of(&self.policies, &input.request.action);
-        let prepared = match self.prepare(input, needs) {
+        let prepared = match self.prepare(input, facts, needs) {
             Ok(p) => p,
             Err(message) => return self.deny_invalid(message),
         };
@@ -91,7 +93,12 @@ impl Compiled {
     /// and the context with signoff's own keys. Entities the policies cannot
     /// observe are left out (see [`Needs`]); groups and the resource never
     /// need entities of their own, as nothing is known of them but the uid.
-    fn prepare(&self, input: &EvalInput<'_>, needs: Needs) -> Result<Prepared, String> {
+    fn prepare(
+        &self,
+        input: &EvalInput<'_>,
+        facts: &RequestFacts,
+        needs: Needs,
+    ) -> Result<Prepared, String> {
         let req = input.request;
         let n = &self.names;
         let uid = |ty: &cedar_policy::EntityTypeName, id: &str| {
@@ -105,7 +112,7 @@ impl Compiled {
         let action = uid(&n.action, &req.action);
         let resource = uid(&n.resource, &req.resource);
 
-        let entities = if needs.principal || needs.action {
+        let entities = if needs.principal || needs.action || needs.resource {
             let mut list = Vec::with_capacity(4);
             if needs.principal {
                 let groups: HashSet<EntityUid> = input
@@ -113,7 +120,23 @@ impl Compiled {
                     .iter()
                     .map(|g| uid(&n.group, g))
                     .collect();
-                list.push(Entity::new_no_attrs(principal.clone(), groups));
+                let attrs = principal_attrs(req.principal.kind, input.principal_attributes);
+                list.push(
+                    Entity::new(principal.clone(), attrs, groups)
+                        .map_err(|e| format!("invalid principal entity: {e}"))?,
+                );
+            }
+            if needs.resource {
+                let parents: HashSet<EntityUid> = facts
+                    .resource
+                    .ancestors
+                    .iter()
+                    .map(|a| uid(&n.resource, a))
+                    .collect();
+                list.push(
+                    Entity::new(resource.clone(), resource_attrs(&facts.resource), parents)
+                        .map_err(|e| format!("invalid resource entity: {e}"))?,
+                );
             }
             if needs.action {
                 let ancestors: Vec<EntityUid> = action_ancestors(&req.action)
@@ -154,6 +177,10 @@ impl Compiled {
             RestrictedExpression::new_string(input.gate.to_owned()),
         ));
         pairs.push(("on_behalf_of".into(), text(&req.on_behalf_of)));
+        pairs.push((
+            "environment_mismatch".into(),
+            RestrictedExpression::new_bool(facts.environment_mismatch),
+        ));
         let context =
             Context::from_pairs(pairs).map_err(|e| format!("invalid request context: {e}"))?;
         let request = Request::new(principal, action, resource, context, None)
@@ -267,13 +294,13 @@ impl Compiled {
         }
     }
 
-    pub(crate) fn explain(&self, input: &EvalInput<'_>) -> Explanation {
-        let verdict = self.evaluate(input);
+    pub(crate) fn explain(&self, input: &EvalInput<'_>, facts: &RequestFacts) -> Explanation {
+        let verdict = self.evaluate(input, facts);
         let candidates = self.candidates(&input.request.action);
         let skipped = self.policies.len() - candidates.positions.len();
         let mut satisfied = HashSet::new();
         let mut errored: std::collections::HashMap<String, String> = Default::default();
-        if let Ok(prepared) = self.prepare(input, candidates.needs) {
+        if let Ok(prepared) = self.prepare(input, facts, candidates.needs) {
             // Satisfied-but-not-determining policies are invisible in one
             // evaluation (a satisfied forbid hides satisfied permits), so
             // permits and forbids are evaluated apart.
@@ -327,10 +354,60 @@ impl Compiled {
             .collect();
         Explanation {
             verdict,
+            facts: crate::explain::fact_traces(input, facts),
             policies,
             skipped,
         }
     }
+}
+
+fn string_set(items: &[String]) -> RestrictedExpression {
+    RestrictedExpression::new_set(items.iter().cloned().map(RestrictedExpression::new_string))
+}
+
+fn opt_string(v: &Option<String>) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.clone().unwrap_or_default())
+}
+
+/// The principal's registered attributes, every key of its kind present
+/// (empty when unset) so policies read them without `has`; the key list
+/// is the schema's.
+pub(crate) fn principal_attrs(
+    kind: PrincipalKind,
+    a: &PrincipalAttributes,
+) -> HashMap<String, RestrictedExpression> {
+    let ty = kind.cedar_type();
+    crate::schema::ATTRIBUTES
+        .iter()
+        .filter(|(t, ..)| *t == ty)
+        .map(|(_, name, ..)| {
+            let v = match *name {
+                "environments" => string_set(&a.environments),
+                "labels" => string_set(&a.labels),
+                "team" => opt_string(&a.team),
+                _ => opt_string(&a.department),
+            };
+            ((*name).to_owned(), v)
+        })
+        .collect()
+}
+
+/// The catalog's facts as `Resource` attributes (empty when unknown).
+pub(crate) fn resource_attrs(r: &ResourceFacts) -> HashMap<String, RestrictedExpression> {
+    crate::schema::ATTRIBUTES
+        .iter()
+        .filter(|(t, ..)| *t == "Resource")
+        .map(|(_, name, ..)| {
+            let v = match *name {
+                "known" => RestrictedExpression::new_bool(r.known),
+                "environment" => opt_string(&r.environment),
+                "classification" => opt_string(&r.classification),
+                "owner" => opt_string(&r.owner),
+                _ => string_set(&r.tags),
+            };
+            ((*name).to_owned(), v)
+        })
+        .collect()
 }
 
 fn dedup_keep_order(items: Vec<String>) -> Vec<String> {

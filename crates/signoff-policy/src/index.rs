@@ -79,14 +79,20 @@ pub(crate) struct Candidates {
 /// costs more than evaluating a few policies, so they are built only when a
 /// policy could tell the difference.
 ///
-/// Entities carry no attributes, so the only thing an entity adds is its
-/// parents, and a parent only matters to an `in` whose right side names it.
-/// Context values are plain data (never entity references), so such a name
-/// can only come from a literal in a policy.
+/// The action entity carries no attributes, so it only matters to an `in`
+/// naming one of its prefixes; context values are plain data (never entity
+/// references), so such a name can only come from a literal in a policy.
+/// The principal matters to a policy naming a group or reading
+/// `principal` in its conditions (its attributes); the resource to one
+/// reading `resource` or constraining it with `in`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Needs {
-    /// Some policy names a `Group`: build the principal with its groups.
+    /// Some policy names a `Group` or reads the principal: build the
+    /// principal with its groups and attributes.
     pub(crate) principal: bool,
+    /// Some policy reads the resource: build it with the catalog's
+    /// attributes and parents.
+    pub(crate) resource: bool,
     /// Some policy names a dotted prefix of the action: build the action
     /// with its prefixes as parents.
     pub(crate) action: bool,
@@ -106,9 +112,11 @@ impl Needs {
         let mut needs = Needs {
             principal: false,
             action: false,
+            resource: false,
         };
         for m in policies {
-            needs.principal |= m.mentions_group;
+            needs.principal |= m.mentions_group || m.reads_principal;
+            needs.resource |= m.reads_resource;
             needs.action |= m.action_literals.iter().any(|l| is_prefix(l));
         }
         needs

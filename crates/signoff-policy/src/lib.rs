@@ -52,17 +52,22 @@
 //! policy whose scope does not match is neither satisfied nor erroring.
 
 mod annotations;
+mod catalog;
 mod context;
 mod diag;
 mod eval;
 mod explain;
 mod index;
 mod load;
+mod schema;
 pub mod testing;
 
-pub use explain::{Effect, Explanation, PolicyStatus, PolicyTrace};
+pub use catalog::CATALOG_FILE;
+pub use schema::base_schema;
 
-use signoff_core::{ActionRequest, Verdict};
+pub use explain::{Effect, Explanation, FactTrace, PolicyStatus, PolicyTrace};
+
+use signoff_core::{ActionRequest, PrincipalAttributes, RequestFacts, ResourceFacts, Verdict};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -76,6 +81,8 @@ pub struct EvalInput<'a> {
     pub principal_groups: &'a [String],
     /// The gate that submitted the request (`context.gate`).
     pub gate: &'a str,
+    /// The principal's registered attributes (on the `Agent`/`User` entity).
+    pub principal_attributes: &'a PrincipalAttributes,
 }
 
 /// A located problem in a policy file.
@@ -113,6 +120,10 @@ pub struct PolicySources {
     pub files: Vec<(String, String)>,
     /// The `*.cedarschema` file, if there was one.
     pub schema: Option<(String, String)>,
+    /// The resource catalog (`catalog.toml`), if there was one. Stored
+    /// with the active set, so every replica resolves resources alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<(String, String)>,
 }
 
 /// A loaded, validated and indexed policy set. Cheap to clone; shareable
@@ -132,7 +143,8 @@ impl fmt::Debug for PolicySet {
 }
 
 impl PolicySet {
-    /// Loads every `*.cedar` file of `dir` (and a `*.cedarschema`, if present).
+    /// Loads every `*.cedar` file of `dir` (and `catalog.toml` and a
+    /// `*.cedarschema`, if present).
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
         load::load_dir(dir).map(|c| PolicySet { inner: Arc::new(c) })
     }
@@ -141,7 +153,11 @@ impl PolicySet {
         files: &[(String, String)],
         schema: Option<(String, String)>,
     ) -> Result<PolicySet, PolicyError> {
-        load::compile(files, schema).map(|c| PolicySet { inner: Arc::new(c) })
+        Self::from_sources(&PolicySources {
+            files: files.to_vec(),
+            schema,
+            catalog: None,
+        })
     }
     /// The files the set was built from; [`PolicySet::from_sources`] of
     /// them builds the same set (same hash) anywhere.
@@ -150,9 +166,50 @@ impl PolicySet {
     }
     /// Builds a set from [`PolicySet::sources`] taken elsewhere.
     pub fn from_sources(sources: &PolicySources) -> Result<PolicySet, PolicyError> {
-        Self::from_files(&sources.files, sources.schema.clone())
+        load::compile(sources).map(|c| PolicySet { inner: Arc::new(c) })
     }
-    /// SHA-256 (hex) over the sorted file names and contents.
+    /// Problems that did not stop the set from loading (actions missing
+    /// from the registry, policies the schema shows can never apply).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.inner.warnings
+    }
+    /// Number of resource entries in the catalog (0 without one).
+    pub fn catalog_len(&self) -> usize {
+        self.inner.catalog.len()
+    }
+    /// What the catalog says about `resource` (`known == false` if nothing).
+    pub fn resource_facts(&self, resource: &str) -> ResourceFacts {
+        self.inner.catalog.resolve(resource)
+    }
+    /// The facts `input` is decided on: the catalog's view of its
+    /// resource, the asserted environment beside it, the principal's
+    /// attributes. Recorded with the request.
+    pub fn facts(&self, input: &EvalInput<'_>) -> RequestFacts {
+        RequestFacts::new(
+            self.resource_facts(&input.request.resource),
+            input.request.environment.clone(),
+            input.principal_attributes.clone(),
+        )
+    }
+    /// The Cedar schema this set is validated against: signoff's entity
+    /// types and the actions its policies and registry name (or the
+    /// directory's own `*.cedarschema`).
+    pub fn schema_text(&self) -> String {
+        match &self.inner.sources.schema {
+            Some((_, text)) => text.clone(),
+            None => {
+                let literals = self
+                    .inner
+                    .policies
+                    .iter()
+                    .flat_map(|m| m.action_literals.iter().cloned())
+                    .collect();
+                schema::full_schema(&literals, &self.inner.catalog)
+            }
+        }
+    }
+    /// SHA-256 (hex) over the sorted file names and contents (policies,
+    /// schema and catalog).
     pub fn hash(&self) -> &str {
         &self.inner.hash
     }
@@ -172,7 +229,13 @@ impl PolicySet {
     }
     /// Evaluates a request. Never panics; evaluation errors yield a deny.
     pub fn evaluate(&self, input: &EvalInput<'_>) -> Verdict {
-        self.inner.evaluate(input)
+        self.inner.evaluate(input, &self.facts(input))
+    }
+    /// Evaluates a request on facts resolved before (by [`PolicySet::facts`]
+    /// of this same set), and returns them with the verdict.
+    pub fn evaluate_with_facts(&self, input: &EvalInput<'_>) -> (Verdict, RequestFacts) {
+        let facts = self.facts(input);
+        (self.inner.evaluate(input, &facts), facts)
     }
     /// Forgets the cached per-action candidate sets, so the next evaluation
     /// of each action pays the cold cost again (benchmarks measure it).
@@ -181,7 +244,7 @@ impl PolicySet {
     }
     /// Evaluates a request and reports what every candidate policy did.
     pub fn explain(&self, input: &EvalInput<'_>) -> Explanation {
-        self.inner.explain(input)
+        self.inner.explain(input, &self.facts(input))
     }
 }
 

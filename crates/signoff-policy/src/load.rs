@@ -1,10 +1,11 @@
 //! Reading, parsing, annotating, validating and indexing a policy directory.
 
 use crate::annotations::{parse_approval, parse_ttl};
+use crate::catalog::{Catalog, CATALOG_FILE};
 use crate::diag;
 use crate::explain::Effect;
 use crate::index::{ActionIndex, CandidateCache};
-use crate::{Diagnostic, PolicyError};
+use crate::{Diagnostic, PolicyError, PolicySources};
 use cedar_policy::{EntityTypeName, PolicyId, Schema, ValidationMode, Validator};
 use sha2::{Digest as _, Sha256};
 use signoff_core::Requirement;
@@ -36,6 +37,12 @@ pub(crate) struct PolicyMeta {
     /// The `Action::"…"` ids the policy names; only when one is a dotted
     /// prefix of the request's action does the action hierarchy matter.
     pub(crate) action_literals: Vec<String>,
+    /// Whether the conditions read `principal` (its attributes, or
+    /// compare it): only then must the principal entity carry them.
+    pub(crate) reads_principal: bool,
+    /// Whether the policy can observe the resource entity (attributes or
+    /// `in` its catalog parents).
+    pub(crate) reads_resource: bool,
 }
 
 /// Cedar entity type names, parsed once instead of per request.
@@ -79,6 +86,10 @@ pub(crate) struct Compiled {
     pub(crate) cache: CandidateCache,
     pub(crate) names: Names,
     pub(crate) authorizer: cedar_policy::Authorizer,
+    /// The resource catalog (empty when the directory has none).
+    pub(crate) catalog: Catalog,
+    /// Problems that do not stop the set from loading.
+    pub(crate) warnings: Vec<Diagnostic>,
 }
 
 /// Reads `*.cedar` files and at most one `*.cedarschema` from `dir`.
@@ -101,7 +112,9 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
             Ok(entry) => {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let wanted = name.ends_with(".cedar") || name.ends_with(".cedarschema");
+                let wanted = name.ends_with(".cedar")
+                    || name.ends_with(".cedarschema")
+                    || name == CATALOG_FILE;
                 if wanted && path.is_file() {
                     names.push((name, path));
                 }
@@ -115,9 +128,11 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
     names.sort();
     let mut files = Vec::new();
     let mut schemas: Vec<(String, String)> = Vec::new();
+    let mut catalog = None;
     for (name, path) in names {
         match std::fs::read_to_string(&path) {
             Ok(text) if name.ends_with(".cedarschema") => schemas.push((name, text)),
+            Ok(text) if name == CATALOG_FILE => catalog = Some((name, text)),
             Ok(text) => files.push((name, text)),
             Err(e) => diagnostics.push(diag::unlocated(
                 &name,
@@ -144,7 +159,12 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
     } else {
         None
     };
-    match compile(&files, schema) {
+    let sources = PolicySources {
+        files,
+        schema,
+        catalog,
+    };
+    match compile(&sources) {
         Ok(compiled) if diagnostics.is_empty() => Ok(compiled),
         Ok(_) => Err(PolicyError { diagnostics }),
         Err(e) => {
@@ -155,12 +175,31 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Compiled, PolicyError> {
 }
 
 /// Parses, annotates, validates and indexes in-memory files.
-pub(crate) fn compile(
-    files: &[(String, String)],
-    schema: Option<(String, String)>,
+pub(crate) fn compile(sources: &PolicySources) -> Result<Compiled, PolicyError> {
+    compile_with(sources, true)
+}
+
+/// [`compile`], optionally without the schema check: the evaluation-rule
+/// tests load policies the schema would reject, to prove evaluation alone
+/// still fails closed (an operator's own schema may be laxer).
+pub(crate) fn compile_with(
+    sources: &PolicySources,
+    check_schema: bool,
 ) -> Result<Compiled, PolicyError> {
-    let schema_source = schema.clone();
+    let files = &sources.files;
+    let schema = &sources.schema;
     let mut diagnostics = Vec::new();
+    let mut warnings = Vec::new();
+    let catalog = match &sources.catalog {
+        Some((name, text)) => match Catalog::parse(name, text) {
+            Ok(c) => c,
+            Err(problems) => {
+                diagnostics.extend(problems);
+                Catalog::default()
+            }
+        },
+        None => Catalog::default(),
+    };
     if files.is_empty() {
         return Err(PolicyError {
             diagnostics: vec![diag::unlocated("", "no *.cedar files")],
@@ -207,25 +246,6 @@ pub(crate) fn compile(
         }
     }
 
-    if let Some((schema_file, schema_text)) = &schema {
-        validate(
-            schema_file,
-            schema_text,
-            &full,
-            &policies,
-            &by_id,
-            &sorted,
-            &mut diagnostics,
-        );
-    }
-
-    if !diagnostics.is_empty() {
-        // Reading order: by file, then position; cedar reports some parse
-        // errors out of order.
-        diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-        return Err(PolicyError { diagnostics });
-    }
-
     for meta in &mut policies {
         for uid in meta.policy.entity_literals() {
             if uid.type_name() == &names.group {
@@ -236,6 +256,61 @@ pub(crate) fn compile(
         }
         meta.action_literals.sort();
         meta.action_literals.dedup();
+        (meta.reads_principal, meta.reads_resource) = observes(&meta.policy);
+    }
+    let literals: std::collections::BTreeSet<String> = policies
+        .iter()
+        .flat_map(|m| m.action_literals.iter().cloned())
+        .collect();
+
+    // The operator's own schema replaces the generated one; without one,
+    // every set is checked against signoff's.
+    let (schema_file, schema_text) = match schema {
+        Some((f, t)) => (f.clone(), t.clone()),
+        None => (
+            "(signoff schema)".to_owned(),
+            crate::schema::full_schema(&literals, &catalog),
+        ),
+    };
+    if check_schema {
+        validate(
+            &schema_file,
+            &schema_text,
+            &full,
+            &policies,
+            &by_id,
+            &sorted,
+            &mut diagnostics,
+            &mut warnings,
+        );
+    }
+    if catalog.has_registry() {
+        for meta in &policies {
+            for a in &meta.action_literals {
+                let registered = catalog.actions.keys().any(|r| {
+                    r == a
+                        || (r.starts_with(a.as_str()) && r.as_bytes().get(a.len()) == Some(&b'.'))
+                });
+                if !registered {
+                    warnings.push(Diagnostic {
+                        file: meta.file.clone(),
+                        line: meta.line,
+                        column: meta.column,
+                        message: format!(
+                            "warning: policy `{}` names action `{a}`, which is not in the action registry of {CATALOG_FILE}",
+                            meta.id
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    if !diagnostics.is_empty() {
+        // Reading order: by file, then position; cedar reports some parse
+        // errors out of order.
+        diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        return Err(PolicyError { diagnostics });
     }
 
     let mut index = ActionIndex::default();
@@ -250,12 +325,15 @@ pub(crate) fn compile(
     if let Some((n, t)) = &schema {
         hashed.push((n, t));
     }
+    if let Some((n, t)) = &sources.catalog {
+        hashed.push((n, t));
+    }
+    warnings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     Ok(Compiled {
         hash: hash_files(&mut hashed),
-        sources: crate::PolicySources {
-            files: files.to_vec(),
-            schema: schema_source,
-        },
+        sources: sources.clone(),
+        catalog,
+        warnings,
         policies,
         by_id,
         full,
@@ -382,6 +460,8 @@ fn parse_file(file: &str, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<
             annotations,
             mentions_group: false,
             action_literals: Vec::new(),
+            reads_principal: false,
+            reads_resource: false,
         });
     }
     out
@@ -401,7 +481,36 @@ fn locate(text: &str, cursor: &mut usize, needle: &str) -> usize {
     }
 }
 
+/// Whether a policy's conditions mention `principal` and whether it can
+/// observe the resource entity, read from its JSON form. Errs on the side
+/// of yes: a needless entity costs time, a missing one a wrong verdict.
+fn observes(policy: &cedar_policy::Policy) -> (bool, bool) {
+    let Ok(json) = policy.to_json() else {
+        return (true, true);
+    };
+    fn mentions(v: &serde_json::Value, var: &str) -> bool {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.get("Var").and_then(|x| x.as_str()) == Some(var)
+                    || m.values().any(|x| mentions(x, var))
+            }
+            serde_json::Value::Array(a) => a.iter().any(|x| mentions(x, var)),
+            _ => false,
+        }
+    }
+    let conditions = json.get("conditions").cloned().unwrap_or_default();
+    let resource_scope = !matches!(
+        policy.resource_constraint(),
+        cedar_policy::ResourceConstraint::Any | cedar_policy::ResourceConstraint::Eq(_)
+    );
+    (
+        mentions(&conditions, "principal"),
+        resource_scope || mentions(&conditions, "resource"),
+    )
+}
+
 /// Strict validation against the schema; every error located in its file.
+#[allow(clippy::too_many_arguments)]
 fn validate(
     schema_file: &str,
     schema_text: &str,
@@ -410,6 +519,7 @@ fn validate(
     by_id: &HashMap<String, usize>,
     files: &[&(String, String)],
     diagnostics: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
 ) {
     let schema = match Schema::from_cedarschema_str(schema_text) {
         Ok((schema, _warnings)) => schema,
@@ -419,27 +529,41 @@ fn validate(
         }
     };
     let result = Validator::new(schema).validate(full, ValidationMode::Strict);
-    for err in result.validation_errors() {
+    let locate = |policy_id: &PolicyId, offset: Option<usize>, message: String| {
         let meta = by_id
-            .get(AsRef::<str>::as_ref(err.policy_id()))
+            .get(AsRef::<str>::as_ref(policy_id))
             .and_then(|&i| policies.get(i));
         let Some(meta) = meta else {
-            diagnostics.push(diag::unlocated(schema_file, diag::message(err)));
-            continue;
+            return diag::unlocated(schema_file, message);
         };
         let text = files
             .iter()
             .find(|(n, _)| *n == meta.file)
             .map_or("", |(_, t)| t.as_str());
-        let d = match diag::first_offset(err) {
-            Some(offset) => diag::at(&meta.file, text, offset, diag::message(err)),
+        match offset {
+            Some(offset) => diag::at(&meta.file, text, offset, message),
             None => Diagnostic {
                 file: meta.file.clone(),
                 line: meta.line,
                 column: meta.column,
-                message: diag::message(err),
+                message,
             },
-        };
-        diagnostics.push(d);
+        }
+    };
+    for w in result.validation_warnings() {
+        let mut message = format!("warning: {}", diag::message(w));
+        if matches!(w, cedar_policy::ValidationWarning::ImpossiblePolicy(_)) {
+            message.push_str(
+                " (a context key the request sends must be declared for its action in catalog.toml: [[action]] name = \"…\" context = { key = \"long\" })",
+            );
+        }
+        warnings.push(locate(w.policy_id(), diag::first_offset(w), message));
+    }
+    for err in result.validation_errors() {
+        diagnostics.push(locate(
+            err.policy_id(),
+            diag::first_offset(err),
+            diag::message(err),
+        ));
     }
 }

@@ -8,6 +8,7 @@
 //! name = "prod export needs two SREs"
 //! principal = "agent:etl-bot"   # or "user:alice"
 //! groups = ["sre"]              # optional: the principal's groups
+//! attributes = { environments = ["staging"] }  # optional: its registered attributes
 //! action = "db.export"
 //! resource = "customers"
 //! environment = "prod"          # optional
@@ -20,12 +21,16 @@
 //! policy_ids = ["prod-export"]  # optional: the expected determining policies
 //! ```
 //!
-//! Unknown keys are errors, so a misspelt expectation cannot silently pass.
+//! The policy directory's `catalog.toml` resolves each case's resource, as
+//! the gateway would. Unknown keys are errors, so a misspelt expectation
+//! cannot silently pass.
 
 use crate::{EvalInput, PolicyError, PolicySet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use signoff_core::{ActionRequest, Decision, PrincipalRef, Requirement, Verdict};
+use signoff_core::{
+    ActionRequest, Decision, PrincipalAttributes, PrincipalRef, Requirement, Verdict,
+};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -165,6 +170,8 @@ struct CaseSpec {
     principal: String,
     #[serde(default)]
     groups: Vec<String>,
+    #[serde(default)]
+    attributes: PrincipalAttributes,
     action: String,
     resource: String,
     environment: Option<String>,
@@ -183,6 +190,7 @@ struct Case {
     name: String,
     request: ActionRequest,
     groups: Vec<String>,
+    attributes: PrincipalAttributes,
     gate: String,
     expect: Decision,
     approvals: Option<Requirement>,
@@ -247,6 +255,9 @@ fn toml_message(e: &toml::de::Error) -> String {
 
 fn to_case(c: CaseSpec) -> Result<Case, String> {
     let principal: PrincipalRef = c.principal.parse()?;
+    let mut attributes = c.attributes;
+    attributes.normalize();
+    attributes.validate(principal.kind)?;
     let expect: Decision = c.expect.parse()?;
     let approvals = c
         .approvals
@@ -282,6 +293,7 @@ fn to_case(c: CaseSpec) -> Result<Case, String> {
         name: c.name,
         request,
         groups: c.groups,
+        attributes,
         gate: c.gate.unwrap_or_else(|| "exec".into()),
         expect,
         approvals,
@@ -309,6 +321,7 @@ fn run_case(set: &PolicySet, case: &Case) -> CaseResult {
         request: &case.request,
         principal_groups: &case.groups,
         gate: &case.gate,
+        principal_attributes: &case.attributes,
     });
     let mut problems = Vec::new();
     if verdict.decision != case.expect {

@@ -3,6 +3,7 @@
 use super::*;
 use serde_json::json;
 use signoff_core::Decision;
+use signoff_core::PrincipalAttributes;
 
 fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
@@ -10,9 +11,17 @@ fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A set loaded without the schema check (see `load::compile_with`).
 fn set(list: &[(&str, &str)]) -> PolicySet {
-    match PolicySet::from_files(&files(list), None) {
-        Ok(s) => s,
+    let sources = PolicySources {
+        files: files(list),
+        schema: None,
+        catalog: None,
+    };
+    match crate::load::compile_with(&sources, false) {
+        Ok(c) => PolicySet {
+            inner: std::sync::Arc::new(c),
+        },
         Err(e) => panic!("load failed:\n{e}"),
     }
 }
@@ -46,12 +55,13 @@ fn eval_with(s: &PolicySet, r: &ActionRequest, groups: &[&str], gate: &str) -> V
         request: r,
         principal_groups: &groups,
         gate,
+        principal_attributes: &signoff_core::PrincipalAttributes::default(),
     };
     let v = s.evaluate(&input);
     // The index must never change a verdict.
     assert_eq!(
         v,
-        s.inner.evaluate_full(&input),
+        s.inner.evaluate_full(&input, &s.facts(&input)),
         "index and full set disagree"
     );
     v
@@ -583,6 +593,7 @@ fn index_selects_only_matching_policies_and_caches() {
         request: &r,
         principal_groups: &groups,
         gate: "exec",
+        principal_attributes: &signoff_core::PrincipalAttributes::default(),
     };
     let e = s.explain(&input);
     let ids: Vec<&str> = e.policies.iter().map(|p| p.id.as_str()).collect();
@@ -741,9 +752,10 @@ permit(principal, action == Action::"db.export", resource);
         request: &r,
         principal_groups: &groups,
         gate: "exec",
+        principal_attributes: &signoff_core::PrincipalAttributes::default(),
     };
     assert_eq!(
-        s.explain(&input).render(),
+        without_facts(&s.explain(&input).render()),
         "verdict: approval_required (sre:2) by export, plain\n\
          review window: 1800s\n\
          reason: exports leave the building\n\
@@ -757,6 +769,7 @@ permit(principal, action == Action::"db.export", resource);
         request: &r,
         principal_groups: &groups,
         gate: "exec",
+        principal_attributes: &signoff_core::PrincipalAttributes::default(),
     };
     let e = s.explain(&input);
     let statuses: Vec<_> = e
@@ -773,4 +786,297 @@ permit(principal, action == Action::"db.export", resource);
         ]
     );
     assert_eq!(e.verdict, s.evaluate(&input));
+}
+
+const CATALOG: &str = r#"
+[[resource]]
+name = "prod"
+environment = "prod"
+
+[[resource]]
+name = "customers"
+parent = "prod"
+classification = "pii"
+
+[[resource]]
+pattern = "staging/*"
+environment = "staging"
+"#;
+
+fn with_catalog(policies: &str, catalog: &str) -> PolicySet {
+    match PolicySet::from_sources(&PolicySources {
+        files: files(&[("p.cedar", policies)]),
+        schema: None,
+        catalog: Some(("catalog.toml".into(), catalog.into())),
+    }) {
+        Ok(s) => s,
+        Err(e) => panic!("load failed:\n{e}"),
+    }
+}
+
+fn eval_attrs(s: &PolicySet, r: &ActionRequest, attrs: &PrincipalAttributes) -> Verdict {
+    let input = EvalInput {
+        request: r,
+        principal_groups: &[],
+        gate: "exec",
+        principal_attributes: attrs,
+    };
+    let v = s.evaluate(&input);
+    assert_eq!(v, s.inner.evaluate_full(&input, &s.facts(&input)));
+    v
+}
+
+fn at(resource: &str, env: Option<&str>) -> ActionRequest {
+    ActionRequest {
+        resource: resource.into(),
+        environment: env.map(Into::into),
+        ..req("agent:bot", "db.export")
+    }
+}
+
+#[test]
+fn policies_decide_on_catalog_facts_not_the_asserted_environment() {
+    let s = with_catalog(
+        r#"
+@id("unknown") forbid(principal, action, resource) when { !resource.known };
+@id("prod") @approval("sre:2")
+permit(principal, action, resource) when { resource.environment == "prod" };
+@id("staging") permit(principal, action, resource) when { resource.environment == "staging" };
+"#,
+        CATALOG,
+    );
+    let none = PrincipalAttributes::default();
+    for env in [Some("prod"), Some("production"), Some("staging"), None] {
+        let v = eval_attrs(&s, &at("customers", env), &none);
+        assert_eq!(v.decision, Decision::ApprovalRequired, "--env {env:?}");
+    }
+    assert_eq!(
+        eval_attrs(&s, &at("staging/db", Some("prod")), &none).decision,
+        Decision::Allow
+    );
+    let v = eval_attrs(&s, &at("customers-v2", Some("staging")), &none);
+    assert_eq!(
+        (v.decision, v.policy_ids.clone()),
+        (Decision::Deny, vec!["unknown".to_owned()])
+    );
+    // the facts recorded with the request
+    let input = EvalInput {
+        request: &at("customers", Some("staging")),
+        principal_groups: &[],
+        gate: "exec",
+        principal_attributes: &none,
+    };
+    let facts = s.facts(&input);
+    assert_eq!(facts.resource.environment.as_deref(), Some("prod"));
+    assert_eq!(facts.asserted_environment.as_deref(), Some("staging"));
+    assert!(facts.environment_mismatch);
+}
+
+#[test]
+fn catalog_parents_principal_attributes_and_the_mismatch_flag_reach_cedar() {
+    let s = with_catalog(
+        r#"
+@id("in-prod") forbid(principal, action, resource in Resource::"prod")
+  when { context.environment_mismatch };
+@id("own-env") permit(principal is Agent, action, resource)
+  when { principal.environments.contains(resource.environment) && resource.classification == "pii" };
+"#,
+        CATALOG,
+    );
+    let prod_agent = PrincipalAttributes {
+        environments: vec!["prod".into()],
+        ..Default::default()
+    };
+    let staging_agent = PrincipalAttributes {
+        environments: vec!["staging".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        eval_attrs(&s, &at("customers", Some("prod")), &prod_agent).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        eval_attrs(&s, &at("customers", None), &prod_agent).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        eval_attrs(&s, &at("customers", Some("prod")), &staging_agent).decision,
+        Decision::Deny
+    );
+    let v = eval_attrs(&s, &at("customers", Some("dev")), &prod_agent);
+    assert_eq!(
+        (v.decision, v.policy_ids),
+        (Decision::Deny, vec!["in-prod".to_owned()])
+    );
+}
+
+#[test]
+fn typos_are_schema_errors_with_their_location() {
+    let err = PolicySet::from_files(
+        &files(&[(
+            "p.cedar",
+            "permit(principal, action == Action::\"db.export\", resource)\n  when { context.enviroment == \"prod\" };\n",
+        )]),
+        None,
+    )
+    .unwrap_err();
+    let d = &err.diagnostics[0];
+    assert_eq!(
+        (d.file.as_str(), d.line, d.column),
+        ("p.cedar", 2, 10),
+        "{err}"
+    );
+    assert!(d.message.contains("enviroment"), "{err}");
+    let err = load_err(
+        &[("p.cedar", "permit(principal is User, action, resource) when { principal.environments.contains(\"prod\") };")],
+        None,
+    );
+    assert!(err.starts_with("p.cedar:1:"), "{err}");
+    assert!(err.contains("environments"), "{err}");
+    let err = load_err(
+        &[(
+            "p.cedar",
+            "permit(principal, action, resource) when { resource.enviornment == \"prod\" };",
+        )],
+        None,
+    );
+    assert!(err.contains("enviornment"), "{err}");
+}
+
+#[test]
+fn a_broken_catalog_fails_the_load_with_its_location() {
+    let err = PolicySet::from_sources(&PolicySources {
+        files: files(&[("p.cedar", "permit(principal, action, resource);")]),
+        schema: None,
+        catalog: Some((
+            "catalog.toml".into(),
+            "[[resource]]\nname = \"a\"\nparent = \"b\"\n".into(),
+        )),
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "catalog.toml:3:10: parent `b` of `a` is not a resource `name` in the catalog"
+    );
+}
+
+#[test]
+fn the_catalog_is_part_of_the_set_hash_and_sources() {
+    let policy = "permit(principal, action, resource) when { resource.known };";
+    let a = with_catalog(policy, CATALOG);
+    let b = with_catalog(policy, &CATALOG.replace("pii", "financial"));
+    let none = one(policy);
+    assert_ne!(a.hash(), b.hash());
+    assert_ne!(a.hash(), none.hash());
+    let again = PolicySet::from_sources(a.sources()).unwrap();
+    assert_eq!(again.hash(), a.hash());
+    assert_eq!(
+        again.resource_facts("customers"),
+        a.resource_facts("customers")
+    );
+    // a set stored before the catalog existed decodes without one
+    let old: PolicySources = serde_json::from_str(
+        r#"{"files":[["p.cedar","permit(principal, action, resource);"]],"schema":null}"#,
+    )
+    .unwrap();
+    assert_eq!(old.catalog, None);
+}
+
+#[test]
+fn actions_outside_the_registry_are_warned_about() {
+    let s = with_catalog(
+        "@id(\"x\") permit(principal, action == Action::\"db.exprot\", resource);\n@id(\"y\") permit(principal, action in Action::\"db\", resource) when { context has rows && context.rows > 5 };",
+        &format!("{CATALOG}\n[[action]]\nname = \"db.export\"\ncontext = {{ rows = \"long\" }}\n"),
+    );
+    let warnings: Vec<String> = s.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with("p.cedar:1:1: warning: policy `x` names action `db.exprot`, which is not in the action registry"),
+        "{warnings:#?}"
+    );
+    // without the declaration, a context key the schema does not know makes the policy impossible
+    let s = with_catalog(
+        "@id(\"y\") permit(principal, action == Action::\"db.export\", resource) when { context has rows && context.rows > 5 };",
+        CATALOG,
+    );
+    assert!(
+        s.warnings()
+            .iter()
+            .any(|w| w.message.contains("must be declared")),
+        "{:?}",
+        s.warnings()
+    );
+}
+
+#[test]
+fn explain_labels_where_each_value_came_from() {
+    let s = with_catalog(
+        "permit(principal, action, resource) when { resource.environment == \"prod\" };",
+        CATALOG,
+    );
+    let attrs = PrincipalAttributes {
+        environments: vec!["staging".into()],
+        ..Default::default()
+    };
+    let e = s.explain(&EvalInput {
+        request: &at("customers", Some("staging")),
+        principal_groups: &[],
+        gate: "exec",
+        principal_attributes: &attrs,
+    });
+    let source = |name: &str| {
+        e.facts
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| (f.value.clone(), f.source.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        source("resource.environment"),
+        (
+            json!("prod"),
+            "catalog (catalog.toml:7, entry `customers`)".to_owned()
+        )
+    );
+    assert_eq!(
+        source("principal.environments"),
+        (
+            json!(["staging"]),
+            "principal (registered attributes)".to_owned()
+        )
+    );
+    assert!(source("context.environment").1.starts_with("asserted"));
+    assert_eq!(source("context.environment_mismatch").0, json!(true));
+    assert_eq!(source("context.gate").1, "credential");
+    let text = e.render();
+    assert!(
+        text.contains("facts (where each value came from):"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("resource.environment")
+            && l.contains("\"prod\"")
+            && l.contains("catalog")),
+        "{text}"
+    );
+}
+
+/// A rendered explanation without its facts block (tested on its own).
+fn without_facts(text: &str) -> String {
+    let mut skipping = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("facts (") {
+            skipping = true;
+            continue;
+        }
+        if skipping && line.starts_with("  ") {
+            continue;
+        }
+        skipping = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }

@@ -6,7 +6,7 @@ use crate::{AppState, MAX_BODY_BYTES};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use signoff_core::wire::{
@@ -14,7 +14,7 @@ use signoff_core::wire::{
     NewCredentialBody, NewPrincipal, OutcomeBody, PolicySetInfo, Problem, Readiness, RequestPage,
     RequestView, ReviewBody, SubmitRequest, WhoAmI,
 };
-use signoff_core::{Credential, Identity, Principal, RequestStatus};
+use signoff_core::{Credential, Identity, Principal, PrincipalAttributes, RequestStatus};
 use signoff_engine::identity::NewCredential;
 use signoff_engine::principals::Operator;
 use signoff_engine::{EngineError, RequestFilter, Submitted};
@@ -26,7 +26,7 @@ use utoipa::OpenApi;
     info(title = "signoff", description = "Action-level approval gateway for AI agents and automation pipelines."),
     paths(
         submit, list, get_one, wait, review, cancel, claim, outcome, whoami, list_events, policy_info,
-        reload_policy, list_principals, add_principal, revoke_principal, list_credentials,
+        reload_policy, list_principals, add_principal, revoke_principal, set_principal_attributes, list_credentials,
         add_credential, revoke_credential, list_identities, link_identity, healthz, readyz, metrics,
         crate::ledger_routes::checkpoint, crate::ledger_routes::key, crate::ledger_routes::entries,
         crate::ledger_routes::inclusion, crate::ledger_routes::consistency
@@ -141,6 +141,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/policy/reload", post(reload_policy))
         .route("/v1/principals", get(list_principals).post(add_principal))
         .route("/v1/principals/{name}/revoke", post(revoke_principal))
+        .route(
+            "/v1/principals/{name}/attributes",
+            put(set_principal_attributes),
+        )
         .route(
             "/v1/principals/{name}/credentials",
             get(list_credentials).post(add_credential),
@@ -497,6 +501,23 @@ async fn revoke_principal(
         state
             .engine
             .revoke_principal(Operator::Caller(&caller), &name)
+            .await?,
+    ))
+}
+
+/// Replace a principal's attributes (admin); recorded with the acting admin.
+#[utoipa::path(put, path = "/v1/principals/{name}/attributes", request_body = PrincipalAttributes,
+    responses((status = 200, body = Principal), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn set_principal_attributes(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PrincipalAttributes>,
+) -> Result<Json<Principal>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .set_principal_attributes(Operator::Caller(&caller), &name, body)
             .await?,
     ))
 }

@@ -72,6 +72,7 @@ fn template() -> (RequestRecord, AuditEvent) {
             principal_created_by: None,
             verdict,
             idempotency_key: None,
+            facts: None,
         },
         now,
         Deadlines::default(),

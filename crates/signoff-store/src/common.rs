@@ -45,8 +45,10 @@ pub(crate) const COUNT_BY_STATUS: &str =
     "SELECT status, COUNT(*) FROM requests GROUP BY status ORDER BY status";
 
 pub(crate) const INSERT_PRINCIPAL: &str = "INSERT INTO principals \
-    (name, kind, role, email, groups, owner, created_at, revoked_at, created_by) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    (name, kind, role, email, groups, owner, created_at, revoked_at, created_by, attributes) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+pub(crate) const SET_PRINCIPAL_ATTRIBUTES: &str =
+    "UPDATE principals SET attributes = $2 WHERE name = $1";
 pub(crate) const INSERT_CREDENTIAL: &str = "INSERT INTO credentials \
     (id, principal, name, token_hash, gate, created_at, expires_at, revoked_at, last_used_at, created_by) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
@@ -61,6 +63,7 @@ pub(crate) const TOUCH_CREDENTIAL: &str = "UPDATE credentials SET last_used_at =
     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 pub(crate) const SELECT_CREDENTIAL_BY_TOKEN: &str =
     "SELECT p.name, p.kind, p.role, p.email, p.groups, p.owner, p.created_at, p.revoked_at, \
+    p.attributes, \
     c.id AS cred_id, c.name AS cred_name, c.gate AS cred_gate, c.created_at AS cred_created_at, \
     c.expires_at AS cred_expires_at, c.revoked_at AS cred_revoked_at, \
     c.last_used_at AS cred_last_used_at \
@@ -105,10 +108,10 @@ pub(crate) const SELECT_ACTIVE_POLICY: &str = "SELECT a.hash, s.files, a.activat
 pub(crate) const REVOKE_PRINCIPAL: &str =
     "UPDATE principals SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1";
 pub(crate) const SELECT_PRINCIPAL: &str =
-    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
+    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at, attributes \
     FROM principals WHERE name = $1";
 pub(crate) const LIST_PRINCIPALS: &str =
-    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at \
+    "SELECT name, kind, role, email, groups, owner, created_at, revoked_at, attributes \
     FROM principals ORDER BY name";
 
 /// Moves a head watch forward (never back: commits may answer out of order).
@@ -396,6 +399,7 @@ pub(crate) struct PrincipalRow {
     pub owner: Option<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub attributes: String,
 }
 
 impl PrincipalRow {
@@ -414,6 +418,12 @@ impl PrincipalRow {
             owner: p.owner.clone(),
             created_at: millis(p.created_at),
             revoked_at: p.revoked_at.map(millis),
+            attributes: serde_json::to_string(&p.attributes).map_err(|e| {
+                StoreError::Database(format!(
+                    "cannot serialize attributes of principal {}: {e}",
+                    p.name
+                ))
+            })?,
         })
     }
 
@@ -428,6 +438,8 @@ impl PrincipalRow {
             groups: serde_json::from_str(&self.groups)
                 .map_err(|e| corrupt(format!("groups: {e}")))?,
             owner: self.owner,
+            attributes: serde_json::from_str(&self.attributes)
+                .map_err(|e| corrupt(format!("attributes: {e}")))?,
             created_at: timestamp(self.created_at, &what)?,
             revoked_at: self.revoked_at.map(|ms| timestamp(ms, &what)).transpose()?,
             name: name.clone(),

@@ -114,6 +114,14 @@ pub enum Change {
     /// Store a signed checkpoint. Fails with [`StoreError::Duplicate`] if one
     /// of that size exists.
     InsertCheckpoint(StoredCheckpoint),
+    /// Replace a principal's attributes. Fails with
+    /// [`StoreError::NotFound`] if unknown.
+    SetPrincipalAttributes {
+        /// Its name.
+        name: String,
+        /// The new attributes.
+        attributes: signoff_core::PrincipalAttributes,
+    },
     /// Mark a principal revoked. Fails with [`StoreError::NotFound`] if unknown.
     RevokePrincipal {
         /// Its name.

@@ -183,6 +183,7 @@ macro_rules! shared_impl {
                             .bind(row.created_at)
                             .bind(row.revoked_at)
                             .bind(created_by)
+                            .bind(row.attributes)
                             .execute(&mut *self)
                             .await
                             .map_err(|e| c::insert_principal_err(e, &principal.name))?;
@@ -307,6 +308,22 @@ macro_rules! shared_impl {
                             .execute(&mut *self)
                             .await
                             .map_err(c::db_err)?;
+                    }
+                    Change::SetPrincipalAttributes { name, attributes } => {
+                        let json = serde_json::to_string(attributes).map_err(|e| {
+                            StoreError::Database(format!(
+                                "cannot serialize attributes of principal {name}: {e}"
+                            ))
+                        })?;
+                        let done = sqlx::query(c::SET_PRINCIPAL_ATTRIBUTES)
+                            .bind(name)
+                            .bind(json)
+                            .execute(&mut *self)
+                            .await
+                            .map_err(c::db_err)?;
+                        if done.rows_affected() == 0 {
+                            return Err(StoreError::NotFound(format!("principal {name}")));
+                        }
                     }
                     Change::RevokePrincipal { name, at } => {
                         let done = sqlx::query(c::REVOKE_PRINCIPAL)

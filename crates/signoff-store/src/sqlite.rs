@@ -228,6 +228,7 @@ mod tests {
                 principal_created_by: None,
                 verdict,
                 idempotency_key: key.map(Into::into),
+                facts: None,
             },
             now,
             Deadlines::default(),

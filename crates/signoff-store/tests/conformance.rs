@@ -219,6 +219,7 @@ suite!(
     credentials_and_identities,
     stream_cursors_and_leases,
     active_policy_set,
+    principal_attributes,
     head_follows_commits,
 );
 
@@ -279,6 +280,7 @@ fn submit(
             principal_created_by: None,
             verdict: verdict(decision),
             idempotency_key: key.map(Into::into),
+            facts: None,
         },
         at(ms),
         Deadlines::default(),
@@ -335,6 +337,7 @@ fn principal(name: &str, kind: PrincipalKind) -> Principal {
             vec![]
         },
         owner: (kind == PrincipalKind::Agent).then(|| "olga".into()),
+        attributes: Default::default(),
         created_at: at(1),
         revoked_at: None,
     }
@@ -1855,4 +1858,60 @@ async fn head_follows_commits(h: &mut Harness) {
     } else {
         assert!(!h.another().await.is_shared());
     }
+}
+
+/// Attributes are stored with the principal, read back by every lookup
+/// (by name, in the list, with a credential) and replaced whole.
+async fn principal_attributes(h: &mut Harness) {
+    let s = &h.store;
+    let mut agent = principal("etl", PrincipalKind::Agent);
+    agent.attributes = signoff_core::PrincipalAttributes {
+        environments: vec!["prod".into(), "staging".into()],
+        team: Some("data".into()),
+        ..Default::default()
+    };
+    s.commit(Commit {
+        changes: vec![insert_principal(agent.clone(), "ha")],
+        events: vec![event(0)],
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.principal("etl").await.unwrap(), Some(agent.clone()));
+    let (by_token, _) = s.credential_by_token_hash("ha").await.unwrap().unwrap();
+    assert_eq!(by_token.attributes, agent.attributes);
+
+    let staging = signoff_core::PrincipalAttributes {
+        environments: vec!["staging".into()],
+        labels: vec!["tier-2".into()],
+        ..Default::default()
+    };
+    s.commit(Commit {
+        changes: vec![Change::SetPrincipalAttributes {
+            name: "etl".into(),
+            attributes: staging.clone(),
+        }],
+        events: vec![event(1)],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.principal("etl").await.unwrap().unwrap().attributes,
+        staging
+    );
+    assert_eq!(s.list_principals().await.unwrap()[0].attributes, staging);
+
+    let result = s
+        .commit(Commit {
+            changes: vec![Change::SetPrincipalAttributes {
+                name: "nobody".into(),
+                attributes: staging.clone(),
+            }],
+            events: vec![event(2)],
+        })
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::NotFound(ref m)) if m == "principal nobody"),
+        "{result:?}"
+    );
+    assert_eq!(s.event_count().await.unwrap(), 2);
 }

@@ -1115,6 +1115,7 @@ mod tests {
                     principal_created_by: None,
                     verdict: verdict(decision),
                     idempotency_key: None,
+                    facts: None,
                 },
                 at(s),
                 Deadlines::default(),

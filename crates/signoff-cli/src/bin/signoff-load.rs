@@ -65,6 +65,18 @@ struct Args {
     /// Only measure the floor; send no load.
     #[arg(long)]
     floor_only: bool,
+    /// Policy directory for the in-process gateway (with its
+    /// catalog.toml, if any) instead of the allow-everything policy; it
+    /// must allow `--action` on `--resource` for the agent.
+    #[arg(long)]
+    policies: Option<std::path::PathBuf>,
+    /// Resource to request.
+    #[arg(long, default_value = "load/customers")]
+    resource: String,
+    /// Registered attribute KEY=VALUE of the in-process agent (repeatable),
+    /// e.g. environments=staging.
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    attrs: Vec<String>,
     /// Directory for the in-process gateway's database and the floor's
     /// scratch files (a fresh temporary directory inside it).
     #[arg(long)]
@@ -107,14 +119,14 @@ async fn run(args: Args) -> Result<()> {
     let (url, token) = match (&args.url, &args.token) {
         (Some(u), Some(t)) => (u.clone(), t.clone()),
         (Some(_), None) => anyhow::bail!("--url needs --token (or SIGNOFF_TOKEN)"),
-        _ => host(tmp.path(), &args.database, args.prefill).await?,
+        _ => host(tmp.path(), &args, args.prefill).await?,
     };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let body = serde_json::to_vec(&SubmitRequest {
         action: args.action.clone(),
-        resource: "load/customers".into(),
+        resource: args.resource.clone(),
         environment: Some("prod".into()),
         justification: Some("load test".into()),
         ..Default::default()
@@ -146,7 +158,13 @@ async fn run(args: Args) -> Result<()> {
                 }
                 let resp = req.send().await;
                 let ok = match resp {
-                    Ok(r) => r.status().as_u16() == 201 && r.bytes().await.is_ok(),
+                    // Only an allowed decision counts: a policy directory
+                    // that denies would otherwise be measured as fast.
+                    Ok(r) if r.status().as_u16() == 201 => r
+                        .bytes()
+                        .await
+                        .is_ok_and(|b| contains(&b, br#""decision":"allow""#)),
+                    Ok(_) => false,
                     Err(_) => false,
                 };
                 if start >= warmup_end {
@@ -228,14 +246,31 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Starts an in-process gateway with an allow-all policy and one agent.
-async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(String, String)> {
-    let policies = dir.join("policies");
-    std::fs::create_dir_all(&policies)?;
-    std::fs::write(
-        policies.join("allow.cedar"),
-        "@id(\"allow-all\")\npermit(principal, action, resource);\n",
-    )?;
+async fn host(dir: &std::path::Path, args: &Args, prefill: u64) -> Result<(String, String)> {
+    let database = args.database.as_str();
+    let policies = match &args.policies {
+        Some(p) => p.clone(),
+        None => {
+            let policies = dir.join("policies");
+            std::fs::create_dir_all(&policies)?;
+            std::fs::write(
+                policies.join("allow.cedar"),
+                "@id(\"allow-all\")\npermit(principal, action, resource);\n",
+            )?;
+            policies
+        }
+    };
+    let mut attributes = signoff_core::PrincipalAttributes::default();
+    for a in &args.attrs {
+        attributes
+            .apply(PrincipalKind::Agent, a)
+            .map_err(|e| anyhow::anyhow!("--attr {a}: {e}"))?;
+    }
     let url = if database == "sqlite" {
         format!("sqlite://{}", dir.join("load.db").display())
     } else {
@@ -268,6 +303,7 @@ async fn host(dir: &std::path::Path, database: &str, prefill: u64) -> Result<(St
                 groups: vec![],
                 owner: None,
                 gate: None,
+                attributes,
             },
         )
         .await?;
