@@ -339,11 +339,11 @@ fn reviewers_see_asserted_and_resolved_environment(b: Backend) {
     };
     assert_eq!(
         line("environment"),
-        "environment   prod (catalog)  MISMATCH with the asserted environment"
+        "environment    prod (catalog)  MISMATCH with the asserted environment"
     );
     assert_eq!(
         line("asserted env"),
-        "asserted env  staging (claimed by the requester)"
+        "asserted env   staging (claimed by the requester)"
     );
     assert!(
         line("catalog").contains("entry `customers` (catalog.toml:"),
