@@ -16,8 +16,10 @@ use serde_json::{Map, Value};
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Dotted verb, e.g. `db.export`.
+    #[schema(min_length = 1)]
     pub action: String,
     /// What the action touches.
+    #[schema(min_length = 1)]
     pub resource: String,
     /// Where, e.g. `prod`.
     #[serde(default)]
@@ -160,6 +162,7 @@ pub struct OutcomeBody {
     pub duration_ms: u64,
     /// SHA-256 (hex) of its standard output.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub output_sha256: Option<String>,
     /// Short summary (≤ 1,000 characters).
     #[serde(default)]
@@ -173,6 +176,7 @@ pub struct NewPrincipal {
     /// Agent or user.
     pub kind: PrincipalKind,
     /// Unique name.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Role; agents are always `agent`, users default to `reviewer`.
     #[serde(default)]
@@ -187,6 +191,7 @@ pub struct NewPrincipal {
     #[serde(default)]
     pub owner: Option<String>,
     /// Bind the first credential to this gate (`exec`, `mcp`, …).
+    #[schema(min_length = 1)]
     #[serde(default)]
     pub gate: Option<String>,
     /// Registered attributes (an agent's `environments`, `team`, `labels`;
@@ -212,10 +217,12 @@ pub struct CreatedPrincipal {
 #[serde(deny_unknown_fields)]
 pub struct NewCredentialBody {
     /// Unique per principal.
+    #[schema(min_length = 1)]
     pub name: String,
     /// Bind it to one gate (`exec`, `mcp`, …); policies see the gate of the
     /// credential, not what a request body says.
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub gate: Option<String>,
     /// Lifetime, e.g. `30d`, `12h` (default: no expiry).
     #[serde(default)]
@@ -236,8 +243,10 @@ pub struct CreatedCredential {
 #[serde(deny_unknown_fields)]
 pub struct LinkIdentityBody {
     /// OIDC issuer URL, `slack:TEAM_ID` or `teams:TENANT_ID`.
+    #[schema(min_length = 1)]
     pub issuer: String,
     /// The subject's stable id there.
+    #[schema(min_length = 1)]
     pub subject: String,
     /// How the link was verified (default `admin`: an admin vouches for it).
     #[serde(default)]
