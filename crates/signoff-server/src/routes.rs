@@ -32,9 +32,31 @@ use utoipa::OpenApi;
         crate::ledger_routes::inclusion, crate::ledger_routes::consistency
     ),
     components(schemas(Problem)),
-    modifiers(&BearerAuth, &ProblemResponses)
+    modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts)
 )]
 struct ApiDoc;
+
+/// Types that responses embed with `#[serde(flatten)]` (a request view is
+/// its action request plus the gateway's fields) must not forbid other
+/// properties in the document: `deny_unknown_fields` makes utoipa write
+/// `additionalProperties: false`, and every request view would then
+/// violate its own schema (found by schemathesis). Incoming bodies keep
+/// their strict schemas.
+struct FlattenedParts;
+
+impl utoipa::Modify for FlattenedParts {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["ActionRequest"] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                object.additional_properties = None;
+            }
+        }
+    }
+}
 
 /// Every error the API can answer, on every operation, as the
 /// `application/problem+json` it really is (found by schemathesis: the
