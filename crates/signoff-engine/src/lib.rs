@@ -681,11 +681,7 @@ impl Engine {
     /// that record the refused attempt (and possibly a changed record).
     async fn transition<F>(&self, id: &str, apply: F) -> Result<RequestRecord, EngineError>
     where
-        F: Fn(
-            &mut RequestRecord,
-            Timestamp,
-            Deadlines,
-        ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
+        F: Apply,
     {
         self.transition_visible(None, id, apply).await
     }
@@ -699,11 +695,7 @@ impl Engine {
         apply: F,
     ) -> Result<RequestRecord, EngineError>
     where
-        F: Fn(
-            &mut RequestRecord,
-            Timestamp,
-            Deadlines,
-        ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
+        F: Apply,
     {
         self.transition_visible(Some(caller), id, apply).await
     }
@@ -715,11 +707,7 @@ impl Engine {
         apply: F,
     ) -> Result<RequestRecord, EngineError>
     where
-        F: Fn(
-            &mut RequestRecord,
-            Timestamp,
-            Deadlines,
-        ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>,
+        F: Apply,
     {
         if !plausible_request_id(id) {
             return Err(not_found(id));
@@ -913,6 +901,27 @@ impl Engine {
         authz::require(caller, Permission::ReadAudit)?;
         Ok(self.store.events(from, limit.clamp(1, 1000)).await?)
     }
+}
+
+/// What a transition does to a request: mutates it and returns its
+/// events, or refuses with an error and the events that record the refused
+/// attempt.
+trait Apply:
+    Fn(
+    &mut RequestRecord,
+    Timestamp,
+    Deadlines,
+) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>
+{
+}
+
+impl<F> Apply for F where
+    F: Fn(
+        &mut RequestRecord,
+        Timestamp,
+        Deadlines,
+    ) -> Result<Vec<AuditEvent>, (EngineError, Vec<AuditEvent>)>
+{
 }
 
 /// Whether `caller` may see `record`: readers see every request, anyone
