@@ -528,15 +528,7 @@ impl Engine {
         {
             return Err(EngineError::Invalid("a reason is required to deny".into()));
         }
-        if let Some(r) = &reason {
-            signoff_core::input::check_text(
-                "reason",
-                r,
-                signoff_core::input::MAX_REASON,
-                signoff_core::Lines::Text,
-                false,
-            )?;
-        }
+        check_reason(reason.as_deref())?;
         // Read fresh for each review (reviews are rare): who created the
         // reviewer's account (and so granted its groups) and issued the
         // credential it presented.
@@ -579,15 +571,7 @@ impl Engine {
         id: &str,
         reason: Option<String>,
     ) -> Result<RequestRecord, EngineError> {
-        if let Some(r) = &reason {
-            signoff_core::input::check_text(
-                "reason",
-                r,
-                signoff_core::input::MAX_REASON,
-                signoff_core::Lines::Text,
-                false,
-            )?;
-        }
+        check_reason(reason.as_deref())?;
         self.require_trusted_ledger().await?;
         let by = caller.reference();
         let is_admin = caller.role == signoff_core::Role::Admin;
@@ -901,6 +885,21 @@ impl Engine {
         authz::require(caller, Permission::ReadAudit)?;
         Ok(self.store.events(from, limit.clamp(1, 1000)).await?)
     }
+}
+
+/// A review's or cancellation's reason: multi-line text within the reason
+/// limit.
+fn check_reason(reason: Option<&str>) -> Result<(), EngineError> {
+    if let Some(r) = reason {
+        signoff_core::input::check_text(
+            "reason",
+            r,
+            signoff_core::input::MAX_REASON,
+            signoff_core::Lines::Text,
+            false,
+        )?;
+    }
+    Ok(())
 }
 
 /// What a transition does to a request: mutates it and returns its
