@@ -1,7 +1,8 @@
 //! Two `signoff serve` processes on one PostgreSQL database, as behind a
 //! load balancer: a decision made on one reaches a gate waiting on the
 //! other at once, a reload on one is enforced by the other, and a replica
-//! dying mid-wait leaves the other to expire the request — exactly once.
+//! dying mid-wait leaves the other to expire the request — exactly once. A
+//! catalog changed on one replica is the catalog the other decides on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -148,6 +149,49 @@ fn a_reload_on_one_replica_is_enforced_by_the_other() {
         "{problem}"
     );
     assert_eq!(a.request(&id)["status"], "denied");
+}
+
+#[test]
+fn a_catalog_change_on_one_replica_decides_on_the_other() {
+    let a = Gateway::start(Backend::Postgres);
+    std::fs::write(
+        a.policies.join("catalog.toml"),
+        "[[resource]]\nname = \"customers\"\nenvironment = \"staging\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        a.policies.join("staging.cedar"),
+        "@id(\"staging-reads\")\npermit(principal, action == Action::\"test.peek\", resource) when { resource.environment == \"staging\" };\n",
+    )
+    .unwrap();
+    a.post_as("root", "/v1/policy/reload", json!({}))
+        .expect(200);
+    let b = a.replica();
+    let peek = || json!({"action": "test.peek", "resource": "customers"});
+    assert_eq!(a.submit("bot", peek())["status"], "approved");
+
+    // only B's catalog changes: customers is prod now
+    std::fs::write(
+        b.policies.join("catalog.toml"),
+        "[[resource]]\nname = \"customers\"\nenvironment = \"prod\"\n",
+    )
+    .unwrap();
+    let info = b
+        .post_as("root", "/v1/policy/reload", json!({}))
+        .expect(200);
+    let hash = info["hash"].as_str().unwrap().to_owned();
+    let converged = poll(Duration::from_secs(1), Duration::from_millis(10), || {
+        (a.get_as("bot", "/v1/policy").json()["hash"] == hash).then_some(())
+    });
+    assert!(
+        converged.is_some(),
+        "replica A still resolves the old catalog"
+    );
+
+    // A decides on B's catalog: the fact it records is B's
+    let r = a.submit("bot", peek());
+    assert_eq!(r["status"], "denied", "{r:#}");
+    assert_eq!(r["facts"]["resource"]["environment"], "prod", "{r:#}");
 }
 
 #[test]
