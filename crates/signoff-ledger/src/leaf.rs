@@ -166,14 +166,71 @@ pub struct LeafColumns<'a> {
 /// are not UTF-8 cannot equal the original leaf, which is.
 pub fn encode_columns(c: &LeafColumns<'_>, out: &mut Vec<u8>) -> bool {
     let start = out.len();
-    if write_columns(c, out).is_none() {
+    if write_columns(c, Some(c.index), out).is_none() {
         out.truncate(start);
         return false;
     }
     true
 }
 
-fn write_columns(c: &LeafColumns<'_>, out: &mut Vec<u8>) -> Option<()> {
+/// A leaf whose index is not known yet: what a writer that assigns indexes
+/// in a serial section prepares before it, so that section only appends
+/// the index digits and finishes one hash.
+///
+/// Built from columns as [`encode_columns`] writes them, so it is the leaf
+/// of the event only when the JSON columns are in canonical form (the
+/// store's, from [`canonical_json`]): a writer must build it from exactly
+/// the columns it stores.
+#[derive(Clone)]
+pub struct PendingLeaf {
+    /// SHA-256 over `0x00` and the leaf bytes before the index digits.
+    head: sha2::Sha256,
+    /// The leaf bytes after the index digits.
+    tail: Vec<u8>,
+}
+
+impl std::fmt::Debug for PendingLeaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLeaf")
+            .field("tail_len", &self.tail.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingLeaf {
+    /// The leaf of `c` with its index left open (`c.index` is ignored).
+    /// `None` where [`encode_columns`] would decline.
+    pub fn from_columns(c: &LeafColumns<'_>) -> Option<Self> {
+        use sha2::Digest as _;
+        let mut bytes = Vec::with_capacity(256 + c.detail_json.len());
+        let at = write_columns(c, None, &mut bytes)?;
+        let tail = bytes.split_off(at);
+        let mut head = crate::merkle::leaf_hasher();
+        head.update(&bytes);
+        Some(PendingLeaf { head, tail })
+    }
+
+    /// The Merkle leaf hash of this leaf stored at `index`: equal to
+    /// `merkle::leaf_hash` of [`encode_columns`] with that index.
+    pub fn hash_at(&self, index: u64) -> crate::Hash {
+        use sha2::Digest as _;
+        let mut h = self.head.clone();
+        // RFC 8785 writes numbers as IEEE doubles: beyond 2^53 an index is
+        // spelled as its rounded double, as `encode` would.
+        if index <= 1 << 53 {
+            h.update(index.to_string().as_bytes());
+        } else {
+            // Serializing an integer cannot fail.
+            h.update(serde_json_canonicalizer::to_vec(&index).unwrap_or_default());
+        }
+        h.update(&self.tail);
+        h.finalize().into()
+    }
+}
+
+/// Writes the leaf of `c` to `out`, with `index`'s digits or, for `None`,
+/// nothing where they go; returns where the digits start in `out`.
+fn write_columns(c: &LeafColumns<'_>, index: Option<u64>, out: &mut Vec<u8>) -> Option<usize> {
     let time = jiff::Timestamp::from_millisecond(c.time_ms).ok()?;
     out.extend_from_slice(LEAF_VERSION.as_bytes());
     out.extend_from_slice(b"\n{\"actor\":");
@@ -183,8 +240,11 @@ fn write_columns(c: &LeafColumns<'_>, out: &mut Vec<u8>) -> Option<()> {
     out.extend_from_slice(b",\"digest\":");
     json_opt_string(out, c.digest)?;
     out.extend_from_slice(b",\"index\":");
-    // io::Write into a Vec cannot fail.
-    let _ = write!(out, "{}", c.index);
+    let digits_at = out.len();
+    if let Some(index) = index {
+        // io::Write into a Vec cannot fail.
+        let _ = write!(out, "{index}");
+    }
     out.extend_from_slice(b",\"kind\":");
     json_string(out, c.kind)?;
     out.extend_from_slice(b",\"policy_ids\":");
@@ -200,7 +260,7 @@ fn write_columns(c: &LeafColumns<'_>, out: &mut Vec<u8>) -> Option<()> {
     out.extend_from_slice(b"\",\"verdict\":");
     json_opt_string(out, c.verdict)?;
     out.push(b'}');
-    Some(())
+    Some(digits_at)
 }
 
 /// A JSON string as RFC 8785 writes it; serde_json's escaping (`\"`, `\\`,
@@ -390,6 +450,24 @@ mod tests {
                     String::from_utf8_lossy(&out[4..]),
                     String::from_utf8_lossy(&encode(&e))
                 );
+            });
+        }
+    }
+
+    #[test]
+    fn a_pending_leaf_hashes_like_the_encoded_leaf_at_any_index() {
+        for e in varied_events() {
+            columns_of(&e, |c| {
+                let pending = PendingLeaf::from_columns(c).unwrap();
+                for index in [0, 7, 10, 99_999, 1 << 53, (1 << 53) + 1, u64::MAX] {
+                    let mut at = e.clone();
+                    at.index = Some(index);
+                    assert_eq!(
+                        pending.hash_at(index),
+                        crate::merkle::leaf_hash(&encode(&at)),
+                        "{at:?}"
+                    );
+                }
             });
         }
     }

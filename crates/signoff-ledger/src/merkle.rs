@@ -26,6 +26,14 @@ pub const EMPTY_ROOT: Hash = [
     0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
 
+/// A SHA-256 state that has taken the leaf prefix `0x00`: feed it leaf
+/// bytes and finalize it for [`leaf_hash`] of what was fed, in pieces.
+pub fn leaf_hasher() -> Sha256 {
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h
+}
+
 /// `SHA-256(0x00 ‖ data)`.
 pub fn leaf_hash(data: &[u8]) -> Hash {
     let mut h = Sha256::new();

@@ -522,8 +522,55 @@ pub(crate) fn decode_identity(row: IdentityRow) -> Result<Identity> {
     })
 }
 
+/// An audit event ready to be written by the writer's serial section: its
+/// row (every column but the index, which is assigned there) and its leaf
+/// with the index left open.
+#[derive(Debug)]
+pub(crate) struct StagedEvent {
+    /// The row, with `idx` 0 until it is written.
+    pub row: EventRow,
+    leaf: StagedLeaf,
+}
+
+#[derive(Debug)]
+enum StagedLeaf {
+    /// The leaf as the stored columns spell it (the common case).
+    Pending(signoff_ledger::leaf::PendingLeaf),
+    /// A time finer than the millisecond the row keeps, which only
+    /// `leaf::encode` of the event itself spells as before.
+    Event(Box<AuditEvent>),
+}
+
+impl StagedEvent {
+    /// Builds the row and the leaf of `event`.
+    pub fn new(event: &AuditEvent) -> Result<Self> {
+        let row = EventRow::new(0, event)?;
+        let whole_millis = event.time.subsec_nanosecond() % 1_000_000 == 0;
+        let pending = whole_millis
+            .then(|| signoff_ledger::leaf::PendingLeaf::from_columns(&row.leaf_columns()))
+            .flatten();
+        let leaf = match pending {
+            Some(p) => StagedLeaf::Pending(p),
+            None => StagedLeaf::Event(Box::new(event.clone())),
+        };
+        Ok(StagedEvent { row, leaf })
+    }
+
+    /// The Merkle leaf hash of this event stored at `idx`.
+    pub fn leaf_hash(&self, idx: u64) -> signoff_ledger::Hash {
+        match &self.leaf {
+            StagedLeaf::Pending(p) => p.hash_at(idx),
+            StagedLeaf::Event(e) => {
+                let mut e = (**e).clone();
+                e.index = Some(idx);
+                signoff_ledger::merkle::leaf_hash(&leaf::encode(&e))
+            }
+        }
+    }
+}
+
 /// The column values of an audit event row.
-#[derive(sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 pub(crate) struct EventRow {
     pub idx: i64,
     pub kind: String,
@@ -549,9 +596,7 @@ impl EventRow {
             })
         };
         Ok(EventRow {
-            idx: i64::try_from(idx).map_err(|_| {
-                StoreError::Database(format!("event index {idx} exceeds the database range"))
-            })?,
+            idx: Self::idx_for(idx)?,
             kind: e.kind.as_str().to_owned(),
             time: millis(e.time),
             actor: e.actor.clone(),
@@ -566,6 +611,30 @@ impl EventRow {
             detail: ser("detail", leaf::canonical_json(&e.detail))?,
             schema: i32::try_from(AuditEvent::SCHEMA).unwrap_or(i32::MAX),
         })
+    }
+
+    /// The row with index `idx`: what a writer binds for a staged event.
+    pub fn idx_for(idx: u64) -> Result<i64> {
+        i64::try_from(idx).map_err(|_| {
+            StoreError::Database(format!("event index {idx} exceeds the database range"))
+        })
+    }
+
+    /// The columns as the ledger reads them, at this row's index.
+    pub fn leaf_columns(&self) -> signoff_ledger::leaf::LeafColumns<'_> {
+        signoff_ledger::leaf::LeafColumns {
+            index: u64::try_from(self.idx).unwrap_or_default(),
+            kind: self.kind.as_bytes(),
+            time_ms: self.time,
+            actor: self.actor.as_bytes(),
+            request_id: self.request_id.as_deref().map(str::as_bytes),
+            digest: self.digest.as_deref().map(str::as_bytes),
+            verdict: self.verdict.as_deref().map(str::as_bytes),
+            policy_ids_json: self.policy_ids.as_bytes(),
+            policy_set_hash: self.policy_set_hash.as_deref().map(str::as_bytes),
+            reason: self.reason.as_deref().map(str::as_bytes),
+            detail_json: self.detail.as_bytes(),
+        }
     }
 
     pub fn decode(self) -> Result<AuditEvent> {

@@ -381,7 +381,7 @@ macro_rules! shared_impl {
             async fn append(
                 &mut self,
                 first: u64,
-                events: &[&signoff_core::AuditEvent],
+                events: &[&$crate::common::StagedEvent],
             ) -> $crate::Result<()> {
                 use $crate::common as c;
                 let mut idx = first;
@@ -390,20 +390,21 @@ macro_rules! shared_impl {
                     let (chunk, tail) = rest.split_at(c::chunk(rest.len()));
                     let mut query = sqlx::query(c::insert_events_sql(chunk.len()));
                     for event in chunk {
-                        let row = c::EventRow::new(idx, event)?;
+                        let at = c::EventRow::idx_for(idx)?;
                         idx += 1;
+                        let row = &event.row;
                         query = query
-                            .bind(row.idx)
-                            .bind(row.kind)
+                            .bind(at)
+                            .bind(&row.kind)
                             .bind(row.time)
-                            .bind(row.actor)
-                            .bind(row.request_id)
-                            .bind(row.digest)
-                            .bind(row.verdict)
-                            .bind(row.policy_ids)
-                            .bind(row.policy_set_hash)
-                            .bind(row.reason)
-                            .bind(row.detail)
+                            .bind(&row.actor)
+                            .bind(&row.request_id)
+                            .bind(&row.digest)
+                            .bind(&row.verdict)
+                            .bind(&row.policy_ids)
+                            .bind(&row.policy_set_hash)
+                            .bind(&row.reason)
+                            .bind(&row.detail)
                             .bind(row.schema);
                     }
                     query.execute(&mut *self).await.map_err(c::db_err)?;

@@ -249,16 +249,11 @@ mod tests {
         events: usize,
     ) -> (Job, tokio::sync::oneshot::Receiver<Result<crate::Receipt>>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        (
-            (
-                Commit {
-                    changes,
-                    events: (0..events).map(|_| event()).collect(),
-                },
-                tx,
-            ),
-            rx,
-        )
+        let commit = Commit {
+            changes,
+            events: (0..events).map(|_| event()).collect(),
+        };
+        ((crate::writer::Staged::new(commit).unwrap(), tx), rx)
     }
 
     /// One batch mixing good commits with a duplicate (caught by the bulk

@@ -12,9 +12,9 @@
 //! writers (across replicas too, with PostgreSQL) and gives every writer the
 //! same lock order, so batches cannot deadlock each other.
 
-use crate::common::copy_err;
+use crate::common::{copy_err, StagedEvent};
 use crate::{Change, Commit, Receipt, Result, StoreError};
-use signoff_core::{AuditEvent, RequestRecord};
+use signoff_core::RequestRecord;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,7 +42,7 @@ pub(crate) trait WriteConn: Send + 'static {
     /// failure it cannot say which one failed.
     async fn insert_requests(&mut self, records: &[&RequestRecord]) -> Result<()>;
     /// Appends `events` at indexes `first`, `first + 1`, ….
-    async fn append(&mut self, first: u64, events: &[&AuditEvent]) -> Result<()>;
+    async fn append(&mut self, first: u64, events: &[&StagedEvent]) -> Result<()>;
     /// Reads ledger nodes `(level, idx)` in the order asked.
     async fn nodes(&mut self, coords: &[(u32, u64)]) -> Result<Vec<[u8; 32]>>;
     /// Inserts ledger nodes `(level, idx, hash)`.
@@ -60,7 +60,31 @@ pub(crate) trait Connector: Send + Sync + 'static {
     async fn connect(&self) -> Result<Self::Conn>;
 }
 
-pub(crate) type Job = (Commit, oneshot::Sender<Result<Receipt>>);
+/// A commit made ready for the writer by the task that commits it: the
+/// events' rows and leaves are built there, in parallel with other callers,
+/// so the writer's serial section only binds rows and finishes leaf hashes
+/// (building them was most of its work).
+#[derive(Debug)]
+pub(crate) struct Staged {
+    /// The commit as the caller gave it.
+    pub commit: Commit,
+    /// Its events, in order, ready to be written.
+    pub events: Vec<StagedEvent>,
+}
+
+impl Staged {
+    /// Builds the rows and leaves of `commit`'s events.
+    pub fn new(commit: Commit) -> Result<Self> {
+        let events = commit
+            .events
+            .iter()
+            .map(StagedEvent::new)
+            .collect::<Result<_>>()?;
+        Ok(Staged { commit, events })
+    }
+}
+
+pub(crate) type Job = (Staged, oneshot::Sender<Result<Receipt>>);
 
 /// The handle callers commit through.
 #[derive(Debug, Clone)]
@@ -85,9 +109,10 @@ impl Writer {
 
     /// Queues `commit` and waits until it is durable (or failed).
     pub async fn commit(&self, commit: Commit) -> Result<Receipt> {
+        let staged = Staged::new(commit)?;
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .send((commit, tx))
+            .send((staged, tx))
             .await
             .map_err(|_| StoreError::Unavailable("the store's writer task has stopped".into()))?;
         rx.await.map_err(|_| {
@@ -182,7 +207,7 @@ pub(crate) type BatchOutcome = (Vec<Option<Result<Receipt>>>, Option<StoreError>
 
 /// Applies `jobs` in one transaction.
 pub(crate) async fn run_batch<W: WriteConn>(conn: &mut W, jobs: &[Job]) -> BatchOutcome {
-    let commits: Vec<&Commit> = jobs.iter().map(|(c, _)| c).collect();
+    let commits: Vec<&Staged> = jobs.iter().map(|(c, _)| c).collect();
     let mut results: Vec<Option<Result<Receipt>>> = jobs.iter().map(|_| None).collect();
     let fatal = match fast_batch(conn, &commits).await {
         Ok(Fast::Committed(receipts)) => {
@@ -214,14 +239,14 @@ enum Fast {
 /// The common case: every commit succeeds, so no savepoints are needed, and
 /// runs of request inserts and all the events go in with a few multi-row
 /// inserts.
-async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<Fast> {
+async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Staged]) -> Result<Fast> {
     conn.begin().await?;
     let head = conn.lock_head().await?;
     // Consecutive inserts are deferred and flushed together; the order of
     // effects is unchanged because they are flushed before any other change.
     let mut inserts: Vec<&RequestRecord> = Vec::new();
-    for (i, commit) in commits.iter().enumerate() {
-        for change in &commit.changes {
+    for (i, staged) in commits.iter().enumerate() {
+        for change in &staged.commit.changes {
             if let Change::InsertRequest(r) = change {
                 inserts.push(r);
                 continue;
@@ -251,7 +276,7 @@ async fn fast_batch<W: WriteConn>(conn: &mut W, commits: &[&Commit]) -> Result<F
         });
         next += n;
     }
-    let events: Vec<&AuditEvent> = commits.iter().flat_map(|c| &c.events).collect();
+    let events: Vec<&StagedEvent> = commits.iter().flat_map(|c| &c.events).collect();
     if !events.is_empty() {
         match conn.append(head, &events).await {
             Ok(()) => {}
@@ -293,7 +318,7 @@ async fn flush_inserts<W: WriteConn>(
 /// savepoint, so one that fails is undone alone.
 async fn savepoint_batch<W: WriteConn>(
     conn: &mut W,
-    commits: &[&Commit],
+    commits: &[&Staged],
     results: &mut [Option<Result<Receipt>>],
 ) -> Result<()> {
     if results.iter().all(Option::is_some) {
@@ -302,7 +327,7 @@ async fn savepoint_batch<W: WriteConn>(
     conn.begin().await?;
     let head = conn.lock_head().await?;
     let mut next = head;
-    let mut appended: Vec<&AuditEvent> = Vec::new();
+    let mut appended: Vec<&StagedEvent> = Vec::new();
     for (commit, result) in commits.iter().zip(results.iter_mut()) {
         if result.is_some() {
             continue;
@@ -332,27 +357,25 @@ async fn savepoint_batch<W: WriteConn>(
 
 /// Adds `events` (about to be stored at `head`, `head + 1`, …) to the Merkle
 /// tree in the same transaction: reads the right edge of the tree (one
-/// query, at most 64 nodes), hashes each leaf, and stores every perfect
-/// subtree the new leaves complete.
-async fn append_tree<W: WriteConn>(conn: &mut W, head: u64, events: &[&AuditEvent]) -> Result<()> {
-    use signoff_ledger::{leaf, merkle};
+/// query, at most 64 nodes), finishes each leaf's hash with its index, and
+/// stores every perfect subtree the new leaves complete.
+async fn append_tree<W: WriteConn>(conn: &mut W, head: u64, events: &[&StagedEvent]) -> Result<()> {
+    use signoff_ledger::merkle;
     let edge = conn.nodes(&merkle::perfect_subtrees(0, head)).await?;
     let mut frontier = merkle::Frontier::from_nodes(head, edge)
         .map_err(|e| StoreError::Corrupt(format!("ledger right edge: {e}")))?;
     let mut nodes = Vec::with_capacity(events.len() * 2);
     for (i, event) in events.iter().enumerate() {
-        let mut entry = (*event).clone();
-        entry.index = Some(head + i as u64);
-        nodes.extend(frontier.push(merkle::leaf_hash(&leaf::encode(&entry))));
+        nodes.extend(frontier.push(event.leaf_hash(head + i as u64)));
     }
     conn.append_nodes(&nodes).await
 }
 
-async fn apply<W: WriteConn>(conn: &mut W, commit: &Commit, first: u64) -> Result<Receipt> {
-    for change in &commit.changes {
+async fn apply<W: WriteConn>(conn: &mut W, staged: &Staged, first: u64) -> Result<Receipt> {
+    for change in &staged.commit.changes {
         conn.apply(change).await?;
     }
-    let events: Vec<&AuditEvent> = commit.events.iter().collect();
+    let events: Vec<&StagedEvent> = staged.events.iter().collect();
     if !events.is_empty() {
         conn.append(first, &events).await?;
     }

@@ -20,11 +20,11 @@
 //! this same thread, so the two connections never write at once and a new
 //! kind of [`Change`] needs only the shared sqlx implementation.
 
-use crate::common::{self as c, EventRow, RequestRow};
+use crate::common::{self as c, EventRow, RequestRow, StagedEvent};
 use crate::writer::{self, run_batch, Connector, Job, WriteConn, Writer};
 use crate::{Change, Result, StoreError};
 use rusqlite::{CachedStatement, Connection, OpenFlags};
-use signoff_core::{AuditEvent, RequestRecord};
+use signoff_core::RequestRecord;
 use sqlx::sqlite::SqliteConnection;
 use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
@@ -78,7 +78,7 @@ impl<C: Connector<Conn = SqliteConnection>> State<C> {
             gather(&mut rx, &mut jobs);
             let on_direct = jobs
                 .iter()
-                .all(|(commit, _)| commit.changes.iter().all(direct));
+                .all(|(staged, _)| staged.commit.changes.iter().all(direct));
             let (results, fatal) = if on_direct {
                 self.direct_batch(&jobs)
             } else {
@@ -232,8 +232,14 @@ fn bind_request(s: &mut CachedStatement<'_>, at: usize, row: &RequestRow) -> rus
     s.raw_bind_parameter(at + 11, &row.body)
 }
 
-fn bind_event(s: &mut CachedStatement<'_>, at: usize, row: &EventRow) -> rusqlite::Result<()> {
-    s.raw_bind_parameter(at + 1, row.idx)?;
+/// Binds `row` as the event at index `idx` (a staged row's own is 0).
+fn bind_event(
+    s: &mut CachedStatement<'_>,
+    at: usize,
+    idx: i64,
+    row: &EventRow,
+) -> rusqlite::Result<()> {
+    s.raw_bind_parameter(at + 1, idx)?;
     s.raw_bind_parameter(at + 2, &row.kind)?;
     s.raw_bind_parameter(at + 3, row.time)?;
     s.raw_bind_parameter(at + 4, &row.actor)?;
@@ -375,16 +381,16 @@ impl WriteConn for DirectConn {
         Ok(())
     }
 
-    async fn append(&mut self, first: u64, events: &[&AuditEvent]) -> Result<()> {
+    async fn append(&mut self, first: u64, events: &[&StagedEvent]) -> Result<()> {
         let mut idx = first;
         let mut rest = events;
         while !rest.is_empty() {
             let (chunk, tail) = rest.split_at(c::chunk(rest.len()));
             let mut s = self.stmt(c::insert_events_sql(chunk.len()))?;
             for (i, event) in chunk.iter().enumerate() {
-                let row = EventRow::new(idx, event)?;
+                let at = EventRow::idx_for(idx)?;
                 idx += 1;
-                bind_event(&mut s, i * 12, &row).map_err(db_err)?;
+                bind_event(&mut s, i * 12, at, &event.row).map_err(db_err)?;
             }
             s.raw_execute().map_err(db_err)?;
             rest = tail;
