@@ -217,7 +217,7 @@ impl ActionRequest {
         // Canonicalizing a serde_json::Value built from strings, maps and
         // validated numbers cannot fail; an empty string would still hash to a
         // digest that matches no real request, so approvals stay bound.
-        serde_json_canonicalizer::to_string(&value).unwrap_or_default()
+        crate::jcs::to_string(&value).unwrap_or_default()
     }
 
     /// The dotted prefixes of the action, most specific first: `k8s.namespace.delete`

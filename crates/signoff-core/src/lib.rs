@@ -11,6 +11,7 @@ pub mod display;
 pub mod event;
 pub mod facts;
 pub mod input;
+pub mod jcs;
 pub mod principal;
 pub mod query;
 pub mod quorum;

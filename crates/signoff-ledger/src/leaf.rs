@@ -75,8 +75,8 @@ pub fn encode(event: &AuditEvent) -> Vec<u8> {
     // integer, a unit enum, a timestamp or a serde_json::Value (whose map
     // keys are strings and whose numbers are finite).
     #[allow(clippy::expect_used)]
-    serde_json_canonicalizer::to_writer(event, &mut out)
-        .expect("audit events always serialize to json");
+    let json = signoff_core::jcs::to_vec(event).expect("audit events always serialize to json");
+    out.extend_from_slice(&json);
     out
 }
 
@@ -107,7 +107,7 @@ pub fn decode(bytes: &[u8]) -> Result<AuditEvent, LeafError> {
 /// JSON columns of an event in, so that [`encode_columns`] reproduces the
 /// leaf without parsing them.
 pub fn canonical_json<T: serde::Serialize>(value: &T) -> serde_json::Result<String> {
-    let bytes = serde_json_canonicalizer::to_vec(value)?;
+    let bytes = signoff_core::jcs::to_vec(value)?;
     // RFC 8785 output is UTF-8 JSON text.
     String::from_utf8(bytes).map_err(serde::ser::Error::custom)
 }
@@ -221,7 +221,7 @@ impl PendingLeaf {
             h.update(index.to_string().as_bytes());
         } else {
             // Serializing an integer cannot fail.
-            h.update(serde_json_canonicalizer::to_vec(&index).unwrap_or_default());
+            h.update(signoff_core::jcs::to_vec(&index).unwrap_or_default());
         }
         h.update(&self.tail);
         h.finalize().into()
