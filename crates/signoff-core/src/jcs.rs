@@ -241,7 +241,7 @@ mod tests {
         fn gen(next: &mut impl FnMut() -> u64, depth: u32) -> Value {
             match next() % if depth > 3 { 6 } else { 8 } {
                 0 => Value::Null,
-                1 => Value::Bool(next() % 2 == 0),
+                1 => Value::Bool(next().is_multiple_of(2)),
                 2 => json!(next() >> (next() % 64)),
                 3 => json!(-((next() >> (next() % 63 + 1)) as i64)),
                 4 => {
