@@ -7,6 +7,7 @@ mod audit;
 mod config;
 mod dev;
 mod files;
+mod mcp_cmd;
 mod output;
 mod policy_cmd;
 mod remote;
@@ -108,6 +109,12 @@ enum Command {
     /// Operate the ledger's witness (direct database access via the config file).
     #[command(subcommand)]
     Ledger(witness::LedgerCmd),
+    // Agent gates (MCP proxy, Claude Code hook).
+    /// Put an MCP server behind signoff: every tool call is an action request.
+    Mcp(mcp_cmd::McpArgs),
+    /// Answer an agent's tool-use hook (claude-code).
+    #[command(subcommand)]
+    Hook(mcp_cmd::HookCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,5 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Ledger(cmd) => witness::run(cmd).await,
+        Command::Mcp(args) => mcp_cmd::run_mcp(args).await,
+        Command::Hook(cmd) => mcp_cmd::run_hook(cmd).await,
     }
 }

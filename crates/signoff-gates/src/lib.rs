@@ -12,7 +12,9 @@
 //! reference.
 
 pub mod binding;
+pub mod claude_hook;
 pub mod exec;
+pub mod mcp;
 pub mod session;
 
 /// Exit status when the action was denied, cancelled, or its claim was

@@ -1,0 +1,109 @@
+//! `signoff mcp` (the MCP proxy) and `signoff hook claude-code`.
+
+use crate::Remote;
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use signoff_gates::{claude_hook, mcp};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// `signoff mcp --name NAME -- SERVER ARGS…`
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The server's name in actions: `mcp.NAME.TOOL`.
+    #[arg(long)]
+    name: String,
+    /// Which argument names the resource: ARG for every tool, or TOOL=ARG
+    /// (repeatable; the first present wins; default `path`).
+    #[arg(long = "resource-arg", value_name = "[TOOL=]ARG")]
+    resource_args: Vec<String>,
+    /// Environment for the requests.
+    #[arg(long = "env")]
+    environment: Option<String>,
+    /// How long one call waits for a decision before answering "waiting for
+    /// approval" (keep it below the client's request timeout).
+    #[arg(long, default_value = "50s")]
+    wait: String,
+    #[command(flatten)]
+    remote: Remote,
+    /// The MCP server command.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Agent hooks.
+#[derive(Debug, Subcommand)]
+pub enum HookCmd {
+    /// A Claude Code PreToolUse hook: reads the hook input on stdin, prints
+    /// the permission decision on stdout; denies on any error.
+    ClaudeCode {
+        /// Environment for the requests.
+        #[arg(long = "env")]
+        environment: Option<String>,
+        /// How long to wait for a decision (keep it below the hook's timeout).
+        #[arg(long, default_value = "50s")]
+        wait: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn wait(flag: &str) -> Result<Duration> {
+    Ok(crate::config::parse_duration("--wait", flag)?.unsigned_abs())
+}
+
+/// Runs the stdio proxy; exits with the server's status.
+pub async fn run_mcp(args: McpArgs) -> Result<i32> {
+    let mut resource_args = Vec::new();
+    for a in &args.resource_args {
+        match a.split_once('=') {
+            Some((tool, arg)) if !tool.is_empty() && !arg.is_empty() => {
+                resource_args.push((Some(tool.to_owned()), arg.to_owned()))
+            }
+            None if !a.is_empty() => resource_args.push((None, a.clone())),
+            _ => bail!("invalid --resource-arg `{a}`: use ARG or TOOL=ARG"),
+        }
+    }
+    if resource_args.is_empty() {
+        resource_args.push((None, "path".to_owned()));
+    }
+    let spec = mcp::McpSpec {
+        name: args.name,
+        command: args.command,
+        resource_args,
+        environment: args.environment,
+        wait: wait(&args.wait)?,
+    };
+    let client = crate::remote::client(&args.remote)?;
+    let code = mcp::run_stdio(client, spec, tokio::io::stdin(), tokio::io::stdout())
+        .await
+        .context("signoff mcp")?;
+    Ok(code)
+}
+
+/// Runs one hook; always prints a decision and exits 0 (a deny is a
+/// decision, not a failure).
+pub async fn run_hook(cmd: HookCmd) -> Result<i32> {
+    let HookCmd::ClaudeCode {
+        environment,
+        wait: wait_flag,
+        remote,
+    } = cmd;
+    let mut input = String::new();
+    let answer = match (
+        tokio::io::stdin().read_to_string(&mut input).await,
+        wait(&wait_flag),
+        crate::remote::client(&remote),
+    ) {
+        (Err(e), _, _) => claude_hook::decision("deny", &format!("signoff cannot read stdin: {e}")),
+        (_, Err(e), _) | (_, _, Err(e)) => claude_hook::decision(
+            "deny",
+            &format!("signoff is misconfigured, so it denies: {e:#}"),
+        ),
+        (Ok(_), Ok(w), Ok(client)) => claude_hook::answer(&client, &input, environment, w).await,
+    };
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("{answer}\n").as_bytes()).await?;
+    out.flush().await?;
+    Ok(0)
+}

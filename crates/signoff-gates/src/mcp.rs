@@ -1,0 +1,871 @@
+//! The MCP gate: `signoff mcp --name NAME -- SERVER ARGS…` sits between an
+//! agent and a stdio MCP server. Every `tools/call` becomes an action
+//! request (`mcp.NAME.TOOL`); everything else in the protocol passes
+//! through.
+//!
+//! The proxy relays JSON-RPC messages line by line and reads only what it
+//! must: `tools/call` requests (gated), `tools/list` results (to show
+//! reviewers the tool's description and the server's own annotations) and
+//! the responses to calls it forwarded (to report their outcome). Message
+//! types come from the official SDK ([`rmcp::model`]), so the proxy speaks
+//! every protocol version rmcp knows without negotiating one itself.
+//!
+//! A gated call runs the shared [`crate::session`]: the digest covers the
+//! tool, the server's identity (name and command) and the full arguments,
+//! and the request forwarded after the claim is serialized from exactly the
+//! parameters that were hashed. A call still waiting when the client's
+//! patience (`--wait`) runs out answers with a tool result naming the
+//! request; calling the tool again with the same arguments resumes it.
+
+use crate::exec::shell_join;
+use crate::session::{Execution, GateAction, Progress, Session, SessionEnd, Start};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, Tool};
+use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256};
+use signoff_client::Client;
+use signoff_core::display;
+use signoff_core::wire::{OutcomeBody, RequestView, SubmitRequest};
+use signoff_core::{ActionRequest, Digest, PrincipalRef, RequestStatus};
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+
+/// How the proxy describes the server and its calls.
+#[derive(Debug, Clone)]
+pub struct McpSpec {
+    /// The server's name in actions: `mcp.NAME.TOOL`.
+    pub name: String,
+    /// The server command and its arguments.
+    pub command: Vec<String>,
+    /// Which argument names the resource: `(Some(tool), arg)` for one tool,
+    /// `(None, arg)` for every tool. The first that is present wins.
+    pub resource_args: Vec<(Option<String>, String)>,
+    /// Where (`--env`).
+    pub environment: Option<String>,
+    /// How long one call may wait for a decision before the proxy answers
+    /// "still waiting" (stay below the client's request timeout).
+    pub wait: Duration,
+}
+
+impl McpSpec {
+    /// The server's identity as the digest binds it.
+    fn server_identity(&self) -> Value {
+        json!({ "name": self.name, "command": shell_join(&self.command) })
+    }
+
+    /// The action for `tool`: `mcp.NAME.TOOL`, with characters an action may
+    /// not contain replaced by `-`.
+    pub fn action(&self, tool: &str) -> String {
+        format!(
+            "mcp.{}.{}",
+            action_segment(&self.name),
+            action_segment(tool)
+        )
+    }
+
+    /// The resource a call touches: the mapped argument's value, else
+    /// `mcp:NAME`.
+    pub fn resource(&self, tool: &str, args: &Map<String, Value>) -> String {
+        for (only, arg) in &self.resource_args {
+            if only.as_deref().is_some_and(|t| t != tool) {
+                continue;
+            }
+            let value = match args.get(arg) {
+                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .find_map(|v| v.as_str().map(str::to_owned))
+                    .filter(|s| !s.is_empty()),
+                _ => None,
+            };
+            if let Some(v) = value {
+                return display::one_line(&v);
+            }
+        }
+        format!("mcp:{}", self.name)
+    }
+}
+
+/// `s` as one segment of a dotted action.
+pub fn action_segment(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "-".into()
+    } else {
+        out
+    }
+}
+
+/// One tool call, as the gate describes, hashes and forwards it.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    /// The tool.
+    pub tool: String,
+    /// The full arguments.
+    pub arguments: Map<String, Value>,
+    /// What `tools/list` said about the tool, if the server listed it.
+    pub listed: Option<Tool>,
+}
+
+impl ToolCall {
+    /// The request's context: the call, the server, the tool's description
+    /// and the server's own hints (untrusted), a readable rendering of the
+    /// arguments, and the arguments themselves — as canonical JSON, so the
+    /// digest covers every byte the server will receive.
+    pub fn context(&self, spec: &McpSpec) -> Map<String, Value> {
+        let mut mcp = Map::new();
+        mcp.insert("server".into(), spec.server_identity());
+        mcp.insert("tool".into(), Value::String(self.tool.clone()));
+        if let Some(tool) = &self.listed {
+            if let Some(d) = &tool.description {
+                mcp.insert("description".into(), Value::String(d.to_string()));
+            }
+            if let Some(a) = &tool.annotations {
+                let mut hints = Map::new();
+                for (k, v) in [
+                    ("readOnlyHint", a.read_only_hint),
+                    ("destructiveHint", a.destructive_hint),
+                    ("idempotentHint", a.idempotent_hint),
+                    ("openWorldHint", a.open_world_hint),
+                ] {
+                    if let Some(v) = v {
+                        hints.insert(k.into(), Value::Bool(v));
+                    }
+                }
+                // named so nobody mistakes them for facts
+                mcp.insert("server_hints".into(), Value::Object(hints));
+            }
+        }
+        let mut ctx = Map::new();
+        ctx.insert("mcp".into(), Value::Object(mcp));
+        ctx.insert("call".into(), Value::String(render_call(self)));
+        ctx.insert(
+            "arguments".into(),
+            policy_safe(&Value::Object(self.arguments.clone())),
+        );
+        ctx.insert(
+            "arguments_json".into(),
+            Value::String(canonical(&Value::Object(self.arguments.clone()))),
+        );
+        ctx
+    }
+
+    /// The key a retry with the same tool and arguments is recognised by.
+    fn retry_key(&self) -> String {
+        let v = json!({ "tool": self.tool, "arguments": self.arguments });
+        hex::encode(Sha256::digest(canonical(&v).as_bytes()))
+    }
+}
+
+/// RFC 8785 canonical JSON; a value that cannot be canonicalized (it came
+/// from JSON, so it can) falls back to serde's form, still deterministic.
+fn canonical(v: &Value) -> String {
+    signoff_core::jcs::to_string(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// Cedar has no null and no floats: the arguments as policies see them,
+/// with nulls dropped and non-integers as strings. The exact arguments are
+/// in `arguments_json`.
+fn policy_safe(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.as_i64().is_none() => Value::String(n.to_string()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(policy_safe)
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), policy_safe(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Longest argument value shown in full to reviewers.
+const SHOWN: usize = 200;
+
+/// `tool(path="/data/a.txt", content="…" (1234 chars))`: one line, control
+/// characters escaped, long values folded.
+pub fn render_call(call: &ToolCall) -> String {
+    let args: Vec<String> = call
+        .arguments
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => format!("{s:?}"),
+                other => other.to_string(),
+            };
+            let n = text.chars().count();
+            let shown = display::cell(&text, SHOWN);
+            if n > SHOWN {
+                format!("{}={shown} ({n} chars)", display::one_line(k))
+            } else {
+                format!("{}={shown}", display::one_line(k))
+            }
+        })
+        .collect();
+    format!("{}({})", display::one_line(&call.tool), args.join(", "))
+}
+
+/// What the proxy shares between its relays and the calls it gates.
+struct Proxy {
+    spec: McpSpec,
+    client: Client,
+    to_client: mpsc::UnboundedSender<String>,
+    to_server: mpsc::UnboundedSender<String>,
+    /// Responses the proxy waits for, by JSON-RPC id (canonical JSON).
+    awaited: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    /// Client `tools/list` requests whose results describe the tools.
+    listing: Mutex<HashMap<String, ()>>,
+    tools: Mutex<HashMap<String, Tool>>,
+    /// Requests still waiting for a decision, by [`ToolCall::retry_key`].
+    pending: Mutex<HashMap<String, String>>,
+    /// Gated calls the client may cancel, by JSON-RPC id.
+    cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    next_id: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn id_key(id: &Value) -> String {
+    canonical(id)
+}
+
+impl Proxy {
+    fn reply(&self, id: &Value, result: Value) {
+        let msg = json!({ "jsonrpc": "2.0", "id": id, "result": result });
+        let _ = self.to_client.send(msg.to_string());
+    }
+
+    fn reply_error(&self, id: &Value, code: i64, message: &str) {
+        let msg =
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
+        let _ = self.to_client.send(msg.to_string());
+    }
+
+    /// Sends `request` to the server and waits for its response.
+    async fn ask_server(&self, request: Value) -> Option<Value> {
+        let id = request.get("id")?.clone();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.awaited).insert(id_key(&id), tx);
+        let _ = self.to_server.send(request.to_string());
+        rx.await.ok()
+    }
+
+    /// What the server listed for `tool`, asking it once if the client never
+    /// listed the tools itself.
+    async fn listed(&self, tool: &str) -> Option<Tool> {
+        if lock(&self.tools).is_empty() {
+            let id = format!(
+                "signoff-tools-list-{}",
+                self.next_id.fetch_add(1, Ordering::Relaxed)
+            );
+            let request =
+                json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
+            if let Some(answer) = self.ask_server(request).await {
+                self.learn_tools(&answer);
+            }
+        }
+        lock(&self.tools).get(tool).cloned()
+    }
+
+    fn learn_tools(&self, response: &Value) {
+        let Some(list) = response.pointer("/result/tools").and_then(Value::as_array) else {
+            return;
+        };
+        let mut tools = lock(&self.tools);
+        for t in list {
+            if let Ok(tool) = serde_json::from_value::<Tool>(t.clone()) {
+                tools.insert(tool.name.to_string(), tool);
+            }
+        }
+    }
+
+    /// A message from the client.
+    fn from_client(self: &Arc<Self>, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        let msg: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                // never forwarded: what the server would make of it is unknown
+                self.reply_error(&Value::Null, -32700, &format!("parse error: {e}"));
+                return;
+            }
+        };
+        let messages = match msg {
+            Value::Array(batch) => batch,
+            one => vec![one],
+        };
+        for msg in messages {
+            let method = msg.get("method").and_then(Value::as_str);
+            let id = msg.get("id").cloned();
+            match (method, id) {
+                (Some("tools/call"), Some(id)) => {
+                    let proxy = Arc::clone(self);
+                    tokio::spawn(async move { proxy.gate_call(id, msg).await });
+                }
+                (Some("tools/call"), None) => {} // a notification cannot call a tool
+                (Some("tools/list"), Some(id)) => {
+                    lock(&self.listing).insert(id_key(&id), ());
+                    let _ = self.to_server.send(msg.to_string());
+                }
+                (Some("notifications/cancelled"), None) => {
+                    if let Some(id) = msg.pointer("/params/requestId") {
+                        if let Some(cancel) = lock(&self.cancels).remove(&id_key(id)) {
+                            let _ = cancel.send(());
+                        }
+                    }
+                    let _ = self.to_server.send(msg.to_string());
+                }
+                // re-serialized: the server sees exactly what the proxy read
+                _ => {
+                    let _ = self.to_server.send(msg.to_string());
+                }
+            }
+        }
+    }
+
+    /// A message from the server; `line` goes to the client unchanged unless
+    /// the proxy asked for it itself.
+    fn from_server(&self, line: String) {
+        if line.trim().is_empty() {
+            return;
+        }
+        let parsed: Option<Value> = serde_json::from_str(&line).ok();
+        if let Some(msg) = &parsed {
+            if msg.get("method").is_none() {
+                if let Some(id) = msg.get("id") {
+                    let key = id_key(id);
+                    if let Some(waiter) = lock(&self.awaited).remove(&key) {
+                        let _ = waiter.send(msg.clone());
+                        return;
+                    }
+                    if lock(&self.listing).remove(&key).is_some() {
+                        self.learn_tools(msg);
+                    }
+                }
+            }
+        }
+        let _ = self.to_client.send(line);
+    }
+
+    /// Gates one `tools/call`, answering the client in every case but a
+    /// cancellation.
+    async fn gate_call(self: Arc<Self>, id: Value, msg: Value) {
+        let params: CallToolRequestParams =
+            match serde_json::from_value(msg.get("params").cloned().unwrap_or(Value::Null)) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.reply_error(&id, -32602, &format!("invalid tools/call params: {e}"));
+                    return;
+                }
+            };
+        let progress_token = msg.pointer("/params/_meta/progressToken").cloned();
+        let tool = params.name.to_string();
+        let call = ToolCall {
+            listed: self.listed(&tool).await,
+            arguments: params.arguments.clone().unwrap_or_default(),
+            tool,
+        };
+        let body = SubmitRequest {
+            action: self.spec.action(&call.tool),
+            resource: self.spec.resource(&call.tool, &call.arguments),
+            environment: self.spec.environment.clone(),
+            context: call.context(&self.spec),
+            justification: None,
+            on_behalf_of: None,
+            gate: Some("mcp".into()),
+        };
+        let key = call.retry_key();
+        let resumed = lock(&self.pending).get(&key).cloned();
+        let start = match &resumed {
+            Some(rid) => Start::Resume { id: rid.clone() },
+            None => Start::submit(body.clone()),
+        };
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        lock(&self.cancels).insert(id_key(&id), cancel_tx);
+        let interrupt = async move {
+            if cancel_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let action = Forward {
+            proxy: Arc::clone(&self),
+            body: body.clone(),
+            params,
+            id: id.clone(),
+        };
+        let mut requirement = None::<String>;
+        let mut sent = 0u64;
+        let finished = {
+            let proxy = Arc::clone(&self);
+            let key = key.clone();
+            let requirement = &mut requirement;
+            let mut observer = move |event: &Progress| {
+                let (view, note) = match event {
+                    Progress::Submitted(v) => (Some(v), None),
+                    Progress::ReviewLanded { review, .. } => (
+                        None,
+                        Some(format!("{} {:?} it", review.reviewer, review.decision)),
+                    ),
+                    Progress::NeedsMoreApprovals(v) => (Some(v), None),
+                    _ => (None, None),
+                };
+                if let Some(v) = view {
+                    if v.status == RequestStatus::Pending {
+                        lock(&proxy.pending).insert(key.clone(), v.id.clone());
+                        *requirement = v.verdict.requirement.as_ref().map(|r| r.to_string());
+                    }
+                }
+                let note = note.or_else(|| {
+                    view.filter(|v| v.status == RequestStatus::Pending)
+                        .map(|v| {
+                            format!(
+                                "signoff: waiting for approval{} (request {})",
+                                requirement
+                                    .as_deref()
+                                    .map(|r| format!(" from {r}"))
+                                    .unwrap_or_default(),
+                                v.id
+                            )
+                        })
+                });
+                if let (Some(token), Some(note)) = (&progress_token, note) {
+                    sent += 1;
+                    let msg = json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": { "progressToken": token, "progress": sent, "message": note },
+                    });
+                    let _ = proxy.to_client.send(msg.to_string());
+                }
+            };
+            Session::new(&self.client)
+                .give_up_after(Some(self.spec.wait))
+                .run(start, action, &mut observer, interrupt)
+                .await
+        };
+        lock(&self.cancels).remove(&id_key(&id));
+        let keep_pending = matches!(finished, SessionEnd::GaveUp { .. });
+        if !keep_pending {
+            lock(&self.pending).remove(&key);
+        }
+        if let Some(result) = answer(&finished, requirement.as_deref()) {
+            self.reply(&id, result);
+        }
+        if let SessionEnd::Ran {
+            report_error: Some(e),
+            id,
+            ..
+        } = &finished
+        {
+            eprintln!("signoff mcp: the outcome of request {id} could not be recorded: {e}");
+        }
+    }
+}
+
+/// A tool result with `text`, flagged as an error.
+fn tool_error(text: String) -> Value {
+    let mut r = CallToolResult::error(vec![ContentBlock::text(text)]);
+    // older protocol versions have no resultType; every version accepts its absence
+    r.result_type = None;
+    serde_json::to_value(r).unwrap_or_else(|_| json!({ "content": [], "isError": true }))
+}
+
+/// What the client gets when the call did not run (`None` when it ran —
+/// the server's own response was forwarded — or the client cancelled it).
+fn answer(end: &SessionEnd<()>, requirement: Option<&str>) -> Option<Value> {
+    let naming = |id: Option<&str>| id.map(|i| format!(" (request {i})")).unwrap_or_default();
+    let id = end.request_id();
+    let text = match end {
+        SessionEnd::Ran { .. } | SessionEnd::Interrupted { .. } => return None,
+        SessionEnd::Denied { reason, .. } => {
+            format!("signoff refused this tool call: {reason}{}. Do not retry it unchanged.", naming(id))
+        }
+        SessionEnd::ClaimRefused { error, .. } => {
+            format!("signoff did not forward this tool call: {error}{}", naming(id))
+        }
+        SessionEnd::AlreadyUsed { status, .. } => format!(
+            "signoff did not forward this tool call: its approval was already used (status {status}){}; call it again to ask anew",
+            naming(id)
+        ),
+        SessionEnd::Expired { status, reason, .. } => format!(
+            "signoff did not forward this tool call: the request {status}: {reason}{}",
+            naming(id)
+        ),
+        SessionEnd::GaveUp { .. } => format!(
+            "This tool call is waiting for approval{} (signoff request {}). It has NOT run. \
+             Call the tool again later with exactly the same arguments: once a reviewer \
+             approves, that call runs; a call with different arguments is a new request.",
+            requirement.map(|r| format!(" from {r}")).unwrap_or_default(),
+            id.unwrap_or_default()
+        ),
+        SessionEnd::Unavailable { error, .. } => format!(
+            "signoff could not reach the approval gateway, so this tool call was not forwarded: {error}{}",
+            naming(id)
+        ),
+        SessionEnd::Rejected { error, .. } => format!(
+            "the approval gateway rejected this tool call, so it was not forwarded: {error}{}",
+            naming(id)
+        ),
+        SessionEnd::Usage { message, .. } => format!(
+            "signoff cannot gate this tool call, so it was not forwarded: {message}{}",
+            naming(id)
+        ),
+    };
+    Some(tool_error(display::one_line(&text)))
+}
+
+/// Forwarding one call to the server, as the session's action.
+struct Forward {
+    proxy: Arc<Proxy>,
+    body: SubmitRequest,
+    params: CallToolRequestParams,
+    id: Value,
+}
+
+impl Forward {
+    fn action_digest(body: &SubmitRequest, principal: &PrincipalRef) -> Digest {
+        ActionRequest {
+            action: body.action.clone(),
+            resource: body.resource.clone(),
+            environment: body.environment.clone(),
+            context: body.context.clone(),
+            justification: body.justification.clone(),
+            principal: principal.clone(),
+            on_behalf_of: body.on_behalf_of.clone(),
+        }
+        .digest()
+    }
+
+    fn not_forwarded(&self, why: String) -> Execution<()> {
+        self.proxy.reply(&self.id, tool_error(why.clone()));
+        Execution {
+            outcome: OutcomeBody {
+                exit_code: None,
+                signal: None,
+                duration_ms: 0,
+                output_sha256: None,
+                summary: Some(why),
+            },
+            output: (),
+        }
+    }
+}
+
+impl GateAction for Forward {
+    type Output = ();
+
+    fn digest(&self, principal: &PrincipalRef) -> Result<Digest, String> {
+        Ok(Self::action_digest(&self.body, principal))
+    }
+
+    async fn run(self, claimed: &RequestView) -> Execution<()> {
+        // what is about to be sent, hashed again from the parameters
+        // themselves: it must be the approved call
+        let tool = self.params.name.to_string();
+        let arguments = self.params.arguments.clone().unwrap_or_default();
+        let same = tool == claimed.request.context["mcp"]["tool"]
+            && Some(canonical(&Value::Object(arguments)).as_str())
+                == claimed.request.context["arguments_json"].as_str()
+            && Self::action_digest(&self.body, &claimed.request.principal) == claimed.digest;
+        if !same {
+            return self.not_forwarded(format!(
+                "signoff did not forward this tool call: it differs from the approved one (request {})",
+                claimed.id
+            ));
+        }
+        let request = json!({
+            "jsonrpc": "2.0",
+            "id": self.id,
+            "method": "tools/call",
+            "params": self.params,
+        });
+        let started = Instant::now();
+        let response = self.proxy.ask_server(request).await;
+        let duration = started.elapsed();
+        let Some(response) = response else {
+            return self.not_forwarded(format!(
+                "the MCP server stopped before answering (request {})",
+                claimed.id
+            ));
+        };
+        let result = response.get("result");
+        let is_error = match result {
+            Some(r) => r.get("isError").and_then(Value::as_bool).unwrap_or(false),
+            None => true,
+        };
+        let hashed = result
+            .and_then(|r| r.get("content"))
+            .map(canonical)
+            .or_else(|| response.get("error").map(canonical))
+            .unwrap_or_default();
+        // the model gets the server's answer first; the outcome is reported after
+        let _ = self.proxy.to_client.send(response.to_string());
+        let summary = match (result, response.get("error")) {
+            (Some(_), _) => format!(
+                "tools/call {tool}: isError={is_error} after {} ms",
+                duration.as_millis()
+            ),
+            (None, Some(e)) => format!(
+                "tools/call {tool}: protocol error {}",
+                display::cell(&e.to_string(), 200)
+            ),
+            (None, None) => format!("tools/call {tool}: malformed response"),
+        };
+        Execution {
+            outcome: OutcomeBody {
+                exit_code: Some(i32::from(is_error)),
+                signal: None,
+                duration_ms: duration.as_millis() as u64,
+                output_sha256: Some(hex::encode(Sha256::digest(hashed.as_bytes()))),
+                summary: Some(summary),
+            },
+            output: (),
+        }
+    }
+}
+
+/// Copies lines from `rx` to `w`, flushing after each.
+async fn write_lines(mut rx: mpsc::UnboundedReceiver<String>, mut w: impl AsyncWrite + Unpin) {
+    while let Some(line) = rx.recv().await {
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        if w.write_all(&bytes).await.is_err() || w.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// No server command.
+    #[error("no MCP server command given after `--`")]
+    NoCommand,
+    /// The server would not start.
+    #[error("cannot start the MCP server `{command}`: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the stdio proxy between `client_in`/`client_out` (the agent) and
+/// the server command, until either side closes. Returns the server's exit
+/// status.
+pub async fn run_stdio(
+    client: Client,
+    spec: McpSpec,
+    client_in: impl AsyncRead + Unpin + Send + 'static,
+    client_out: impl AsyncWrite + Unpin + Send + 'static,
+) -> Result<i32, McpError> {
+    let Some(program) = spec.command.first() else {
+        return Err(McpError::NoCommand);
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(&spec.command[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| McpError::Spawn {
+            command: shell_join(&spec.command),
+            source,
+        })?;
+    let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(McpError::Spawn {
+            command: shell_join(&spec.command),
+            source: std::io::Error::other("no pipes to the server"),
+        });
+    };
+    let (to_client, client_rx) = mpsc::unbounded_channel();
+    let (to_server, server_rx) = mpsc::unbounded_channel();
+    let proxy = Arc::new(Proxy {
+        spec,
+        client,
+        to_client,
+        to_server,
+        awaited: Mutex::default(),
+        listing: Mutex::default(),
+        tools: Mutex::default(),
+        pending: Mutex::default(),
+        cancels: Mutex::default(),
+        next_id: AtomicU64::new(1),
+    });
+    let client_writer = tokio::spawn(write_lines(client_rx, client_out));
+    tokio::spawn(write_lines(server_rx, server_in));
+    let from_server = {
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(server_out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                proxy.from_server(line);
+            }
+            // unblock calls waiting on a server that is gone
+            lock(&proxy.awaited).clear();
+        })
+    };
+    let from_client = {
+        let proxy = Arc::clone(&proxy);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(client_in).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                proxy.from_client(&line);
+            }
+        })
+    };
+    tokio::select! {
+        _ = from_client => {
+            // the client is gone: let the server see EOF and finish
+            drop(proxy);
+        }
+        _ = from_server => {}
+    }
+    let status = child.wait().await;
+    client_writer.abort();
+    Ok(status.ok().and_then(|s| s.code()).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> McpSpec {
+        McpSpec {
+            name: "fs".into(),
+            command: vec!["npx".into(), "server".into(), "/data".into()],
+            resource_args: vec![
+                (None, "path".into()),
+                (Some("move_file".into()), "source".into()),
+            ],
+            environment: None,
+            wait: Duration::from_secs(1),
+        }
+    }
+
+    fn args(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn actions_and_resources() {
+        let s = spec();
+        assert_eq!(s.action("write_file"), "mcp.fs.write_file");
+        assert_eq!(s.action("a.b/c"), "mcp.fs.a-b-c");
+        assert_eq!(
+            s.resource("write_file", &args(json!({"path": "/data/a"}))),
+            "/data/a"
+        );
+        assert_eq!(
+            s.resource("move_file", &args(json!({"source": "/data/b"}))),
+            "/data/b"
+        );
+        assert_eq!(
+            s.resource("other", &args(json!({"source": "/data/b"}))),
+            "mcp:fs"
+        );
+        assert_eq!(s.resource("x", &args(json!({"path": "/a\nb"}))), "/a\\nb");
+    }
+
+    #[test]
+    fn the_context_binds_the_full_arguments_and_the_server() {
+        let s = spec();
+        let call = |v: Value| ToolCall {
+            tool: "write_file".into(),
+            arguments: args(v),
+            listed: None,
+        };
+        let a = call(json!({"path": "/data/a", "content": "x", "ratio": 0.5, "n": null}));
+        let b = call(json!({"path": "/data/a", "content": "y", "ratio": 0.5, "n": null}));
+        let ca = a.context(&s);
+        assert_ne!(ca, b.context(&s));
+        assert_ne!(a.retry_key(), b.retry_key());
+        assert_eq!(ca["mcp"]["server"]["command"], "npx server /data");
+        assert_eq!(ca["arguments"]["ratio"], "0.5");
+        assert!(ca["arguments"].get("n").is_none(), "Cedar has no null");
+        assert!(ca["arguments_json"]
+            .as_str()
+            .unwrap()
+            .contains("\"n\":null"));
+        let mut other = s.clone();
+        other.command.push("/etc".into());
+        assert_ne!(ca, a.context(&other), "another server is another call");
+    }
+
+    #[test]
+    fn reviewers_see_folded_escaped_arguments() {
+        let call = ToolCall {
+            tool: "write_file".into(),
+            arguments: args(json!({"path": "/data/\u{1b}[2Ja", "content": "z".repeat(500)})),
+            listed: None,
+        };
+        let shown = render_call(&call);
+        assert!(shown.starts_with("write_file("), "{shown}");
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+        assert!(shown.contains("(502 chars)"), "{shown}");
+        assert!(shown.chars().count() < 300, "{shown}");
+    }
+
+    #[test]
+    fn hints_are_marked_as_the_servers() {
+        let tool: Tool = serde_json::from_value(json!({
+            "name": "delete", "description": "Deletes a file",
+            "inputSchema": {"type": "object"},
+            "annotations": {"readOnlyHint": false, "destructiveHint": true}
+        }))
+        .unwrap();
+        let call = ToolCall {
+            tool: "delete".into(),
+            arguments: Map::new(),
+            listed: Some(tool),
+        };
+        let ctx = call.context(&spec());
+        assert_eq!(ctx["mcp"]["server_hints"]["destructiveHint"], true);
+        assert_eq!(ctx["mcp"]["description"], "Deletes a file");
+    }
+
+    #[test]
+    fn refusals_are_tool_errors_not_protocol_errors() {
+        let end: SessionEnd<()> = SessionEnd::Denied {
+            id: "r1".into(),
+            status: RequestStatus::Denied,
+            reason: "denied by policy no-rm: never".into(),
+        };
+        let v = answer(&end, None).unwrap();
+        assert_eq!(v["isError"], true);
+        assert!(v["content"][0]["text"].as_str().unwrap().contains("no-rm"));
+        let waiting: SessionEnd<()> = SessionEnd::GaveUp {
+            id: "r2".into(),
+            waited: Duration::from_secs(1),
+        };
+        let text = answer(&waiting, Some("sre:1")).unwrap()["content"][0]["text"].clone();
+        let text = text.as_str().unwrap();
+        assert!(text.contains("from sre:1") && text.contains("r2"), "{text}");
+    }
+}
