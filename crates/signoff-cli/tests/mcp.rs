@@ -1,0 +1,338 @@
+//! The agent gates against real parts: `signoff mcp` in front of the
+//! reference MCP servers (`@modelcontextprotocol/server-filesystem` and
+//! `server-everything` from npm), driven by the official Python MCP SDK
+//! (scripts/mcp_drive.py); `signoff hook claude-code` fed recorded
+//! PreToolUse payloads (tests/fixtures/claude-code). The npm and PyPI parts
+//! are installed by scripts/mcp-test-deps.sh into target/mcp-deps.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The installed npm servers and Python venv (installed once per run).
+fn deps() -> &'static Path {
+    static DEPS: OnceLock<PathBuf> = OnceLock::new();
+    DEPS.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/mcp-test-deps.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/mcp-test-deps.sh");
+        assert!(out.status.success(), "scripts/mcp-test-deps.sh failed");
+        let dir = String::from_utf8(out.stdout).unwrap();
+        PathBuf::from(dir.trim())
+    })
+}
+
+fn server_bin(name: &str) -> String {
+    plain(&deps().join("node_modules/.bin").join(name))
+}
+
+/// A gateway running the shipped agent policy (examples/agents), with
+/// `catalog` as its resource catalog, an `mcp.everything` permit for the
+/// pass-through checks, and the agent `coder` (registered for the
+/// workspace) bound to `gate`.
+fn agent_gateway(catalog: &str, gate: &str) -> Gateway {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
+    std::fs::copy(
+        repo().join("examples/agents/agents.cedar"),
+        gw.policies.join("agents.cedar"),
+    )
+    .unwrap();
+    std::fs::write(gw.policies.join("catalog.toml"), catalog).unwrap();
+    std::fs::write(
+        gw.policies.join("everything.cedar"),
+        "@id(\"everything-allowed\")\npermit(principal, action in Action::\"mcp.everything\", resource);\n",
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    gw.add_principal(
+        "coder",
+        &[
+            "agent",
+            "coder",
+            "--owner",
+            "olga",
+            "--gate",
+            gate,
+            "--attr",
+            "environments=workspace",
+        ],
+    );
+    gw
+}
+
+/// Runs scripts/mcp_drive.py ARGS… as the agent `coder`; its JSON.
+fn drive(gw: &Gateway, args: &[String]) -> Value {
+    let python = deps().join("venv/bin/python");
+    let out = Command::new(python)
+        .arg(repo().join("scripts/mcp_drive.py"))
+        .args(args)
+        .env("SIGNOFF_URL", &gw.url)
+        .env("SIGNOFF_TOKEN", gw.token("coder"))
+        .env("REVIEWER_TOKEN", gw.token("alice"))
+        .output()
+        .expect("run mcp_drive.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mcp_drive.py {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
+}
+
+fn proxied(name: &str, server: Vec<String>) -> Vec<String> {
+    let mut cmd = vec![
+        BIN.to_owned(),
+        "mcp".into(),
+        "--name".into(),
+        name.into(),
+        "--wait".into(),
+        "1s".into(),
+        "--".into(),
+    ];
+    cmd.extend(server);
+    cmd
+}
+
+#[test]
+fn filesystem_server_behind_the_proxy() {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = std::fs::canonicalize(root.path()).unwrap();
+    let root_s = plain(&root_path);
+    let ws = root_path.join("workspace");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::create_dir_all(root_path.join("outside")).unwrap();
+    std::fs::write(ws.join("hello.txt"), "hello").unwrap();
+    std::fs::write(ws.join(".env"), "SECRET=1").unwrap();
+    let catalog = format!(
+        "[[resource]]\npattern = \"*/.env\"\nclassification = \"secret\"\n\n\
+         [[resource]]\npattern = \"{root_s}/workspace/*\"\nenvironment = \"workspace\"\n"
+    );
+    let gw = agent_gateway(&catalog, "mcp");
+
+    let mut args = vec!["fs".to_owned(), root_s.clone(), "--".into()];
+    args.extend(proxied(
+        "fs",
+        vec![server_bin("mcp-server-filesystem"), root_s.clone()],
+    ));
+    let out = drive(&gw, &args);
+
+    let tools: Vec<&str> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tools.contains(&"write_file") && tools.contains(&"read_text_file"),
+        "{out:#}"
+    );
+    assert_eq!(out["read"]["isError"], false, "{out:#}");
+    assert_eq!(out["read"]["text"], "hello", "{out:#}");
+    assert_eq!(out["write_in_workspace"]["isError"], false, "{out:#}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("new.txt")).unwrap(),
+        "from the agent"
+    );
+
+    // outside the workspace: waits, is answered as a readable tool result
+    let first = &out["write_outside_first"];
+    assert_eq!(first["isError"], true, "{out:#}");
+    let text = first["text"].as_str().unwrap();
+    assert!(text.contains("waiting for approval from sre:1"), "{text}");
+    assert!(text.contains("has NOT run"), "{text}");
+    let rid = out["write_outside_request"].as_str().expect("a request id");
+    // other arguments are another request
+    let other = out["write_outside_changed_request"].as_str().unwrap();
+    assert_ne!(rid, other);
+    assert_eq!(gw.request(other)["status"], "pending");
+    // the retry with the same arguments claimed the approval and ran
+    assert_eq!(out["approved_status"], 200, "{out:#}");
+    assert_eq!(out["write_outside_retry"]["isError"], false, "{out:#}");
+    assert_eq!(
+        std::fs::read_to_string(root_path.join("outside/out.txt")).unwrap(),
+        "approved content"
+    );
+    let view = gw.request(rid);
+    assert_eq!(view["status"], "executed", "{view:#}");
+    assert_eq!(view["gate"], "mcp");
+    assert_eq!(view["action"], "mcp.fs.write_file");
+    assert_eq!(view["resource"], format!("{root_s}/outside/out.txt"));
+    let ctx = &view["context"];
+    assert_eq!(ctx["mcp"]["tool"], "write_file");
+    assert!(
+        ctx["mcp"]["server"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("mcp-server-filesystem"),
+        "{ctx:#}"
+    );
+    assert!(
+        ctx["mcp"]["description"].as_str().is_some(),
+        "reviewers see the tool's description: {ctx:#}"
+    );
+    assert!(ctx["mcp"]["server_hints"].is_object(), "{ctx:#}");
+    assert!(ctx["call"].as_str().unwrap().starts_with("write_file("));
+    let outcome = &view["outcome"];
+    assert_eq!(outcome["exit_code"], 0, "{view:#}");
+    assert_eq!(outcome["output_sha256"].as_str().unwrap().len(), 64);
+
+    // forbidden: a tool error naming the policy, never a protocol error
+    assert_eq!(out["forbidden"]["isError"], true, "{out:#}");
+    let text = out["forbidden"]["text"].as_str().unwrap();
+    assert!(text.contains("agent-no-secrets"), "{text}");
+}
+
+#[test]
+fn everything_server_passes_through() {
+    let gw = agent_gateway("", "mcp");
+    let mut args = vec!["everything".to_owned(), "--".into()];
+    args.extend(proxied(
+        "everything",
+        vec![server_bin("mcp-server-everything")],
+    ));
+    let out = drive(&gw, &args);
+    assert!(out["tools"].as_array().unwrap().len() > 3, "{out:#}");
+    assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
+    assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
+    assert_eq!(out["resource_read"], 1, "{out:#}");
+    assert_eq!(out["prompt_messages"], 1, "{out:#}");
+    assert_eq!(out["echo"]["isError"], false, "{out:#}");
+    assert!(out["echo"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Echo: hi"));
+    // the server's own progress notifications reach the client
+    assert_eq!(out["long"]["isError"], false, "{out:#}");
+    assert_eq!(out["progress"].as_array().unwrap().len(), 3, "{out:#}");
+    let calls: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "outcome_recorded")
+        .collect();
+    assert!(
+        calls.len() >= 2,
+        "every tools/call is a request whose outcome is recorded"
+    );
+}
+
+/// Runs the hook on a fixture as `coder`; the decision and its reason.
+fn hook(gw: &Gateway, fixture: &str) -> (String, String) {
+    let input = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/claude-code")
+            .join(fixture),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["hook", "claude-code", "--wait", "1s"])
+        .env("SIGNOFF_URL", &gw.url)
+        .env("SIGNOFF_TOKEN", gw.token("coder"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("hook output is not JSON ({e}): {out:?}"));
+    let h = &v["hookSpecificOutput"];
+    assert_eq!(h["hookEventName"], "PreToolUse");
+    (
+        h["permissionDecision"].as_str().unwrap().to_owned(),
+        h["permissionDecisionReason"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn claude_code_hook_on_recorded_payloads() {
+    let catalog = std::fs::read_to_string(repo().join("examples/agents/catalog.toml")).unwrap();
+    let gw = agent_gateway(&catalog, "claude-code");
+
+    for allowed in ["read.json", "write_workspace.json", "mcp_fs_read.json"] {
+        let (d, why) = hook(&gw, allowed);
+        assert_eq!(d, "allow", "{allowed}: {why}");
+    }
+    let (d, why) = hook(&gw, "bash_rm_rf.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("agent-no-rm-rf"), "{why}");
+    let (d, why) = hook(&gw, "mcp_fs_read_secret.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("agent-no-secrets"), "{why}");
+
+    // needs approval: denied while waiting, allowed on the retry once approved
+    let (d, why) = hook(&gw, "edit_outside.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("waiting for approval"), "{why}");
+    let id = request_id_in(&why).expect("the reason names the request");
+    let (d, again) = hook(&gw, "edit_outside.json");
+    assert_eq!(d, "deny");
+    assert_eq!(
+        request_id_in(&again).as_deref(),
+        Some(id.as_str()),
+        "the retry finds the same request"
+    );
+    gw.review("alice", &id, "approve", None).expect(200);
+    let (d, why) = hook(&gw, "edit_outside.json");
+    assert_eq!(d, "allow", "{why}");
+    assert_eq!(gw.request(&id)["status"], "executed");
+    // an approval runs once: the next identical call asks anew
+    let (d, why) = hook(&gw, "edit_outside.json");
+    assert_eq!(d, "deny");
+    assert_ne!(request_id_in(&why).as_deref(), Some(id.as_str()), "{why}");
+
+    let (d, why) = hook(&gw, "bash_cargo_test.json");
+    assert_eq!(d, "deny");
+    assert!(why.contains("waiting for approval"), "{why}");
+    let view = gw.request(&request_id_in(&why).unwrap());
+    assert_eq!(view["action"], "claude.bash");
+    assert_eq!(view["context"]["command"], "cargo test");
+    assert_eq!(view["justification"], "Run the tests");
+}
+
+#[test]
+fn claude_code_hook_fails_closed() {
+    // nothing listens on port 1
+    let mut child = Command::new(BIN)
+        .args(["hook", "claude-code", "--url", "http://127.0.0.1:1"])
+        .env("SIGNOFF_TOKEN", "so_nothing")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"hook_event_name":"PreToolUse","tool_name":"Read","tool_input":{"file_path":"/a"}}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny", "{v}");
+}
+
+#[test]
+fn agent_policy_table_passes() {
+    let out = run_signoff(&[
+        "policy",
+        "test",
+        &plain(&repo().join("examples/agents/tests.toml")),
+    ]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("9 passed, 0 failed"), "{out}");
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Drives an MCP server (bare or behind `signoff mcp`) with the official
+Python MCP SDK, for the MCP gate's end-to-end tests and latency figures.
+
+  mcp_drive.py fs ROOT -- CMD ARGS...          filesystem scenario
+  mcp_drive.py everything -- CMD ARGS...       pass-through scenario
+  mcp_drive.py latency N -- CMD ARGS...        N allowed calls, timed
+
+Scenarios print one JSON object on stdout; the Rust test asserts on it.
+The fs scenario approves a waiting call itself through the gateway's API
+(SIGNOFF_URL, REVIEWER_TOKEN), as a reviewer would.
+"""
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import time
+import urllib.request
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+
+def text_of(result):
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+def shown(result):
+    return {"isError": bool(result.is_error), "text": text_of(result)}
+
+
+def approve(request_id):
+    url = f"{os.environ['SIGNOFF_URL']}/v1/requests/{request_id}/reviews"
+    req = urllib.request.Request(
+        url,
+        data=json.dumps({"decision": "approve", "reason": "looks fine"}).encode(),
+        headers={
+            "Authorization": f"Bearer {os.environ['REVIEWER_TOKEN']}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status
+
+
+def request_id(text):
+    m = re.search(r"request (\w{26})", text)
+    return m.group(1) if m else None
+
+
+async def session_for(cmd):
+    params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
+    return stdio_client(params)
+
+
+async def fs(root, cmd):
+    out = {}
+    ws = os.path.join(root, "workspace")
+    outside = os.path.join(root, "outside")
+    async with await session_for(cmd) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            tools = await s.list_tools()
+            out["tools"] = sorted(t.name for t in tools.tools)
+            out["read"] = shown(await s.call_tool("read_text_file", {"path": f"{ws}/hello.txt"}))
+            out["write_in_workspace"] = shown(
+                await s.call_tool("write_file", {"path": f"{ws}/new.txt", "content": "from the agent"})
+            )
+            args = {"path": f"{outside}/out.txt", "content": "approved content"}
+            first = shown(await s.call_tool("write_file", args))
+            out["write_outside_first"] = first
+            rid = request_id(first["text"])
+            out["write_outside_request"] = rid
+            changed = dict(args, content="something else")
+            other = shown(await s.call_tool("write_file", changed))
+            out["write_outside_changed"] = other
+            out["write_outside_changed_request"] = request_id(other["text"])
+            out["approved_status"] = approve(rid) if rid else None
+            out["write_outside_retry"] = shown(await s.call_tool("write_file", args))
+            out["forbidden"] = shown(await s.call_tool("read_text_file", {"path": f"{ws}/.env"}))
+    print(json.dumps(out))
+
+
+async def everything(cmd):
+    out = {}
+    progress = []
+
+    async def on_progress(p, total, message):
+        progress.append({"progress": p, "total": total, "message": message})
+
+    async with await session_for(cmd) as (r, w):
+        async with ClientSession(r, w) as s:
+            init = await s.initialize()
+            out["server"] = init.server_info.name
+            tools = (await s.list_tools()).tools
+            out["tools"] = sorted(t.name for t in tools)
+            out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)
+            resources = (await s.list_resources()).resources
+            out["resources"] = len(resources)
+            if resources:
+                read = await s.read_resource(resources[0].uri)
+                out["resource_read"] = len(read.contents)
+            if out["prompts"]:
+                simple = next((p for p in out["prompts"] if "simple" in p), out["prompts"][0])
+                got = await s.get_prompt(simple, {})
+                out["prompt_messages"] = len(got.messages)
+            echo = next(t.name for t in tools if "echo" in t.name)
+            out["echo"] = shown(await s.call_tool(echo, {"message": "hi \u001b[31mthere"}))
+            long_op = next((t.name for t in tools if "long" in t.name.lower()), None)
+            if long_op:
+                res = await s.call_tool(
+                    long_op, {"duration": 1, "steps": 3}, progress_callback=on_progress
+                )
+                out["long"] = shown(res)
+            out["progress"] = progress
+    print(json.dumps(out))
+
+
+async def latency(n, cmd):
+    async with await session_for(cmd) as (r, w):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            tools = (await s.list_tools()).tools
+            echo = next(t.name for t in tools if "echo" in t.name)
+            for _ in range(20):  # warm-up
+                await s.call_tool(echo, {"message": "warm"})
+            times = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                res = await s.call_tool(echo, {"message": f"m{i}"})
+                times.append((time.perf_counter() - t0) * 1000)
+                if res.is_error:
+                    raise SystemExit(f"call failed: {text_of(res)}")
+    times.sort()
+    print(json.dumps({
+        "n": n,
+        "p50_ms": statistics.median(times),
+        "p90_ms": times[int(0.9 * (n - 1))],
+        "p99_ms": times[int(0.99 * (n - 1))],
+        "mean_ms": statistics.fmean(times),
+    }))
+
+
+def main():
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        raise SystemExit(__doc__)
+    i = argv.index("--")
+    head, cmd = argv[:i], argv[i + 1:]
+    if head[0] == "fs":
+        asyncio.run(fs(head[1], cmd))
+    elif head[0] == "everything":
+        asyncio.run(everything(cmd))
+    elif head[0] == "latency":
+        asyncio.run(latency(int(head[1]), cmd))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
