@@ -11,6 +11,9 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h . | sed 's/^/disk: /'
 
 scripts/ensure-postgres.sh
+# the reference MCP servers (npm) and the Python MCP SDK (PyPI) that
+# crates/signoff-cli/tests/mcp.rs drives; the tests install them too
+scripts/mcp-test-deps.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

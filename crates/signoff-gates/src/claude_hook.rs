@@ -203,22 +203,24 @@ pub async fn answer(
         );
     }
     let body = submit_body(&input, environment);
-    // the same session, tool and input find the same request again
-    let key = {
-        let v = json!({
-            "session": input.session_id,
-            "tool": input.tool_name,
-            "input": body.context.get("arguments_json"),
-        });
-        format!(
-            "claude-code-{}",
-            hex::encode(Sha256::digest(v.to_string().as_bytes()))
-        )
-    };
+    // the same session, tool and input find the same request again; once
+    // that one is used or expired, the next key follows from its id, so the
+    // retries after it find the next request the same way
+    let base = json!({
+        "session": input.session_id,
+        "tool": input.tool_name,
+        "input": body.context.get("arguments_json"),
+    });
+    let mut key = short_key(&base.to_string());
     let mut end = run_once(client, &body, key.clone(), wait).await;
-    if matches!(end, SessionEnd::AlreadyUsed { .. }) {
-        // the approved call already ran once: ask again for this one
-        end = run_once(client, &body, ulid::Ulid::new().to_string(), wait).await;
+    for _ in 0..MAX_CHAIN {
+        match &end {
+            SessionEnd::AlreadyUsed { id, .. } | SessionEnd::Expired { id, .. } => {
+                key = short_key(&format!("{key}/{id}"));
+                end = run_once(client, &body, key.clone(), wait).await;
+            }
+            _ => break,
+        }
     }
     let naming = |id: Option<&str>| id.map(|i| format!(" (request {i})")).unwrap_or_default();
     let id = end.request_id().map(str::to_owned);
@@ -272,6 +274,15 @@ pub async fn answer(
             ),
         ),
     }
+}
+
+/// How many used or expired requests of one call the hook walks past.
+const MAX_CHAIN: usize = 32;
+
+/// An idempotency key derived from `seed`.
+fn short_key(seed: &str) -> String {
+    let hash = hex::encode(Sha256::digest(seed.as_bytes()));
+    format!("claude-code-{}", &hash[..32])
 }
 
 async fn run_once(
