@@ -70,7 +70,14 @@ async def fs(root, cmd):
                 await s.call_tool("write_file", {"path": f"{ws}/new.txt", "content": "from the agent"})
             )
             args = {"path": f"{outside}/out.txt", "content": "approved content"}
-            first = shown(await s.call_tool("write_file", args))
+            waiting = []
+
+            async def on_progress(p, total, message):
+                waiting.append(message)
+
+            first = shown(await s.call_tool("write_file", args, progress_callback=on_progress))
+            out["waiting_progress"] = waiting
+            out["exists_before_approval"] = os.path.exists(args["path"])
             out["write_outside_first"] = first
             rid = request_id(first["text"])
             out["write_outside_request"] = rid

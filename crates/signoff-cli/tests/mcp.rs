@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on setup failures
 //! The agent gates against real parts: `signoff mcp` in front of the
 //! reference MCP servers (`@modelcontextprotocol/server-filesystem` and
 //! `server-everything` from npm), driven by the official Python MCP SDK
@@ -155,6 +156,11 @@ fn filesystem_server_behind_the_proxy() {
     assert!(text.contains("waiting for approval from sre:1"), "{text}");
     assert!(text.contains("has NOT run"), "{text}");
     let rid = out["write_outside_request"].as_str().expect("a request id");
+    assert_eq!(out["exists_before_approval"], false, "{out:#}");
+    // a client that asked for progress hears that the call waits, and for whom
+    let heard = out["waiting_progress"].to_string();
+    assert!(heard.contains("waiting for approval from sre:1"), "{heard}");
+    assert!(heard.contains(rid), "{heard}");
     // other arguments are another request
     let other = out["write_outside_changed_request"].as_str().unwrap();
     assert_ne!(rid, other);
@@ -335,4 +341,57 @@ fn agent_policy_table_passes() {
     ]);
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("9 passed, 0 failed"), "{out}");
+}
+
+/// With `cat` as the "server", what the proxy forwards comes straight back:
+/// ordinary messages pass, unparseable lines never reach the server, and
+/// the proxy ends when the client closes its side.
+#[test]
+fn relay_forwards_rejects_garbage_and_ends_with_the_client() {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(BIN)
+        .args([
+            "mcp",
+            "--name",
+            "echo",
+            "--url",
+            "http://127.0.0.1:1",
+            "--",
+            "cat",
+        ])
+        .env("SIGNOFF_TOKEN", "so_unused")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    stdin.write_all(b"this is not json\n").unwrap();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["error"]["code"], -32700, "{first}");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\n")
+        .unwrap();
+    let echoed: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(echoed["method"], "ping");
+    assert_eq!(echoed["id"], 7);
+    // a tools/call with the gateway unreachable: a tool error, nothing forwarded
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"rm\",\"arguments\":{\"path\":\"/\"}}}\n")
+        .unwrap();
+    // the proxy first asks the "server" for its tools; cat answers with the
+    // request itself, which is no tools list
+    let mut answer = Value::Null;
+    for line in lines.by_ref() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_ne!(v["method"], "tools/call", "a call was forwarded: {v}");
+        if v["id"] == 8 {
+            answer = v;
+            break;
+        }
+    }
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }

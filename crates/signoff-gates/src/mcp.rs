@@ -302,7 +302,7 @@ impl Proxy {
     }
 
     /// A message from the client.
-    fn from_client(self: &Arc<Self>, line: &str) {
+    fn on_client_line(self: &Arc<Self>, line: &str) {
         if line.trim().is_empty() {
             return;
         }
@@ -349,7 +349,7 @@ impl Proxy {
 
     /// A message from the server; `line` goes to the client unchanged unless
     /// the proxy asked for it itself.
-    fn from_server(&self, line: String) {
+    fn on_server_line(&self, line: String) {
         if line.trim().is_empty() {
             return;
         }
@@ -648,9 +648,30 @@ impl GateAction for Forward {
     }
 }
 
-/// Copies lines from `rx` to `w`, flushing after each.
-async fn write_lines(mut rx: mpsc::UnboundedReceiver<String>, mut w: impl AsyncWrite + Unpin) {
-    while let Some(line) = rx.recv().await {
+/// Copies lines from `rx` to `w`, flushing after each, until `rx` closes or
+/// `stop` resolves (then `w` is dropped: the other side sees EOF).
+async fn write_lines(
+    mut rx: mpsc::UnboundedReceiver<String>,
+    mut w: impl AsyncWrite + Unpin,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    let mut stopped = false;
+    loop {
+        let line = if stopped {
+            // what is already queued still goes out
+            rx.try_recv().ok()
+        } else {
+            tokio::select! {
+                biased;
+                line = rx.recv() => line,
+                () = &mut stop => {
+                    stopped = true;
+                    rx.try_recv().ok()
+                }
+            }
+        };
+        let Some(line) = line else { break };
         let mut bytes = line.into_bytes();
         bytes.push(b'\n');
         if w.write_all(&bytes).await.is_err() || w.flush().await.is_err() {
@@ -718,14 +739,19 @@ pub async fn run_stdio(
         cancels: Mutex::default(),
         next_id: AtomicU64::new(1),
     });
-    let client_writer = tokio::spawn(write_lines(client_rx, client_out));
-    tokio::spawn(write_lines(server_rx, server_in));
+    let client_writer = tokio::spawn(write_lines(client_rx, client_out, std::future::pending()));
+    // the server's stdin closes when the client's does, though calls still
+    // being gated keep the proxy (and so the channel) alive
+    let (close_server, server_closed) = oneshot::channel::<()>();
+    tokio::spawn(write_lines(server_rx, server_in, async move {
+        let _ = server_closed.await;
+    }));
     let from_server = {
         let proxy = Arc::clone(&proxy);
         tokio::spawn(async move {
             let mut lines = BufReader::new(server_out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                proxy.from_server(line);
+                proxy.on_server_line(line);
             }
             // unblock calls waiting on a server that is gone
             lock(&proxy.awaited).clear();
@@ -736,13 +762,14 @@ pub async fn run_stdio(
         tokio::spawn(async move {
             let mut lines = BufReader::new(client_in).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                proxy.from_client(&line);
+                proxy.on_client_line(&line);
             }
         })
     };
     tokio::select! {
         _ = from_client => {
             // the client is gone: let the server see EOF and finish
+            let _ = close_server.send(());
             drop(proxy);
         }
         _ = from_server => {}
