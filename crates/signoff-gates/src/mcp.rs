@@ -225,6 +225,9 @@ pub fn render_call(call: &ToolCall) -> String {
     format!("{}({})", display::one_line(&call.tool), args.join(", "))
 }
 
+/// How long the proxy waits for the tools list it asks for itself.
+const LIST_WAIT: Duration = Duration::from_secs(5);
+
 /// What the proxy shares between its relays and the calls it gates.
 struct Proxy {
     spec: McpSpec,
@@ -282,8 +285,14 @@ impl Proxy {
             );
             let request =
                 json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
-            if let Some(answer) = self.ask_server(request).await {
-                self.learn_tools(&answer);
+            // a server that does not answer only costs the description and
+            // hints, never the call
+            let asked = tokio::time::timeout(LIST_WAIT, self.ask_server(request)).await;
+            match asked {
+                Ok(Some(answer)) => self.learn_tools(&answer),
+                _ => {
+                    lock(&self.awaited).remove(&id_key(&Value::String(id)));
+                }
             }
         }
         lock(&self.tools).get(tool).cloned()
