@@ -172,9 +172,7 @@ fn init_tracing(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder
-            .with_ansi(
-                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-            )
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
             .try_init(),
     };
 }

@@ -59,11 +59,7 @@ impl<const N: usize> Histogram<N> {
         }
         let count = load(&self.count);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            load(&self.sum_micros) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", load(&self.sum_micros) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -249,6 +245,9 @@ mod tests {
         ] {
             assert_eq!(value(&text, series), n, "{series} in\n{text}");
         }
-        assert!(text.contains("signoff_review_wait_seconds_sum 42\n"), "{text}");
+        assert!(
+            text.contains("signoff_review_wait_seconds_sum 42\n"),
+            "{text}"
+        );
     }
 }
