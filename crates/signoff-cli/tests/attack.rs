@@ -684,7 +684,8 @@ fn show_and_ls_cannot_be_forged() {
     // the reviewer's words as written
     assert!(
         out.lines()
-            .any(|l| l.starts_with("reviews        approve  alice") && l.ends_with("| Looks Fine, Ask Alice")),
+            .any(|l| l.starts_with("reviews        approve  alice")
+                && l.ends_with("| Looks Fine, Ask Alice")),
         "{out}"
     );
 

@@ -183,6 +183,32 @@ fn exit_codes_have_one_meaning_each() {
         assert_code(&gw.cli_as_with_env("alice", &args, &down), 75, row);
     }
 
+    // 130: exec interrupted while it waits; the request is cancelled
+    let row = "130 interrupted";
+    let waiting = gw.spawn_as(
+        "bot",
+        exec_args("test.export", "interrupt-me", "prod", &[], &["true"]),
+    );
+    let interrupted = poll(Duration::from_secs(30), Duration::from_millis(100), || {
+        let page = gw
+            .get_as("audrey", "/v1/requests?status=pending")
+            .expect(200);
+        page["requests"]
+            .as_array()?
+            .iter()
+            .find(|r| r["resource"] == "interrupt-me")
+            .and_then(|r| r["id"].as_str().map(str::to_owned))
+    })
+    .expect("exec submits its request");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &waiting.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = waiting.finish(Duration::from_secs(30));
+    assert_code(&out, 130, row);
+    assert_eq!(gw.request(&interrupted)["status"], "cancelled", "{out}");
+
     // 2: the caller must fix it
     let row = "2 caller must fix";
     assert_code(&gw.cli_as("alice", ["ls", "--no-such-flag"]), 2, row);
@@ -602,12 +628,16 @@ fn serve_that_cannot_listen_leaves_no_files_behind() {
 #[test]
 fn dev_mode_names_its_config_file() {
     let gw = Gateway::start_dev();
-    let stdout = gw.server_stdout();
     let config = gw.config.canonicalize().unwrap();
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("config "))
-        .unwrap_or_else(|| panic!("no config line in\n{stdout}"));
+    // the banner is read from the server's stdout as it comes
+    let line = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        gw.server_stdout()
+            .lines()
+            .find(|l| l.trim_start().starts_with("config "))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no config line in\n{}", gw.server_stdout()));
+    let stdout = gw.server_stdout();
     let named = line.split_whitespace().nth(1).unwrap();
     assert_eq!(
         std::path::Path::new(named).canonicalize().unwrap(),

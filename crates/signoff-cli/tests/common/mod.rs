@@ -261,6 +261,11 @@ impl Bg {
         }
     }
 
+    /// Its process id (to send it a signal).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
