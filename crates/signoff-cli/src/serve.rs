@@ -104,6 +104,15 @@ pub async fn run(
         .record_policy_active("system:serve")
         .await
         .context("cannot record the active policy set")?;
+    let info = engine.policy_info();
+    tracing::info!(
+        target: signoff_engine::oplog::TARGET,
+        event = "policy_set_active",
+        policy_set = short(&info.hash),
+        policies = info.policy_ids.len(),
+        catalog_entries = info.catalog_entries,
+        "policy set active"
+    );
     if let Some(setup) = &dev_setup {
         crate::dev::ensure_principals(&engine, setup).await?;
     }

@@ -399,6 +399,8 @@ fn operators_see_every_decision_in_the_json_log() {
     let line = one_line_of(&log, "claim_refused", Some(&pending));
     assert_eq!(line["rule"], "digest-mismatch", "{line}");
     one_line_of(&log, "request_cancelled", Some(&pending));
+    let line = one_line_of(&log, "policy_set_active", None);
+    assert_eq!(line["policies"], 5, "{line}");
     let line = one_line_of(&log, "policy_set_loaded", None);
     assert_eq!(line["actor"], "user:root", "{line}");
     let line = one_line_of(&log, "policy_set_rejected", None);
