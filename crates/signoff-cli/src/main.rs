@@ -104,7 +104,7 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Check, test and explain policies.
+    /// Check, test and explain policies; reload them on a running gateway.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCmd),
     /// Read, verify, export and report on the audit ledger.
