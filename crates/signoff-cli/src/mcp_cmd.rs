@@ -1,7 +1,7 @@
 //! `signoff mcp` (the MCP proxy) and `signoff hook claude-code`.
 
 use crate::Remote;
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use signoff_gates::{claude_hook, mcp};
 use std::time::Duration;
@@ -61,7 +61,11 @@ pub async fn run_mcp(args: McpArgs) -> Result<i32> {
                 resource_args.push((Some(tool.to_owned()), arg.to_owned()))
             }
             None if !a.is_empty() => resource_args.push((None, a.clone())),
-            _ => bail!("invalid --resource-arg `{a}`: use ARG or TOOL=ARG"),
+            _ => {
+                return Err(crate::exit::usage(format!(
+                    "invalid --resource-arg `{a}`: use ARG or TOOL=ARG"
+                )))
+            }
         }
     }
     if resource_args.is_empty() {
