@@ -225,6 +225,10 @@ pub fn render_call(call: &ToolCall) -> String {
     format!("{}({})", display::one_line(&call.tool), args.join(", "))
 }
 
+/// How often a client that asked for progress hears that its call still
+/// waits (clients that reset their timeout on progress keep waiting).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
 /// How long the proxy waits for the tools list it asks for itself.
 const LIST_WAIT: Duration = Duration::from_secs(5);
 
@@ -427,8 +431,39 @@ impl Proxy {
             id: id.clone(),
         };
         let mut requirement = None::<String>;
-        let mut sent = 0u64;
+        // progress must increase across the observer's notes and the heartbeat
+        let sent = Arc::new(AtomicU64::new(0));
+        let heartbeat = progress_token.clone().map(|token| {
+            let proxy = Arc::clone(&self);
+            let sent = Arc::clone(&sent);
+            let key = key.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    // only while a request waits for reviewers
+                    let Some(rid) = lock(&proxy.pending).get(&key).cloned() else {
+                        continue;
+                    };
+                    let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
+                    let msg = json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {
+                            "progressToken": token,
+                            "progress": n,
+                            "message": format!(
+                                "signoff: still waiting for approval after {} s (request {rid})",
+                                started.elapsed().as_secs()
+                            ),
+                        },
+                    });
+                    let _ = proxy.to_client.send(msg.to_string());
+                }
+            })
+        });
         let finished = {
+            let sent = Arc::clone(&sent);
             let proxy = Arc::clone(&self);
             let key = key.clone();
             let requirement = &mut requirement;
@@ -462,11 +497,11 @@ impl Proxy {
                         })
                 });
                 if let (Some(token), Some(note)) = (&progress_token, note) {
-                    sent += 1;
+                    let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
                     let msg = json!({
                         "jsonrpc": "2.0",
                         "method": "notifications/progress",
-                        "params": { "progressToken": token, "progress": sent, "message": note },
+                        "params": { "progressToken": token, "progress": n, "message": note },
                     });
                     let _ = proxy.to_client.send(msg.to_string());
                 }
@@ -476,6 +511,9 @@ impl Proxy {
                 .run(start, action, &mut observer, interrupt)
                 .await
         };
+        if let Some(h) = heartbeat {
+            h.abort();
+        }
         lock(&self.cancels).remove(&id_key(&id));
         let keep_pending = matches!(finished, SessionEnd::GaveUp { .. });
         if !keep_pending {
