@@ -1,11 +1,11 @@
-//! `signoff audit report`: the population of privileged actions of a
+//! The auditor's period report: the population of privileged actions of a
 //! period, one row per request, built from the ledger's events (the
 //! evidence) and reconciled with the requests table.
 //!
 //! Rendering is pure ([`render`]) so it can be snapshot-tested.
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use signoff_core::{
     AuditEvent, Decision, EventKind, Outcome, RequestRecord, RequestStatus, Requirement,
 };
@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// The report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The period `[since, until)`.
     pub period: Period,
@@ -33,7 +33,7 @@ pub struct Report {
 }
 
 /// A period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Period {
     /// Inclusive start.
     pub since: Timestamp,
@@ -42,7 +42,7 @@ pub struct Period {
 }
 
 /// The checkpoint a report was made from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointInfo {
     /// The log's origin line (the note's first line).
     pub origin: String,
@@ -55,7 +55,7 @@ pub struct CheckpointInfo {
 }
 
 /// The ledger entries a report covers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerRange {
     /// First entry of the period, if any.
     pub first_index: Option<u64>,
@@ -68,7 +68,7 @@ pub struct LedgerRange {
 }
 
 /// Totals.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows in the report (equals `ledger.request_submitted_events`).
     pub requests: u64,
@@ -88,7 +88,7 @@ pub struct Counts {
 }
 
 /// An approval or a denial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewEntry {
     /// The reviewer.
     pub reviewer: String,
@@ -99,7 +99,7 @@ pub struct ReviewEntry {
 }
 
 /// One request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// Request id.
     pub request_id: String,
@@ -662,7 +662,8 @@ fn check_record(st: &mut State, rec: &RequestRecord) {
 // ---------------------------------------------------------------- rendering
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// RFC 4180 CSV, one row per request.
     Csv,
@@ -670,6 +671,38 @@ pub enum Format {
     Json,
     /// One self-contained HTML page.
     Html,
+}
+
+impl Format {
+    /// The format's name (`csv`, `json`, `html`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Html => "html",
+        }
+    }
+
+    /// The media type of a rendered report.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Html => "text/html; charset=utf-8",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "html" => Ok(Format::Html),
+            other => Err(format!("unknown report format `{other}`: expected csv, json or html")),
+        }
+    }
 }
 
 /// Renders `report` as `format`.
