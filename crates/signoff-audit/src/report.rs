@@ -28,8 +28,50 @@ pub struct Report {
     /// Differences between the ledger and the requests table, or between
     /// the totals; empty when everything reconciles.
     pub discrepancies: Vec<String>,
+    /// Policy sets loaded or rejected in the period.
+    #[serde(default)]
+    pub policy_changes: Vec<PolicyChange>,
     /// One row per request submitted in the period, in ledger order.
     pub requests: Vec<Row>,
+}
+
+/// A policy set loaded or rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyChange {
+    /// Ledger index.
+    pub index: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who (`console`, `system:reload`, `user:NAME`).
+    pub actor: String,
+    /// Whether the set became active (`false`: rejected, the previous one stayed).
+    pub loaded: bool,
+    /// The set's hash, when known.
+    pub policy_set_hash: Option<String>,
+    /// The reason given or the rejection's diagnostics.
+    pub reason: Option<String>,
+}
+
+impl PolicyChange {
+    /// The change an event records, if it records one.
+    pub fn from_event(e: &AuditEvent) -> Option<PolicyChange> {
+        let loaded = match e.kind {
+            EventKind::PolicySetLoaded => true,
+            EventKind::PolicySetRejected => false,
+            _ => return None,
+        };
+        Some(PolicyChange {
+            index: e.index.unwrap_or_default(),
+            at: e.time,
+            actor: e.actor.clone(),
+            loaded,
+            policy_set_hash: e
+                .policy_set_hash
+                .clone()
+                .or_else(|| str_at(&e.detail, "hash")),
+            reason: e.reason.clone(),
+        })
+    }
 }
 
 /// A period.
@@ -1053,6 +1095,7 @@ mod tests {
                 approvals_provisioned_by_party: 1,
             },
             discrepancies: vec!["request X is <odd> & \"quoted\"".into()],
+            policy_changes: vec![],
             requests,
         }
     }

@@ -13,6 +13,7 @@
 //! linked identities, the [`Authenticator`] seam), [`components`] with one
 //! lifecycle, and the policy set shared by every replica ([`replication`]).
 
+pub mod audit;
 pub mod authz;
 pub mod components;
 mod error;

@@ -29,7 +29,8 @@ use utoipa::OpenApi;
         reload_policy, list_principals, add_principal, revoke_principal, set_principal_attributes, list_credentials,
         add_credential, revoke_credential, list_identities, link_identity, healthz, readyz, metrics,
         crate::ledger_routes::checkpoint, crate::ledger_routes::key, crate::ledger_routes::entries,
-        crate::ledger_routes::inclusion, crate::ledger_routes::consistency
+        crate::ledger_routes::inclusion, crate::ledger_routes::consistency,
+        crate::audit_routes::report, crate::audit_routes::bundle, crate::audit_routes::verify
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts)
@@ -183,6 +184,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::ledger_routes::router())
+        .merge(crate::audit_routes::router())
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
