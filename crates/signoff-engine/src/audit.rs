@@ -445,3 +445,66 @@ fn missing(index: u64) -> EngineError {
         "entry {index} is missing from the ledger (run `signoff audit verify`)"
     ))
 }
+
+/// The scheduled self-check: replays the ledger every `interval` with the
+/// gateway's own key. It does not replace an auditor's verification with a
+/// pinned key; it catches a database edited behind the gateway's back
+/// between checkpoints and restarts.
+pub(crate) struct SelfCheck {
+    pub(crate) interval: std::time::Duration,
+}
+
+#[async_trait]
+impl crate::components::Component for SelfCheck {
+    fn name(&self) -> &'static str {
+        "ledger-selfcheck"
+    }
+    async fn run(
+        self: Box<Self>,
+        engine: Arc<Engine>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        engine.health.ok(self.name(), "waiting for the first run".into());
+        loop {
+            tokio::select! {
+                _ = crate::components::stopped(stop.clone()) => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+            match engine
+                .verify_ledger(Operator::Console, None, Vec::new(), &|_, _| {})
+                .await
+            {
+                Ok(v) if v.findings.is_empty() => {
+                    engine.selfcheck_findings.store(0, std::sync::atomic::Ordering::Relaxed);
+                    engine.health.ok(
+                        self.name(),
+                        format!("{} entries verified, {} checkpoints", v.entries, v.checkpoints),
+                    );
+                }
+                Ok(v) => {
+                    let n = v.findings.len() as u64;
+                    engine.selfcheck_findings.store(n, std::sync::atomic::Ordering::Relaxed);
+                    for f in v.summary().notable() {
+                        tracing::error!(component = "ledger-selfcheck", finding = %f, "ledger self-check finding");
+                    }
+                    engine.health.failing(
+                        self.name(),
+                        format!("{n} finding(s); first: {}", v.findings[0]),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(component = "ledger-selfcheck", error = %e, "ledger self-check could not run");
+                    engine.health.failing(self.name(), e.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Findings of the latest scheduled self-check (0 when clean or not run).
+    pub fn ledger_selfcheck_findings(&self) -> u64 {
+        self.selfcheck_findings
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

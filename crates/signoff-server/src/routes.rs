@@ -705,9 +705,19 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let by_status = state.engine.status_counts().await.unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics
-            .render(&by_status, state.engine.hidden_request_probes()),
+        {
+            let mut text = state
+                .metrics
+                .render(&by_status, state.engine.hidden_request_probes());
+            // The ledger self-check (engine component), beside the server's series.
+            text.push_str(&format!(
+                "# HELP signoff_ledger_selfcheck_findings Findings of the latest scheduled ledger self-check (0: clean or not run yet).\n\
+                 # TYPE signoff_ledger_selfcheck_findings gauge\n\
+                 signoff_ledger_selfcheck_findings {}\n",
+                state.engine.ledger_selfcheck_findings()
+            ));
+            text
+        },
     )
         .into_response()
 }
