@@ -14,3 +14,6 @@ scripts/ensure-postgres.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The auditor report fixture, rendered and screenshotted in headless Chromium
+# (artifacts in target/report/).
+scripts/report-screenshot.sh

@@ -793,16 +793,19 @@ fn report_reconciles_and_flags(b: Backend) {
     assert_eq!(out.code, 0, "{out}");
     let records = parse_csv(&text);
     assert_eq!(records.len() as u64, requests + 1, "{text}");
-    assert_eq!(records[0][0], "request_id");
+    assert_eq!(records[0][0], "Request ID");
     let width = records[0].len();
     assert!(records.iter().all(|r| r.len() == width), "{text}");
     let col = |name: &str| records[0].iter().position(|c| c == name).unwrap();
     let own_row = records.iter().find(|r| r[0] == own).unwrap();
     assert_eq!(
-        own_row[col("justification")],
+        own_row[col("Justification")],
         "quarterly close, \"finance\" <team>"
     );
-    assert_eq!(own_row[col("refused_self_approvals")], "1");
+    assert_eq!(own_row[col("Self-approval attempts")], "1");
+    // what ran: the exec gate's command, for the request it ran
+    let approved_row = records.iter().find(|r| r[0] == approved).unwrap();
+    assert!(approved_row[col("What ran")].contains("echo exported"), "{approved_row:?}");
     assert!(
         text.contains("\"quarterly close, \"\"finance\"\" <team>\""),
         "{text}"
@@ -814,6 +817,9 @@ fn report_reconciles_and_flags(b: Backend) {
     assert!(!text.to_lowercase().contains("<script"), "{text}");
     assert!(text.contains("quarterly close, &quot;finance&quot; &lt;team&gt;"));
     assert!(text.contains(&approved) && text.contains(&own));
+    assert!(text.contains("@page") && text.contains("@media print"), "prints");
+    assert!(text.contains("<svg"), "charts");
+    assert!(text.contains("Executed without approval"));
 
     // stdout when there is no --out
     let out = gw.cli([
