@@ -1002,7 +1002,8 @@ h3{font-size:13px;margin:14px 0 6px}
 .sub{color:var(--muted);margin:0 0 14px}
 .meta{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;font-size:12px;background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:10px 14px}
 .meta dt{color:var(--muted)}.meta dd{margin:0}
-code,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:11px;word-break:break-all}
+code,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:11px;overflow-wrap:anywhere}
+code.rid{white-space:nowrap;font-size:10px}
 .cards{display:flex;gap:10px;margin:14px 0 4px;flex-wrap:wrap}
 .card{flex:1 1 120px;border:1px solid var(--line);border-radius:6px;padding:8px 12px;background:#fff}
 .card .n{font-size:22px;font-weight:600}.card .l{color:var(--muted);font-size:11px;text-transform:uppercase;letter-spacing:.04em}
@@ -1471,7 +1472,7 @@ fn html(report: &Report) -> String {
         );
         let _ = writeln!(
             h,
-            "<tr id=\"r-{id}\"{flag}><td><code>{id}</code><br>{at}<br><span class=\"muted\">entry {idx}</span></td><td>{requester}</td><td>{action}</td><td><code>{ran}</code></td><td>{just}</td><td>{policy}</td><td>{appr}</td><td class=\"num\">{ta}</td><td class=\"num\">{te}</td><td>{outcome}</td></tr>",
+            "<tr id=\"r-{id}\"{flag}><td><code class=\"rid\">{id}</code><br>{at}<br><span class=\"muted\">entry {idx}</span></td><td>{requester}</td><td>{action}</td><td><code>{ran}</code></td><td>{just}</td><td>{policy}</td><td>{appr}</td><td class=\"num\">{ta}</td><td class=\"num\">{te}</td><td>{outcome}</td></tr>",
             id = esc(&r.request_id),
             flag = if flag { " class=\"flag\"" } else { "" },
             at = esc(&short_time(r.submitted_at)),
