@@ -787,7 +787,9 @@ impl std::str::FromStr for Format {
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
             "html" => Ok(Format::Html),
-            other => Err(format!("unknown report format `{other}`: expected csv, json or html")),
+            other => Err(format!(
+                "unknown report format `{other}`: expected csv, json or html"
+            )),
         }
     }
 }
@@ -878,7 +880,11 @@ impl Row {
     /// Seconds from submission to the approval that met the requirement
     /// (requests that needed approval and got it).
     pub fn secs_to_approval(&self) -> Option<i64> {
-        if self.verdict != "approval_required" || self.approvals.is_empty() || self.denied || self.expired {
+        if self.verdict != "approval_required"
+            || self.approvals.is_empty()
+            || self.denied
+            || self.expired
+        {
             return None;
         }
         secs_between(Some(self.submitted_at), self.decided_at)
@@ -1045,18 +1051,30 @@ const VERDICT_COLORS: [(&str, &str, &str); 3] = [
 /// the period is longer than 62 days.
 fn chart_per_day(report: &Report) -> String {
     let day = |t: Timestamp| t.as_second().div_euclid(86_400);
-    let (first, last) = (day(report.period.since), day(report.period.until - jiff::SignedDuration::from_secs(1)));
+    let (first, last) = (
+        day(report.period.since),
+        day(report.period.until - jiff::SignedDuration::from_secs(1)),
+    );
     let days = (last - first + 1).max(1);
     let step = if days > 62 { 7 } else { 1 };
-    let buckets = usize::try_from((days + step - 1) / step).unwrap_or(1).max(1);
+    let buckets = usize::try_from((days + step - 1) / step)
+        .unwrap_or(1)
+        .max(1);
     let mut counts = vec![[0u64; 3]; buckets];
     for r in &report.requests {
-        let i = usize::try_from((day(r.submitted_at) - first).max(0) / step).unwrap_or(0).min(buckets - 1);
+        let i = usize::try_from((day(r.submitted_at) - first).max(0) / step)
+            .unwrap_or(0)
+            .min(buckets - 1);
         if let Some(k) = VERDICT_COLORS.iter().position(|(v, _, _)| *v == r.verdict) {
             counts[i][k] += 1;
         }
     }
-    let max = counts.iter().map(|c| c.iter().sum::<u64>()).max().unwrap_or(0).max(1);
+    let max = counts
+        .iter()
+        .map(|c| c.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let (w, h, left, bottom) = (520.0_f64, 150.0_f64, 30.0_f64, 20.0_f64);
     let bw = (w - left) / buckets as f64;
     let mut svg = format!(
@@ -1104,7 +1122,9 @@ fn chart_per_day(report: &Report) -> String {
     ));
     let mut legend = String::from("<div class=\"legend\">");
     for (_, label, color) in VERDICT_COLORS {
-        legend.push_str(&format!("<span><i style=\"background:{color}\"></i>{label}</span>"));
+        legend.push_str(&format!(
+            "<span><i style=\"background:{color}\"></i>{label}</span>"
+        ));
     }
     legend.push_str("</div>");
     format!("{svg}{legend}")
@@ -1164,7 +1184,8 @@ struct Exception<'a> {
 }
 
 fn exceptions(report: &Report) -> Vec<Exception<'_>> {
-    let rows = |f: &dyn Fn(&Row) -> bool| report.requests.iter().filter(|r| f(r)).collect::<Vec<_>>();
+    let rows =
+        |f: &dyn Fn(&Row) -> bool| report.requests.iter().filter(|r| f(r)).collect::<Vec<_>>();
     let n = &report.counts;
     vec![
         Exception {
@@ -1294,7 +1315,11 @@ fn html(report: &Report) -> String {
     h.push_str(&card("", n.denied.to_string(), "denied"));
     h.push_str(&card("", n.expired.to_string(), "expired"));
     h.push_str(&card(
-        if n.executed_without_approval == 0 { "ok" } else { "bad" },
+        if n.executed_without_approval == 0 {
+            "ok"
+        } else {
+            "bad"
+        },
         if n.executed_without_approval == 0 {
             "0 ✓".to_owned()
         } else {
@@ -1315,11 +1340,20 @@ fn html(report: &Report) -> String {
             _ => "warn",
         };
         let ids = if e.rows.is_empty() {
-            if e.must_be_zero { "none — as required".to_owned() } else { "none".to_owned() }
+            if e.must_be_zero {
+                "none — as required".to_owned()
+            } else {
+                "none".to_owned()
+            }
         } else {
             e.rows
                 .iter()
-                .map(|r| format!("<a href=\"#r-{0}\"><code>{0}</code></a>", esc(&r.request_id)))
+                .map(|r| {
+                    format!(
+                        "<a href=\"#r-{0}\"><code>{0}</code></a>",
+                        esc(&r.request_id)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -1348,7 +1382,11 @@ fn html(report: &Report) -> String {
         if report.discrepancies.is_empty() { "none — as required" } else { "see section 5" }
     );
     h.push_str("</tbody>\n</table>\n");
-    for r in report.requests.iter().filter(|r| r.executed_without_approval) {
+    for r in report
+        .requests
+        .iter()
+        .filter(|r| r.executed_without_approval)
+    {
         let _ = writeln!(
             h,
             "<p class=\"bad\">Request <code>{}</code> executed without approval: {}</p>",
@@ -1356,7 +1394,11 @@ fn html(report: &Report) -> String {
             esc(r.violation.as_deref().unwrap_or("flagged"))
         );
     }
-    for r in report.requests.iter().filter(|r| !r.approvals_provisioned_by_party.is_empty()) {
+    for r in report
+        .requests
+        .iter()
+        .filter(|r| !r.approvals_provisioned_by_party.is_empty())
+    {
         let _ = writeln!(
             h,
             "<p class=\"bad\">Request <code>{}</code> approved by a reviewer a party provisioned: {}</p>",
@@ -1372,7 +1414,11 @@ fn html(report: &Report) -> String {
         "<section>\n<h2>2. Activity</h2>\n<div class=\"charts\">\n\
          <div class=\"chart\"><h3>Requests per {} by verdict</h3>{}</div>\n\
          <div class=\"chart\"><h3>Time from request to approval</h3>{}</div>\n</div>\n</section>\n",
-        if (p.until.as_second() - p.since.as_second()) > 62 * 86_400 { "week" } else { "day" },
+        if (p.until.as_second() - p.since.as_second()) > 62 * 86_400 {
+            "week"
+        } else {
+            "day"
+        },
         chart_per_day(report),
         chart_time_to_approve(report)
     );
@@ -1390,7 +1436,11 @@ fn html(report: &Report) -> String {
         let requester = {
             let mut s = format!("<b>{}</b>", esc(&r.principal));
             if let Some(o) = &r.on_behalf_of {
-                let _ = write!(s, "<br><span class=\"muted\">on behalf of</span> {}", esc(o));
+                let _ = write!(
+                    s,
+                    "<br><span class=\"muted\">on behalf of</span> {}",
+                    esc(o)
+                );
             }
             if let Some(o) = &r.principal_owner {
                 let _ = write!(s, "<br><span class=\"muted\">owner</span> {}", esc(o));

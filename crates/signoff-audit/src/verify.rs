@@ -16,11 +16,11 @@
 //! All differences are collected, then ordered by where they occur in the
 //! log; the first one is the verdict.
 
+use serde::{Deserialize, Serialize};
 use signoff_core::AuditEvent;
 use signoff_ledger::leaf;
 use signoff_ledger::merkle::{self, Frontier, Hash};
 use signoff_ledger::note::{Checkpoint, Verifier};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;

@@ -240,7 +240,10 @@ fn request_line(detail: &serde_json::Value) -> RequestLine {
 
 /// The events as a table: a header, fixed-width columns (other people's
 /// text escaped and cut to its column), the reason folded under the row.
-fn events_table(events: &[signoff_core::AuditEvent], known: &HashMap<String, RequestLine>) -> String {
+fn events_table(
+    events: &[signoff_core::AuditEvent],
+    known: &HashMap<String, RequestLine>,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let row = |out: &mut String, cells: [String; 8]| {
@@ -272,8 +275,10 @@ fn events_table(events: &[signoff_core::AuditEvent], known: &HashMap<String, Req
                 time,
                 e.kind.as_str().to_owned(),
                 cell(&e.actor, 3),
-                req.map(|r| cell(&r.action, 4)).unwrap_or_else(|| "-".into()),
-                req.map(|r| cell(&r.resource, 5)).unwrap_or_else(|| "-".into()),
+                req.map(|r| cell(&r.action, 4))
+                    .unwrap_or_else(|| "-".into()),
+                req.map(|r| cell(&r.resource, 5))
+                    .unwrap_or_else(|| "-".into()),
                 e.verdict
                     .map(|v| v.as_str().to_owned())
                     .unwrap_or_else(|| "-".into()),
@@ -565,7 +570,9 @@ async fn verify_remote(remote: &Remote, key: Option<&str>, checkpoints: &[PathBu
         Err(e) => {
             findings.push(Finding::BadSignature {
                 size: 0,
-                reason: format!("the gateway's latest checkpoint does not verify with the pinned key: {e}"),
+                reason: format!(
+                    "the gateway's latest checkpoint does not verify with the pinned key: {e}"
+                ),
             });
             None
         }
@@ -576,11 +583,19 @@ async fn verify_remote(remote: &Remote, key: Option<&str>, checkpoints: &[PathBu
         s.into()
     };
     let mut frontier = Frontier::new();
-    let check_at = |frontier: &Frontier, pending: &mut std::collections::VecDeque<Saved>, findings: &mut Vec<Finding>| {
-        while pending.front().is_some_and(|s| s.checkpoint.size == frontier.size()) {
+    let check_at = |frontier: &Frontier,
+                    pending: &mut std::collections::VecDeque<Saved>,
+                    findings: &mut Vec<Finding>| {
+        while pending
+            .front()
+            .is_some_and(|s| s.checkpoint.size == frontier.size())
+        {
             if let Some(s) = pending.pop_front() {
                 if s.checkpoint.root != frontier.root() {
-                    findings.push(Finding::SavedDiffers { label: s.label, size: frontier.size() });
+                    findings.push(Finding::SavedDiffers {
+                        label: s.label,
+                        size: frontier.size(),
+                    });
                 }
             }
         }
@@ -596,7 +611,10 @@ async fn verify_remote(remote: &Remote, key: Option<&str>, checkpoints: &[PathBu
             .with_context(|| format!("cannot read ledger entries from {start}"))?;
         for entry in &page.entries {
             if entry.index != frontier.size() {
-                findings.push(Finding::Missing { index: frontier.size(), count: entry.index.saturating_sub(frontier.size()).max(1) });
+                findings.push(Finding::Missing {
+                    index: frontier.size(),
+                    count: entry.index.saturating_sub(frontier.size()).max(1),
+                });
                 break;
             }
             let bytes = B64
@@ -609,7 +627,10 @@ async fn verify_remote(remote: &Remote, key: Option<&str>, checkpoints: &[PathBu
                     if cp.root == frontier.root() {
                         latest_ok = Some(cp.clone());
                     } else {
-                        findings.push(Finding::RootDiffers { size: cp.size, after: None });
+                        findings.push(Finding::RootDiffers {
+                            size: cp.size,
+                            after: None,
+                        });
                     }
                 }
             }
@@ -798,7 +819,9 @@ async fn bundle_contents(
         .await
         .context("cannot export the bundle")?;
     let hash = |s: &str| -> Result<merkle::Hash> {
-        let v = B64.decode(s).map_err(|e| anyhow!("proof hash is not base64: {e}"))?;
+        let v = B64
+            .decode(s)
+            .map_err(|e| anyhow!("proof hash is not base64: {e}"))?;
         v.try_into()
             .map_err(|_| anyhow!("proof hash is not 32 bytes"))
     };
@@ -810,7 +833,12 @@ async fn bundle_contents(
             B64.decode(&e.leaf)
                 .map_err(|err| anyhow!("entry {}: leaf is not base64: {err}", e.index))?,
         ));
-        proofs.push(e.proof.iter().map(|h| hash(h)).collect::<Result<Vec<_>>>()?);
+        proofs.push(
+            e.proof
+                .iter()
+                .map(|h| hash(h))
+                .collect::<Result<Vec<_>>>()?,
+        );
     }
     Ok(signoff_engine::audit::BundleContents {
         entries,
@@ -963,8 +991,7 @@ mod tests {
         drop.request_id = Some("01KBDROP".into());
         drop.verdict = Some(Decision::Deny);
         drop.reason = Some("forbidden by no-drop-in-prod\nline two \u{1b}[31mred".into());
-        drop.detail =
-            serde_json::json!({"action": {"action": "db.drop", "resource": "orders"}});
+        drop.detail = serde_json::json!({"action": {"action": "db.drop", "resource": "orders"}});
         let known: HashMap<String, RequestLine> = [&read, &drop]
             .iter()
             .map(|e| (e.request_id.clone().unwrap(), request_line(&e.detail)))

@@ -805,7 +805,10 @@ fn report_reconciles_and_flags(b: Backend) {
     assert_eq!(own_row[col("Self-approval attempts")], "1");
     // what ran: the exec gate's command, for the request it ran
     let approved_row = records.iter().find(|r| r[0] == approved).unwrap();
-    assert!(approved_row[col("What ran")].contains("echo exported"), "{approved_row:?}");
+    assert!(
+        approved_row[col("What ran")].contains("echo exported"),
+        "{approved_row:?}"
+    );
     assert!(
         text.contains("\"quarterly close, \"\"finance\"\" <team>\""),
         "{text}"
@@ -817,7 +820,10 @@ fn report_reconciles_and_flags(b: Backend) {
     assert!(!text.to_lowercase().contains("<script"), "{text}");
     assert!(text.contains("quarterly close, &quot;finance&quot; &lt;team&gt;"));
     assert!(text.contains(&approved) && text.contains(&own));
-    assert!(text.contains("@page") && text.contains("@media print"), "prints");
+    assert!(
+        text.contains("@page") && text.contains("@media print"),
+        "prints"
+    );
     assert!(text.contains("<svg"), "charts");
     assert!(text.contains("Executed without approval"));
 
@@ -1035,12 +1041,22 @@ fn auditor_commands_over_the_api(b: Backend) {
     std::fs::write(&saved, note).unwrap();
     let out = gw.cli_as(
         "audrey",
-        ["audit", "verify", "--key", &vkey, "--checkpoint", &plain(&saved)],
+        [
+            "audit",
+            "verify",
+            "--key",
+            &vkey,
+            "--checkpoint",
+            &plain(&saved),
+        ],
     );
     assert_eq!(out.code, 0, "{out}");
     assert!(out.stdout.contains("gateway: ledger verified:"), "{out}");
     assert!(out.stdout.contains("re-hashed here:"), "{out}");
-    assert!(out.stdout.contains("consistent with the saved checkpoint"), "{out}");
+    assert!(
+        out.stdout.contains("consistent with the saved checkpoint"),
+        "{out}"
+    );
     assert!(!out.stderr.contains("WARNING"), "{out}");
     let recorded: Vec<Value> = gw
         .events()
@@ -1063,7 +1079,16 @@ fn auditor_commands_over_the_api(b: Backend) {
     let bundle = dir.path().join("bundle");
     let out = gw.cli_as(
         "audrey",
-        ["audit", "export", "--since", "1d", "--out", &plain(&bundle), "--key", &vkey],
+        [
+            "audit",
+            "export",
+            "--since",
+            "1d",
+            "--out",
+            &plain(&bundle),
+            "--key",
+            &vkey,
+        ],
     );
     assert_eq!(out.code, 0, "{out}");
     let out = verify_bundle(&gw, &bundle, &vkey);
@@ -1086,7 +1111,10 @@ fn auditor_commands_over_the_api(b: Backend) {
         .iter()
         .map(|r| r["request_id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&approved.as_str()) && ids.contains(&own.as_str()), "{ids:?}");
+    assert!(
+        ids.contains(&approved.as_str()) && ids.contains(&own.as_str()),
+        "{ids:?}"
+    );
     assert_eq!(report["counts"]["executed_without_approval"], 0);
     for format in ["csv", "html"] {
         let out = gw.cli_as(
@@ -1108,31 +1136,39 @@ fn auditor_commands_over_the_api(b: Backend) {
     let first = out.stdout.lines().next().unwrap();
     assert!(first.starts_with(" INDEX  TIME"), "{first}");
     assert!(
-        out.stdout
-            .lines()
-            .any(|l| l.contains("request_submitted") && l.contains("test.drop") && l.contains("deny")),
+        out.stdout.lines().any(|l| l.contains("request_submitted")
+            && l.contains("test.drop")
+            && l.contains("deny")),
         "{out}"
     );
 
     // agents and reviewers are refused, by the API and by the CLI
     for who in ["bot", "alice"] {
-        for path in [
-            "/v1/audit/report?since=1d",
-            "/v1/audit/bundle?since=1d",
-        ] {
+        for path in ["/v1/audit/report?since=1d", "/v1/audit/bundle?since=1d"] {
             gw.get_as(who, path).assert_problem(403);
         }
-        gw.post_as(who, "/v1/audit/verify", json!({})).assert_problem(403);
+        gw.post_as(who, "/v1/audit/verify", json!({}))
+            .assert_problem(403);
         let out = gw.cli_as(who, ["audit", "verify", "--key", &vkey]);
         assert_ne!(out.code, 0, "{out}");
         let out = gw.cli_as(who, ["audit", "report", "--since", "1d"]);
         assert_ne!(out.code, 0, "{out}");
         let out = gw.cli_as(
             who,
-            ["audit", "export", "--since", "1d", "--out", &plain(&dir.path().join(who))],
+            [
+                "audit",
+                "export",
+                "--since",
+                "1d",
+                "--out",
+                &plain(&dir.path().join(who)),
+            ],
         );
         assert_ne!(out.code, 0, "{out}");
-        assert!(out.stderr.contains("403") || out.stderr.to_lowercase().contains("forbidden"), "{out}");
+        assert!(
+            out.stderr.contains("403") || out.stderr.to_lowercase().contains("forbidden"),
+            "{out}"
+        );
     }
     // refused callers recorded no verification run
     let runs: Vec<Value> = gw

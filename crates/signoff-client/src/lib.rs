@@ -376,7 +376,8 @@ impl Client {
     /// `GET path` (e.g. `/v1/audit/report?since=30d`) decoded as JSON:
     /// for routes whose types live outside the wire module (audit reports).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.send(self.http.get(self.url(path)), AUDIT_TIMEOUT).await
+        self.send(self.http.get(self.url(path)), AUDIT_TIMEOUT)
+            .await
     }
 
     /// `POST path` with an empty JSON body, the answer decoded as JSON.

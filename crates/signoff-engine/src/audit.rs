@@ -140,9 +140,9 @@ impl Engine {
 
     /// The verifier of this gateway's own checkpoints.
     fn own_verifier(&self) -> Result<Verifier, EngineError> {
-        let vkey = self.ledger_vkey().ok_or_else(|| {
-            EngineError::Invalid("this gateway has no ledger signing key".into())
-        })?;
+        let vkey = self
+            .ledger_vkey()
+            .ok_or_else(|| EngineError::Invalid("this gateway has no ledger signing key".into()))?;
         Verifier::from_vkey(&vkey).map_err(|e| EngineError::Internal(format!("ledger key: {e}")))
     }
 
@@ -190,7 +190,10 @@ impl Engine {
             .with_reason(if summary.is_clean() {
                 format!("ledger verified: {} entries", summary.entries)
             } else {
-                format!("ledger verification found {} problem(s)", summary.findings.len())
+                format!(
+                    "ledger verification found {} problem(s)",
+                    summary.findings.len()
+                )
             })
             .with_detail(detail);
         let receipt = self
@@ -204,7 +207,10 @@ impl Engine {
     }
 
     /// A signed checkpoint covering entry `last`: the latest, or a new one.
-    async fn covering_checkpoint(&self, last: Option<u64>) -> Result<StoredCheckpoint, EngineError> {
+    async fn covering_checkpoint(
+        &self,
+        last: Option<u64>,
+    ) -> Result<StoredCheckpoint, EngineError> {
         let covers = |cp: &StoredCheckpoint| last.is_none_or(|l| cp.size > l);
         if let Some(cp) = self.latest_checkpoint().await?.filter(covers) {
             return Ok(cp);
@@ -327,10 +333,9 @@ impl Engine {
         let store = &self.store;
         let range = store.event_range(since, until).await?;
         let cp = self.covering_checkpoint(range.map(|r| r.1)).await?;
-        let signed = self
-            .own_verifier()?
-            .verify_note(&cp.note)
-            .map_err(|e| EngineError::Internal(format!("checkpoint {} does not verify: {e}", cp.size)))?;
+        let signed = self.own_verifier()?.verify_note(&cp.note).map_err(|e| {
+            EngineError::Internal(format!("checkpoint {} does not verify: {e}", cp.size))
+        })?;
         if signed.size != cp.size || signed.root != cp.root {
             return Err(EngineError::Internal(format!(
                 "checkpoint {} does not match its signed note (run `signoff audit verify`)",
@@ -459,12 +464,10 @@ impl crate::components::Component for SelfCheck {
     fn name(&self) -> &'static str {
         "ledger-selfcheck"
     }
-    async fn run(
-        self: Box<Self>,
-        engine: Arc<Engine>,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        engine.health.ok(self.name(), "waiting for the first run".into());
+    async fn run(self: Box<Self>, engine: Arc<Engine>, stop: tokio::sync::watch::Receiver<bool>) {
+        engine
+            .health
+            .ok(self.name(), "waiting for the first run".into());
         loop {
             tokio::select! {
                 _ = crate::components::stopped(stop.clone()) => return,
@@ -475,15 +478,22 @@ impl crate::components::Component for SelfCheck {
                 .await
             {
                 Ok(v) if v.findings.is_empty() => {
-                    engine.selfcheck_findings.store(0, std::sync::atomic::Ordering::Relaxed);
+                    engine
+                        .selfcheck_findings
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
                     engine.health.ok(
                         self.name(),
-                        format!("{} entries verified, {} checkpoints", v.entries, v.checkpoints),
+                        format!(
+                            "{} entries verified, {} checkpoints",
+                            v.entries, v.checkpoints
+                        ),
                     );
                 }
                 Ok(v) => {
                     let n = v.findings.len() as u64;
-                    engine.selfcheck_findings.store(n, std::sync::atomic::Ordering::Relaxed);
+                    engine
+                        .selfcheck_findings
+                        .store(n, std::sync::atomic::Ordering::Relaxed);
                     for f in v.summary().notable() {
                         tracing::error!(component = "ledger-selfcheck", finding = %f, "ledger self-check finding");
                     }
