@@ -333,3 +333,70 @@ async fn checkpoints_are_signed_consistent_and_prove_inclusion() {
         .await
         .is_err());
 }
+
+/// The audit use cases: auditors (and the console) only; a verification
+/// run is recorded with its typed findings; the report rests on a signed
+/// checkpoint and counts what happened.
+#[tokio::test]
+async fn audit_use_cases_are_for_auditors_and_verification_is_recorded() {
+    let f = fixture().await;
+    let (r, _) = f.engine.submit(&f.agent, export(), None).await.unwrap();
+    f.engine
+        .review(&f.alice, &r.id, ReviewDecision::Deny, Some("no".into()))
+        .await
+        .unwrap();
+    let since: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
+    let until: Timestamp = "2026-11-24T00:00:00Z".parse().unwrap();
+    for who in [&f.agent, &f.alice] {
+        assert!(matches!(
+            f.engine.verify_ledger_recorded(Operator::Caller(who)).await,
+            Err(EngineError::Forbidden(_))
+        ));
+        assert!(matches!(
+            f.engine
+                .audit_report(Operator::Caller(who), since, until)
+                .await,
+            Err(EngineError::Forbidden(_))
+        ));
+        assert!(matches!(
+            f.engine
+                .audit_bundle(Operator::Caller(who), since, until)
+                .await,
+            Err(EngineError::Forbidden(_))
+        ));
+    }
+    let (summary, index) = f
+        .engine
+        .verify_ledger_recorded(Operator::Caller(&f.auditor))
+        .await
+        .unwrap();
+    assert!(summary.is_clean(), "{summary:?}");
+    assert!(summary.checkpoints >= 1, "a checkpoint was signed first");
+    let events = f
+        .engine
+        .ledger(Operator::Console)
+        .unwrap()
+        .entries(index.unwrap(), 1)
+        .await
+        .unwrap();
+    assert_eq!(events[0].kind, EventKind::LedgerVerified);
+    assert_eq!(events[0].actor, "user:audrey");
+    assert_eq!(events[0].detail["findings"], serde_json::json!([]));
+
+    let report = f
+        .engine
+        .audit_report(Operator::Caller(&f.auditor), since, until)
+        .await
+        .unwrap();
+    assert_eq!(report.counts.requests, 1);
+    assert_eq!(report.counts.denied, 1);
+    assert_eq!(report.requests[0].denials[0].reviewer, "alice");
+    assert!(report.checkpoint.size >= report.ledger.last_index.unwrap());
+    let bundle = f
+        .engine
+        .audit_bundle(Operator::Caller(&f.auditor), since, until)
+        .await
+        .unwrap();
+    assert_eq!(bundle.entries.len(), bundle.proofs.len());
+    assert!(bundle.checkpoint_size > bundle.entries.last().unwrap().0);
+}
