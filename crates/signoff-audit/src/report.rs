@@ -1032,6 +1032,8 @@ footer{margin-top:28px;color:var(--muted);font-size:11px;border-top:1px solid va
 @media print{
  body{margin:0;max-width:none;padding:0;font-size:10.5px}
  table{font-size:9.5px}
+ code,.mono,code.rid{font-size:8.5px}
+ .chart svg{max-height:60mm}
  thead{display:table-header-group}
  tr,.card,.chart,pre{break-inside:avoid}
  h2{break-after:avoid}

@@ -1178,4 +1178,15 @@ fn auditor_commands_over_the_api(b: Backend) {
         .collect();
     assert!(runs.len() >= 2, "{runs:?}");
     assert!(runs.iter().all(|e| e["actor"] == "user:audrey"), "{runs:?}");
+
+    // someone with the database edits entry 2: the auditor, from afar, sees it
+    gw.drop_append_only_triggers();
+    gw.sql_ok("UPDATE audit_events SET actor = 'agent:someone-else' WHERE idx = 2");
+    let out = gw.cli_as("audrey", ["audit", "verify", "--key", &vkey]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("entry 2 was edited"), "{out}");
+    assert!(
+        out.stderr.contains("checkpoint") && out.stderr.contains("root differs"),
+        "the entries served no longer hash to the signed root: {out}"
+    );
 }
