@@ -69,10 +69,16 @@ pub(crate) async fn report(
         .engine
         .audit_report(Operator::Caller(&auditor.0), since, until)
         .await?;
+    let disposition = match format {
+        // a spreadsheet file to save; HTML and JSON are shown as they are
+        Format::Csv => "attachment; filename=\"signoff-report.csv\"",
+        Format::Json | Format::Html => "inline",
+    };
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type()),
             (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_DISPOSITION, disposition),
         ],
         render(&report, format),
     )
