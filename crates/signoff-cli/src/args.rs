@@ -1,6 +1,7 @@
 //! Command-line arguments shared by several commands.
 
-use anyhow::{bail, Result};
+use crate::exit::usage;
+use anyhow::Result;
 use clap::Args;
 use serde_json::{Map, Value};
 
@@ -33,10 +34,12 @@ impl ActionArgs {
         let mut map = Map::new();
         for kv in &self.context {
             let Some((k, v)) = kv.split_once('=') else {
-                bail!("invalid --context `{kv}`: expected KEY=VALUE");
+                return Err(usage(format!(
+                    "invalid --context `{kv}`: expected KEY=VALUE"
+                )));
             };
             if k.is_empty() {
-                bail!("invalid --context `{kv}`: empty key");
+                return Err(usage(format!("invalid --context `{kv}`: empty key")));
             }
             // numbers and booleans become Cedar longs and bools, so that
             // `context.rows > 1000` works; anything else is a string
@@ -45,7 +48,7 @@ impl ActionArgs {
                 _ => Value::String(v.to_owned()),
             };
             if map.insert(k.to_owned(), value).is_some() {
-                bail!("--context key `{k}` given twice");
+                return Err(usage(format!("--context key `{k}` given twice")));
             }
         }
         Ok(map)

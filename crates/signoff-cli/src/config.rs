@@ -36,12 +36,26 @@ pub struct Config {
     /// characters.
     #[serde(default)]
     pub metrics_token: Option<String>,
+    /// Log format on stderr (`text` or `json`); `--log-format` and
+    /// `SIGNOFF_LOG_FORMAT` override it.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
     /// `[components.*]`: background work, each in its own section.
     #[serde(default)]
     pub components: signoff_engine::components::ComponentsConfig,
     /// `[[witness]]`: where each signed checkpoint is pushed.
     #[serde(default)]
     pub witness: Vec<crate::witness::WitnessConfig>,
+}
+
+/// How `serve` writes its log on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event; colour only on a terminal.
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
 }
 
 fn default_ledger_key() -> PathBuf {

@@ -25,14 +25,39 @@ pub const DEMO_CATALOG: &str = include_str!("../../../examples/policies/catalog.
 pub struct DevSetup {
     pub dir: PathBuf,
     pub config: Config,
+    /// The config file written (for `principal add … --config`).
+    pub config_path: PathBuf,
     pub credentials: PathBuf,
 }
 
+/// Where dev mode lives: `./.signoff-dev`.
+fn dev_dir() -> Result<PathBuf> {
+    Ok(std::env::current_dir()
+        .context("cannot read the working directory")?
+        .join(DIR))
+}
+
+/// The address dev mode listens on: its config's `listen` when an earlier
+/// run wrote one, else the default. Read before anything is written, so
+/// the socket can be bound first.
+pub fn listen_address() -> Result<String> {
+    let config_path = dev_dir()?.join(CONFIG_FILE);
+    if config_path.exists() {
+        Ok(Config::load(&config_path)?.listen)
+    } else {
+        Ok(DEFAULT_LISTEN.to_owned())
+    }
+}
+
+/// The config file dev mode writes in [`DIR`].
+const CONFIG_FILE: &str = "signoff.toml";
+
+/// Dev mode's default address.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+
 /// Creates `.signoff-dev/` with a config, the demo policy and the database path.
 pub fn prepare() -> Result<DevSetup> {
-    let dir = std::env::current_dir()
-        .context("cannot read the working directory")?
-        .join(DIR);
+    let dir = dev_dir()?;
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies)
         .with_context(|| format!("cannot create {}", policies.display()))?;
@@ -46,16 +71,17 @@ pub fn prepare() -> Result<DevSetup> {
         std::fs::write(&catalog, DEMO_CATALOG)
             .with_context(|| format!("cannot write {}", catalog.display()))?;
     }
-    let config_path = dir.join("signoff.toml");
+    let config_path = dir.join(CONFIG_FILE);
     if !config_path.exists() {
         std::fs::write(
             &config_path,
-            "# written by `signoff serve --dev`\nlisten = \"127.0.0.1:8470\"\ndatabase = \"sqlite://signoff.db\"\npolicies = \"policies\"\n",
+            format!("# written by `signoff serve --dev`\nlisten = \"{DEFAULT_LISTEN}\"\ndatabase = \"sqlite://signoff.db\"\npolicies = \"policies\"\n"),
         )
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     }
     let config = Config::load(&config_path)?;
     Ok(DevSetup {
+        config_path,
         credentials: dir.join("credentials.env"),
         dir,
         config,
@@ -176,6 +202,7 @@ pub fn print_banner(setup: &DevSetup, url: &str, engine: &Engine) {
     let carol = token(setup, "CAROL_TOKEN");
     println!(
         r#"signoff listening on {url}   (dev mode — not for production)
+  config       {config} (for `signoff principal … --config` and `serve --config`)
   database     {db}
   policies     {pol} ({n} policies, {c} catalog entries in catalog.toml)
   credentials  {cred}
@@ -202,9 +229,14 @@ Try it in another terminal:
   SIGNOFF_URL={url} SIGNOFF_TOKEN={alice} signoff approve <ID>
   SIGNOFF_URL={url} SIGNOFF_TOKEN={bob} signoff approve <ID>
 
+  # add a reviewer (prints its token); reload edited policies (carol is an admin):
+  signoff principal add user dana --group sre --config {config}
+  SIGNOFF_URL={url} SIGNOFF_TOKEN={carol} signoff policy reload
+
   # the signed ledger (carol is an admin, so she may read the audit trail):
   curl -s -H "Authorization: Bearer {carol}" {url}/v1/ledger/checkpoint
 "#,
+        config = setup.config_path.display(),
         db = setup.config.database,
         pol = setup.config.policies.display(),
         n = info.policy_ids.len(),

@@ -6,6 +6,7 @@ mod args;
 mod audit;
 mod config;
 mod dev;
+mod exit;
 mod files;
 mod output;
 mod policy_cmd;
@@ -49,6 +50,10 @@ enum Command {
         /// Override the listen address (e.g. 127.0.0.1:0 for a free port).
         #[arg(long)]
         listen: Option<String>,
+        /// Log format on stderr: `text` (colour only on a terminal) or
+        /// `json` (one object per line). Overrides the config's `log_format`.
+        #[arg(long, env = "SIGNOFF_LOG_FORMAT", value_name = "text|json")]
+        log_format: Option<config::LogFormat>,
     },
     /// Manage agents and users (direct database access via the config file).
     #[command(subcommand)]
@@ -99,7 +104,7 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Check, test and explain policies.
+    /// Check, test and explain policies; reload them on a running gateway.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCmd),
     /// Read, verify, export and report on the audit ledger.
@@ -227,7 +232,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("signoff: {}", format!("{e:#}").replace('\n', "\n  "));
-            ExitCode::from(1)
+            ExitCode::from(u8::try_from(exit::for_error(&e)).unwrap_or(1))
         }
     }
 }
@@ -238,7 +243,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             config,
             dev,
             listen,
-        } => serve::run(config, dev, listen).await,
+            log_format,
+        } => serve::run(config, dev, listen, log_format).await,
         Command::Principal(cmd) => serve::principal(cmd).await,
         Command::Exec(args) => remote::exec(args).await,
         Command::Request(args) => remote::request(args).await,
@@ -257,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             .await
         }
         Command::Cancel { id, reason, remote } => remote::cancel(&remote, &id, reason).await,
-        Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Policy(cmd) => policy_cmd::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Ledger(cmd) => witness::run(cmd).await,
     }

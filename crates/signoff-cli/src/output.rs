@@ -214,28 +214,13 @@ pub fn request_detail(r: &RequestView) -> String {
     if let Some(at) = r.expires_at {
         kv("deadline", &at.to_string());
     }
-    for review in &r.reviews {
-        let decision = match review.decision {
-            ReviewDecision::Approve => "approve",
-            ReviewDecision::Deny => "deny",
-        };
-        let via = review
-            .channel
-            .map(|c| format!(" via {c}"))
-            .unwrap_or_default();
-        kv(
-            "review",
-            &format!(
-                "{decision} by {}{via} at {}{}",
-                one_line(&review.reviewer),
-                review.at,
-                review
-                    .reason
-                    .as_deref()
-                    .map(|x| format!(": {}", one_line(x)))
-                    .unwrap_or_default()
-            ),
-        );
+    s.push_str(&reviews_block(&r.reviews));
+    let mut kv = |k: &str, v: &str| s.push_str(&format!("{k:<KEY$}{v}\n"));
+    if let Some(at) = r.decided_at {
+        kv("decided", &format!("{at} ({})", r.status));
+    }
+    if let Some(at) = r.claimed_at {
+        kv("claimed", &at.to_string());
     }
     if let Some(o) = &r.outcome {
         let status = match (o.exit_code, o.signal) {
@@ -281,6 +266,58 @@ pub fn request_detail(r: &RequestView) -> String {
         claim("outcome summary", text_lines(summary));
     }
     s
+}
+
+/// The reviews of `signoff show`, one per line in the order they were
+/// made, their columns aligned: decision, reviewer, channel, time (as
+/// recorded), then the reviewer's reason as written — escaped, never
+/// re-cased — after `| `, a multi-line reason continuing on `| ` lines
+/// under it.
+fn reviews_block(reviews: &[Review]) -> String {
+    let rows: Vec<[String; 4]> = reviews
+        .iter()
+        .map(|r| {
+            [
+                match r.decision {
+                    ReviewDecision::Approve => "approve".to_owned(),
+                    ReviewDecision::Deny => "deny".to_owned(),
+                },
+                one_line(&r.reviewer),
+                r.channel
+                    .map(|c| format!("via {c}"))
+                    .unwrap_or_else(|| "-".into()),
+                r.at.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = [0usize; 4];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for (i, (row, review)) in rows.iter().zip(reviews).enumerate() {
+        let key = if i == 0 { "reviews" } else { "" };
+        let columns = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        let lines = review.reason.as_deref().map(text_lines).unwrap_or_default();
+        match lines.split_first() {
+            None => out.push_str(&format!("{key:<KEY$}{}\n", columns.trim_end())),
+            Some((first, rest)) => {
+                out.push_str(&format!("{key:<KEY$}{columns}  | {first}\n"));
+                let indent = KEY + columns.chars().count() + 2;
+                for line in rest {
+                    out.push_str(&format!("{:indent$}| {line}\n", ""));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Shows what `signoff exec` is waiting for. On a terminal: a spinner with
@@ -536,6 +573,20 @@ mod tests {
                 "groups": ["sre"],
                 "at": "2026-12-02T10:00:00Z",
                 "channel": "cli"
+            }, {
+                "reviewer": "bartholomew",
+                "decision": "deny",
+                "reason": null,
+                "groups": ["sre"],
+                "at": "2026-12-02T10:05:30.5Z",
+                "channel": "api"
+            }, {
+                "reviewer": "bob",
+                "decision": "deny",
+                "reason": "Not now: ask Alice",
+                "groups": ["sre"],
+                "at": "2026-12-02T10:06:00Z",
+                "channel": null
             }],
             "created_at": "2026-12-02T09:59:00Z",
             "expires_at": "2026-12-02T10:29:00Z",
@@ -555,6 +606,18 @@ mod tests {
             "{text:?}"
         );
         assert!(!text.contains('\u{202e}'));
+        // the reviewers' words and times as recorded: not re-cased, not reformatted
+        assert!(text.contains("| Not During Freeze, Ask Alice\n"), "{text}");
+        assert!(text.contains("| Not now: ask Alice\n"), "{text}");
+        assert!(text.contains("2026-12-02T10:05:30.5Z"), "{text}");
+        // the reviews' columns line up
+        let columns: Vec<usize> = text
+            .lines()
+            .filter(|l| l.contains(" 2026-12-02T10:0") && !l.starts_with("created"))
+            .map(|l| l.find("2026-").unwrap_or_default())
+            .collect();
+        assert_eq!(columns.len(), 3, "{text}");
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
         insta::assert_snapshot!(text);
     }
 

@@ -29,6 +29,13 @@ pub enum PolicyCmd {
         #[arg(long)]
         policies: Option<PathBuf>,
     },
+    /// Ask a running gateway to reload its policy directory (admin token;
+    /// SIGNOFF_URL, SIGNOFF_TOKEN). A set that does not load is rejected,
+    /// with file:line:column, and the old one stays active (exit 2).
+    Reload {
+        #[command(flatten)]
+        remote: crate::Remote,
+    },
     /// Show the verdict for an ad-hoc action and why.
     Explain {
         /// Policy directory.
@@ -55,8 +62,9 @@ pub enum PolicyCmd {
     },
 }
 
-pub fn run(cmd: PolicyCmd) -> Result<i32> {
+pub async fn run(cmd: PolicyCmd) -> Result<i32> {
     match cmd {
+        PolicyCmd::Reload { remote } => crate::remote::reload_policies(&remote).await,
         PolicyCmd::Check { dir } => match PolicySet::load_dir(&dir) {
             Ok(set) => {
                 for w in set.warnings() {

@@ -1,6 +1,7 @@
 //! Commands that talk to a running gateway through the shared client.
 
 use crate::args::ActionArgs;
+use crate::exit::usage;
 use crate::output;
 use crate::Remote;
 use anyhow::Result;
@@ -30,7 +31,11 @@ async fn ctrl_c() {
 
 fn parse_wait(s: &Option<String>) -> Result<Option<Duration>> {
     s.as_deref()
-        .map(|w| crate::config::parse_duration("--wait", w).map(|d| d.unsigned_abs()))
+        .map(|w| {
+            crate::config::parse_duration("--wait", w)
+                .map(|d| d.unsigned_abs())
+                .map_err(|e| usage(format!("{e:#}")))
+        })
         .transpose()
 }
 
@@ -62,7 +67,8 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// `signoff exec … -- CMD…`: exit status is CMD's own, 77 denied, 75 expired.
+/// `signoff exec … -- CMD…`: exit status is CMD's own, 77 refused, 75 may
+/// pass later, 2 for the caller to fix (see [`crate::exit`]).
 pub async fn exec(args: ExecArgs) -> Result<i32> {
     let spec = ExecSpec {
         action: args.action.action.clone(),
@@ -83,7 +89,7 @@ pub async fn exec(args: ExecArgs) -> Result<i32> {
                 "signoff: not running the command: {}",
                 signoff_core::display::one_line(&e.to_string())
             );
-            return Ok(EXIT_TEMPFAIL);
+            return Ok(crate::exit::for_error(&e));
         }
     };
     let mut progress = output::ExecProgress::new(exec::shell_join(&spec.command));
@@ -168,7 +174,7 @@ pub async fn ls(args: LsArgs) -> Result<i32> {
         for part in s.split(',') {
             part.trim()
                 .parse::<RequestStatus>()
-                .map_err(anyhow::Error::msg)?;
+                .map_err(|e| usage(format!("--status: {e}")))?;
         }
     }
     let client = client(&args.remote)?;
@@ -223,5 +229,21 @@ pub async fn review(
 pub async fn cancel(remote: &Remote, id: &str, reason: Option<String>) -> Result<i32> {
     let view = client(remote)?.cancel(id, reason).await?;
     println!("cancelled {}", view.id);
+    Ok(0)
+}
+
+/// `signoff policy reload`: the gateway reloads its policy directory; a set
+/// that does not load is rejected (exit 2) and the old one stays active.
+pub async fn reload_policies(remote: &Remote) -> Result<i32> {
+    let info = client(remote)?.reload_policies().await?;
+    println!(
+        "policy set {} active: {} policies, {} catalog entries",
+        &info.hash[..info.hash.len().min(12)],
+        info.policy_ids.len(),
+        info.catalog_entries
+    );
+    for w in &info.warnings {
+        println!("  {}", signoff_core::display::one_line(w));
+    }
     Ok(0)
 }

@@ -1,7 +1,7 @@
 //! `signoff serve` and `signoff principal …`: the commands that own the
 //! database, as opposed to talking to a running gateway.
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::{AddCmd, PrincipalCmd};
 use anyhow::{Context, Result};
 use signoff_core::wire::NewPrincipal;
@@ -56,18 +56,34 @@ pub async fn start_engine(
     Ok((store, engine))
 }
 
-pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>) -> Result<i32> {
-    init_tracing();
-    let (mut config, dev_setup) = if dev {
+pub async fn run(
+    config_path: Option<PathBuf>,
+    dev: bool,
+    listen: Option<String>,
+    log_format: Option<LogFormat>,
+) -> Result<i32> {
+    // The socket first: a gateway that cannot listen (the port is taken)
+    // fails before it creates a database, a key, a witness file or, in dev
+    // mode, the `.signoff-dev` directory.
+    let (listener, config, dev_setup) = if dev {
+        let address = match listen {
+            Some(l) => l,
+            None => crate::dev::listen_address()?,
+        };
+        let listener = bind(&address).await?;
         let setup = crate::dev::prepare()?;
-        (setup.config.clone(), Some(setup))
+        let mut config = setup.config.clone();
+        config.listen = address;
+        (listener, config, Some(setup))
     } else {
         let path = config_path.context("--config FILE is required (or use --dev)")?;
-        (Config::load(&path)?, None)
+        let mut config = Config::load(&path)?;
+        if let Some(l) = listen {
+            config.listen = l;
+        }
+        (bind(&config.listen).await?, config, None)
     };
-    if let Some(l) = listen {
-        config.listen = l;
-    }
+    init_tracing(log_format.or(config.log_format).unwrap_or(LogFormat::Text));
     crate::files::require_private(&crate::files::secret_files(&config))?;
     let engine = engine(&config).await?;
     // Before anything is appended: is the database's log the one this
@@ -88,12 +104,18 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
         .record_policy_active("system:serve")
         .await
         .context("cannot record the active policy set")?;
+    let info = engine.policy_info();
+    tracing::info!(
+        target: signoff_engine::oplog::TARGET,
+        event = "policy_set_active",
+        policy_set = short(&info.hash),
+        policies = info.policy_ids.len(),
+        catalog_entries = info.catalog_entries,
+        "policy set active"
+    );
     if let Some(setup) = &dev_setup {
         crate::dev::ensure_principals(&engine, setup).await?;
     }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     match &dev_setup {
@@ -114,7 +136,7 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
             }
         }
     }
-    tracing::info!(%url, "listening");
+    tracing::info!(event = "listening", %url, "listening");
     spawn_reload_on_sighup(engine.clone());
     let mut components = config
         .components
@@ -127,7 +149,7 @@ pub async fn run(config_path: Option<PathBuf>, dev: bool, listen: Option<String>
     signoff_server::serve_with(engine, listener, components, options, shutdown_signal())
         .await
         .context("server failed")?;
-    tracing::info!("stopped");
+    tracing::info!(event = "stopped", "stopped");
     Ok(0)
 }
 
@@ -135,13 +157,33 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
-fn init_tracing() {
+async fn bind(address: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// The log on stderr: `SIGNOFF_LOG` filters it (default `info,sqlx=warn`);
+/// text is coloured only when stderr is a terminal and `NO_COLOR` is unset,
+/// so a redirected log holds no escape codes.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNOFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+    };
 }
 
 async fn shutdown_signal() {
@@ -175,12 +217,11 @@ fn spawn_reload_on_sighup(engine: Arc<Engine>) {
             return;
         };
         while hup.recv().await.is_some() {
+            // the engine logs the reload and a rejected set itself
             match engine.reload_policies(Operator::Console).await {
-                Ok(info) => {
-                    tracing::info!(hash = %info.hash, policies = info.policy_ids.len(), "policies reloaded")
-                }
+                Ok(_) | Err(signoff_engine::EngineError::Policy(_)) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "policy reload rejected; previous policy set stays active")
+                    tracing::error!(error = %e, "policy reload failed; previous policy set stays active")
                 }
             }
         }

@@ -317,6 +317,23 @@ pub enum ReviewRefusal {
     },
 }
 
+impl ReviewRefusal {
+    /// The rule that refused the review, as a stable slug for logs and
+    /// metrics (`self-review`, `provisioned-by-party`, `role`, …).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ReviewRefusal::Agent { .. } => "agent-reviewer",
+            ReviewRefusal::Role { .. } => "role",
+            ReviewRefusal::SelfReview { .. } => "self-review",
+            ReviewRefusal::ProvisionedByParty { .. } => "provisioned-by-party",
+            ReviewRefusal::NotPending { .. } => "not-pending",
+            ReviewRefusal::Expired { .. } => "expired",
+            ReviewRefusal::AlreadyReviewed { .. } => "already-reviewed",
+            ReviewRefusal::NotInRequiredGroup { .. } => "not-eligible",
+        }
+    }
+}
+
 /// Why a claim was refused. Every refusal is itself recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimRefusal {
@@ -352,6 +369,21 @@ pub enum ClaimRefusal {
     /// The policy changed and now needs more approvals.
     #[error("the policy now requires {0}; the request is pending again")]
     PolicyNeedsMore(String),
+}
+
+impl ClaimRefusal {
+    /// The rule that refused the claim, as a stable slug for logs and
+    /// metrics (`digest-mismatch`, `policy-denies`, …).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ClaimRefusal::NotRequester { .. } => "not-requester",
+            ClaimRefusal::DigestMismatch { .. } => "digest-mismatch",
+            ClaimRefusal::NotApproved { .. } => "not-claimable",
+            ClaimRefusal::Lapsed { .. } => "lapsed",
+            ClaimRefusal::PolicyNowDenies(_) => "policy-denies",
+            ClaimRefusal::PolicyNeedsMore(_) => "needs-approval",
+        }
+    }
 }
 
 /// Why an outcome or cancellation was refused.

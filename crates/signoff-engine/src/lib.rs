@@ -20,6 +20,7 @@ mod error;
 mod expiry;
 pub mod identity;
 pub mod ledger;
+pub mod oplog;
 pub mod principals;
 pub mod replication;
 pub mod stream;
@@ -238,7 +239,17 @@ impl Engine {
                     set,
                     loaded_at: now,
                 }));
-                Ok(self.policy_info())
+                let info = self.policy_info();
+                tracing::info!(
+                    target: oplog::TARGET,
+                    event = EventKind::PolicySetLoaded.as_str(),
+                    actor,
+                    policy_set = info.hash.get(..12).unwrap_or(&info.hash),
+                    policies = info.policy_ids.len(),
+                    catalog_entries = info.catalog_entries,
+                    "policy set reloaded"
+                );
+                Ok(info)
             }
             Err(err) => {
                 let event = policy_rejected_event(&err, &self.policies.load().set, now, actor);
@@ -248,7 +259,15 @@ impl Engine {
                         events: vec![event],
                     })
                     .await?;
-                Err(EngineError::Policy(err.to_string()))
+                let error = err.to_string();
+                tracing::warn!(
+                    target: oplog::TARGET,
+                    event = EventKind::PolicySetRejected.as_str(),
+                    actor,
+                    error = signoff_core::display::one_line(&error).as_str(),
+                    "policy set rejected; the previous set stays active"
+                );
+                Err(EngineError::Policy(error))
             }
         }
     }
@@ -314,9 +333,10 @@ impl Engine {
                 self.store
                     .commit(Commit {
                         changes: vec![],
-                        events: vec![event],
+                        events: vec![event.clone()],
                     })
                     .await?;
+                oplog::committed(None, &[event], Some("gate-binding"));
                 return Err(EngineError::Forbidden(detail));
             }
             (Some(bound), _) => (bound.to_owned(), None),
@@ -364,11 +384,11 @@ impl Engine {
             .store
             .commit(Commit {
                 changes: vec![Change::InsertRequest(record.clone())],
-                events: vec![event],
+                events: vec![event.clone()],
             })
             .await
         {
-            Ok(_) => {}
+            Ok(_) => oplog::committed(Some(&record), &[event], None),
             Err(StoreError::Duplicate(_)) if idempotency_key.is_some() => {
                 // lost a race with a concurrent retry carrying the same key
                 let key = idempotency_key.as_deref().unwrap_or_default();
@@ -721,8 +741,20 @@ impl Engine {
                 changes.push(Change::UpdateRequest(record.clone()));
             }
             if !changes.is_empty() || !events.is_empty() {
+                let logged = events.clone();
                 match self.store.commit(Commit { changes, events }).await {
-                    Ok(_) => {}
+                    Ok(_) => {
+                        let rule = match &result {
+                            Err(EngineError::ReviewRefused(r)) => Some(r.rule()),
+                            Err(EngineError::ClaimRefused(c)) => Some(c.rule()),
+                            _ => None,
+                        };
+                        let mut after = record.clone();
+                        if changed {
+                            after.version += 1;
+                        }
+                        oplog::committed(Some(&after), &logged, rule);
+                    }
                     Err(StoreError::Conflict(_)) => continue,
                     Err(e) => return Err(e.into()),
                 }
@@ -843,7 +875,7 @@ impl Engine {
                 Ok(sweep) => {
                     failures = 0;
                     if sweep.expired > 0 {
-                        tracing::info!(
+                        tracing::debug!(
                             expired = sweep.expired,
                             "expired requests past their deadline"
                         );

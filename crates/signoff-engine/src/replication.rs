@@ -75,6 +75,8 @@ impl Engine {
             )));
         }
         tracing::info!(
+            target: crate::oplog::TARGET,
+            event = "policy_set_converged",
             policy_set = %short(set.hash()),
             policies = set.len(),
             "policy set activated by another replica is now enforced here"

@@ -245,10 +245,12 @@ fn exec_end(finished: SessionEnd<Ran>) -> ExecEnd {
             format!("not running the command: {error}{}", naming(id)),
             id,
         ),
-        // a token the gateway refuses is a refusal (77), as it always was;
-        // any other rejection is an input the caller must fix
+        // a role or credential the gateway refuses for this action (403:
+        // e.g. a token bound to another gate) is a refusal; anything else
+        // — a missing, wrong or revoked token (401), a malformed request,
+        // an unknown id — is for the caller to fix
         SessionEnd::Rejected { error, .. } => end(
-            if matches!(error.status(), Some(401 | 403)) {
+            if matches!(error.status(), Some(403 | 409)) {
                 EXIT_DENIED
             } else {
                 EXIT_USAGE

@@ -21,7 +21,8 @@ pub const EXIT_DENIED: i32 = 77;
 /// Exit status when the request expired, the wait ran out or the gateway was
 /// unavailable: `EX_TEMPFAIL`.
 pub const EXIT_TEMPFAIL: i32 = 75;
-/// Exit status for what the caller must fix (bad flags, malformed input).
+/// Exit status for what the caller must fix (bad flags, malformed input,
+/// missing or invalid credentials, an unknown request id).
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status after an interrupt (ctrl-c) while waiting: 128 + SIGINT.
 pub const EXIT_INTERRUPTED: i32 = 130;

@@ -115,45 +115,58 @@ impl Compiled {
         let entities = if needs.principal || needs.action || needs.resource {
             let mut list = Vec::with_capacity(4);
             if needs.principal {
-                let groups: HashSet<EntityUid> = input
-                    .principal_groups
-                    .iter()
-                    .map(|g| uid(&n.group, g))
-                    .collect();
-                let attrs = principal_attrs(req.principal.kind, input.principal_attributes);
-                list.push(
-                    Entity::new(principal.clone(), attrs, groups)
-                        .map_err(|e| format!("invalid principal entity: {e}"))?,
-                );
+                let cached = self.entities.principal(
+                    req.principal.kind,
+                    &req.principal.name,
+                    input.principal_groups,
+                    input.principal_attributes,
+                    || {
+                        let groups: HashSet<EntityUid> = input
+                            .principal_groups
+                            .iter()
+                            .map(|g| uid(&n.group, g))
+                            .collect();
+                        let attrs = principal_attrs(req.principal.kind, input.principal_attributes);
+                        Entity::new(principal.clone(), attrs, groups)
+                            .map_err(|e| format!("invalid principal entity: {e}"))
+                    },
+                )?;
+                list.push(cached.entity.clone());
             }
             if needs.resource {
-                let parents: HashSet<EntityUid> = facts
-                    .resource
-                    .ancestors
-                    .iter()
-                    .map(|a| uid(&n.resource, a))
-                    .collect();
-                list.push(
+                let cached = self.entities.resource(&req.resource, &facts.resource, || {
+                    let parents: HashSet<EntityUid> = facts
+                        .resource
+                        .ancestors
+                        .iter()
+                        .map(|a| uid(&n.resource, a))
+                        .collect();
                     Entity::new(resource.clone(), resource_attrs(&facts.resource), parents)
-                        .map_err(|e| format!("invalid resource entity: {e}"))?,
-                );
+                        .map_err(|e| format!("invalid resource entity: {e}"))
+                })?;
+                list.push(cached.entity.clone());
             }
             if needs.action {
-                let ancestors: Vec<EntityUid> = action_ancestors(&req.action)
-                    .into_iter()
-                    .map(|a| uid(&n.action, a))
-                    .collect();
-                list.push(Entity::new_no_attrs(
-                    action.clone(),
-                    ancestors.iter().cloned().collect(),
-                ));
-                // Each prefix's parents are the shorter prefixes after it.
-                for (i, a) in ancestors.iter().enumerate() {
-                    list.push(Entity::new_no_attrs(
-                        a.clone(),
-                        ancestors[i + 1..].iter().cloned().collect(),
+                let cached = self.entities.action(&req.action, || {
+                    let ancestors: Vec<EntityUid> = action_ancestors(&req.action)
+                        .into_iter()
+                        .map(|a| uid(&n.action, a))
+                        .collect();
+                    let mut entities = Vec::with_capacity(ancestors.len() + 1);
+                    entities.push(Entity::new_no_attrs(
+                        action.clone(),
+                        ancestors.iter().cloned().collect(),
                     ));
-                }
+                    // Each prefix's parents are the shorter prefixes after it.
+                    for (i, a) in ancestors.iter().enumerate() {
+                        entities.push(Entity::new_no_attrs(
+                            a.clone(),
+                            ancestors[i + 1..].iter().cloned().collect(),
+                        ));
+                    }
+                    entities
+                });
+                list.extend(cached.iter().cloned());
             }
             Entities::from_entities(list, None)
                 .map_err(|e| format!("invalid request entities: {e}"))?

@@ -55,6 +55,7 @@ mod annotations;
 mod catalog;
 mod context;
 mod diag;
+mod entities;
 mod eval;
 mod explain;
 mod index;
@@ -241,6 +242,7 @@ impl PolicySet {
     /// of each action pays the cold cost again (benchmarks measure it).
     pub fn clear_cache(&self) {
         self.inner.cache.clear();
+        self.inner.entities.clear();
     }
     /// Evaluates a request and reports what every candidate policy did.
     pub fn explain(&self, input: &EvalInput<'_>) -> Explanation {

@@ -84,6 +84,8 @@ pub(crate) struct Compiled {
     pub(crate) full: cedar_policy::PolicySet,
     pub(crate) index: ActionIndex,
     pub(crate) cache: CandidateCache,
+    /// Principal, resource and action entities built for earlier requests.
+    pub(crate) entities: crate::entities::EntityCache,
     pub(crate) names: Names,
     pub(crate) authorizer: cedar_policy::Authorizer,
     /// The resource catalog (empty when the directory has none).
@@ -339,6 +341,7 @@ pub(crate) fn compile_with(
         full,
         index,
         cache: CandidateCache::default(),
+        entities: Default::default(),
         names,
         authorizer: cedar_policy::Authorizer::new(),
     })

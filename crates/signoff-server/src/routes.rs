@@ -361,7 +361,18 @@ async fn review(
         .await;
     // Only reviews the engine recorded count (a 404 or a bad body is neither).
     match &result {
-        Ok(_) => state.metrics.record_review(false),
+        Ok(record) => {
+            state.metrics.record_review(false);
+            // this review decided it when the decision carries its time
+            if let (Some(decided), Some(last)) = (record.decided_at, record.reviews.last()) {
+                if decided == last.at {
+                    let waited = decided.duration_since(record.created_at);
+                    state
+                        .metrics
+                        .record_reviewed_decision(waited.unsigned_abs());
+                }
+            }
+        }
         Err(EngineError::ReviewRefused(_)) => state.metrics.record_review(true),
         Err(_) => {}
     }

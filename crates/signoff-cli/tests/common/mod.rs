@@ -244,7 +244,7 @@ fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 }
 
 impl Bg {
-    fn spawn(mut cmd: Command, what: String) -> Bg {
+    pub fn spawn(mut cmd: Command, what: String) -> Bg {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -259,6 +259,11 @@ impl Bg {
             stdout,
             stderr,
         }
+    }
+
+    /// Its process id (to send it a signal).
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether it is still running.
@@ -421,6 +426,8 @@ pub struct Gateway {
     http: reqwest::Client,
     _pg: Option<PgDatabase>,
     serve_args: Vec<String>,
+    /// Extra environment of the `serve` process (on restarts).
+    serve_env: Vec<(String, String)>,
 }
 
 impl Gateway {
@@ -441,6 +448,25 @@ impl Gateway {
 
     /// A gateway on the database at `database` (which must exist).
     pub fn start_on(dir: tempfile::TempDir, database: String, pg: Option<PgDatabase>) -> Gateway {
+        Self::start_with(dir, database, pg, "", &[], &[])
+    }
+
+    /// A SQLite gateway whose config file ends with `extra` (TOML keys)
+    /// and whose `serve` gets `serve_flags` and `env`.
+    pub fn start_configured(extra: &str, serve_flags: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let dir = tempdir();
+        let db = format!("sqlite://{}", dir.path().join("signoff.db").display());
+        Self::start_with(dir, db, None, extra, serve_flags, env)
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        database: String,
+        pg: Option<PgDatabase>,
+        extra: &str,
+        serve_flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).expect("create policies dir");
         std::fs::write(policies.join("test.cedar"), POLICY).expect("write policy");
@@ -448,7 +474,7 @@ impl Gateway {
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\npolicies = \"{}\"\n",
+                "listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\npolicies = \"{}\"\n{extra}",
                 policies.display()
             ),
         )
@@ -458,8 +484,15 @@ impl Gateway {
             tokens.insert(name.to_string(), add_principal(&config, args));
         }
         let mut cmd = Command::new(BIN);
-        let serve_args = vec!["serve".to_owned(), "--config".to_owned(), plain(&config)];
-        cmd.args(&serve_args).current_dir(dir.path());
+        let mut serve_args = vec!["serve".to_owned(), "--config".to_owned(), plain(&config)];
+        serve_args.extend(serve_flags.iter().map(|f| f.to_string()));
+        let serve_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        cmd.args(&serve_args)
+            .envs(serve_env.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir.path());
         let (server, url, stdout) = spawn_server(cmd, dir.path());
         Gateway {
             url,
@@ -473,6 +506,7 @@ impl Gateway {
             rt: runtime(),
             http: http_client(),
             serve_args: serve_args.clone(),
+            serve_env,
             _pg: pg,
             dir,
         }
@@ -515,6 +549,7 @@ impl Gateway {
             rt: runtime(),
             http: http_client(),
             serve_args,
+            serve_env: Vec::new(),
             _pg: None,
             dir,
         }
@@ -569,6 +604,7 @@ impl Gateway {
             rt: runtime(),
             http: http_client(),
             serve_args: serve_args.clone(),
+            serve_env: Vec::new(),
             _pg: None,
             dir,
         }
@@ -582,7 +618,9 @@ impl Gateway {
             let _ = server.wait();
         }
         let mut cmd = Command::new(BIN);
-        cmd.args(&self.serve_args).current_dir(self.dir.path());
+        cmd.args(&self.serve_args)
+            .envs(self.serve_env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path());
         let (server, url, stdout) = spawn_server(cmd, self.dir.path());
         self.server = Some(server);
         self.url = url;
