@@ -17,3 +17,6 @@ scripts/mcp-test-deps.sh >/dev/null
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The auditor report fixture, rendered and screenshotted in headless Chromium
+# (artifacts in target/report/).
+scripts/report-screenshot.sh

@@ -1,25 +1,29 @@
-//! `signoff audit …`: read the trail, verify the ledger (live or an
-//! offline bundle), export evidence bundles and produce the period report.
-
-mod check;
-mod report;
+//! `signoff audit …`: read the trail, verify the ledger (over the API with
+//! an auditor token, against a database file, or an offline bundle),
+//! export evidence bundles and produce the period report. The logic lives
+//! in `signoff-audit` and the engine's audit use cases; this module picks
+//! where to read from and prints.
 
 use crate::config::Config;
 use crate::Remote;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
-use signoff_core::{AuditEvent, RequestRecord};
+use signoff_audit::report::{self, Report};
+use signoff_audit::verify::{self, Finding, Saved};
+use signoff_audit::VerificationSummary;
+use signoff_core::display;
+use signoff_engine::audit::StoreSource;
 use signoff_engine::principals::Operator;
 use signoff_engine::Engine;
 use signoff_ledger::bundle;
 use signoff_ledger::leaf;
 use signoff_ledger::merkle::{self, Frontier};
 use signoff_ledger::note::{SigningKey, Verifier};
-use signoff_store::{RequestFilter, Store, StoredCheckpoint};
-use std::collections::{BTreeSet, HashMap};
+use signoff_store::Store;
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,48 +44,58 @@ pub enum AuditCmd {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Verify the whole ledger in the database (--config), or an exported
-    /// evidence bundle offline (--bundle DIR --key VKEY).
+    /// Verify the ledger: over the API with an auditor token (SIGNOFF_URL,
+    /// SIGNOFF_TOKEN; the gateway's run is recorded and the entries are
+    /// re-hashed here against the pinned --key), the database of a
+    /// gateway (--config), or an evidence bundle offline (--bundle DIR --key VKEY).
     Verify(VerifyArgs),
     /// Export the entries of a period with inclusion proofs into a signed
     /// checkpoint, as an evidence bundle that verifies offline.
     Export(ExportArgs),
     /// The population of privileged actions of a period, from the ledger,
-    /// with approvals, execution and outcome per request.
+    /// with approvals, execution and outcome per request, exceptions first.
     Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Config file of the gateway whose database to verify.
-    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    /// Config file of the gateway whose database to verify (offline).
+    #[arg(long, conflicts_with = "bundle")]
     config: Option<PathBuf>,
     /// An evidence bundle directory to verify offline (needs --key).
     #[arg(long, requires = "key")]
     bundle: Option<PathBuf>,
     /// The log's verifier key (`name+id+base64`), or a file holding it.
-    /// With --config it defaults to the key of the configured ledger_key
-    /// (with a warning: pin the key you got from the log's operator).
+    /// Without it the key the gateway (or the configured ledger_key)
+    /// presents is trusted, with a warning: pin the key you got from the
+    /// log's operator.
     #[arg(long)]
     key: Option<String>,
     /// A checkpoint saved earlier (the signed note as served by
     /// `GET /v1/ledger/checkpoint`): the log must still have its root at
-    /// its size. Repeatable. With --config only.
+    /// its size. Repeatable. Not with --bundle.
     #[arg(long = "checkpoint", value_name = "FILE", conflicts_with = "bundle")]
     checkpoints: Vec<PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 #[derive(Debug, Args)]
 pub struct PeriodArgs {
-    /// Start of the period, RFC 3339 (inclusive), e.g. 2025-01-01T00:00:00Z.
+    /// Start of the period (inclusive): a date (2026-12-02, midnight UTC),
+    /// an RFC 3339 time, or a time before now (30d, 12h, 2w).
     #[arg(long)]
     since: String,
-    /// End of the period, RFC 3339 (exclusive).
+    /// End of the period (exclusive), same forms; default now.
     #[arg(long)]
-    until: String,
-    /// Config file of the gateway.
+    until: Option<String>,
+    /// Config file of the gateway: read its database directly (offline).
+    /// Without it, the gateway at SIGNOFF_URL is asked with SIGNOFF_TOKEN
+    /// (an auditor's).
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    remote: Remote,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +105,31 @@ pub struct ExportArgs {
     /// Directory to write the bundle to (must not exist or be empty).
     #[arg(long)]
     out: PathBuf,
+    /// Over the API: the verifier key the bundle must verify with (or a
+    /// file holding it); default the key the gateway presents.
+    #[arg(long)]
+    key: Option<String>,
+}
+
+/// Output format of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// RFC 4180 CSV, one row per request, for spreadsheets.
+    Csv,
+    /// One JSON document, for tools.
+    Json,
+    /// One self-contained HTML page that prints on A4 and Letter.
+    Html,
+}
+
+impl From<FormatArg> for report::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Csv => report::Format::Csv,
+            FormatArg::Json => report::Format::Json,
+            FormatArg::Html => report::Format::Html,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +138,7 @@ pub struct ReportArgs {
     period: PeriodArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
-    format: report::Format,
+    format: FormatArg,
     /// Write the report to this file instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -125,40 +164,142 @@ pub async fn run(cmd: AuditCmd) -> Result<i32> {
             checkpoints,
             ..
         }) => verify_db(&config, key.as_deref(), &checkpoints).await,
-        AuditCmd::Verify(_) => bail!("give --config FILE, or --bundle DIR --key VKEY"),
+        AuditCmd::Verify(VerifyArgs {
+            key,
+            checkpoints,
+            remote,
+            ..
+        }) => verify_remote(&remote, key.as_deref(), &checkpoints).await,
         AuditCmd::Export(args) => export(args).await,
         AuditCmd::Report(args) => make_report(args).await,
     }
 }
 
+/// What the events table knows of a request (from its submission).
+#[derive(Debug, Clone, Default)]
+struct RequestLine {
+    action: String,
+    resource: String,
+}
+
+const EVENT_HEADER: [&str; 8] = [
+    "INDEX", "TIME", "EVENT", "ACTOR", "ACTION", "RESOURCE", "VERDICT", "REQUEST",
+];
+const EVENT_WIDTHS: [usize; 7] = [6, 20, 22, 20, 16, 22, 17];
+
 async fn events(remote: &Remote, from: u64, limit: usize, json: bool) -> Result<i32> {
-    let page = crate::remote::client(remote)?
+    let client = crate::remote::client(remote)?;
+    let page = client
         .events(from, limit)
         .await
         .context("cannot read audit events")?;
-    for e in &page.events {
-        if json {
+    if json {
+        for e in &page.events {
             println!("{}", serde_json::to_string(e)?);
-        } else {
-            println!(
-                "{:>6}  {}  {:<20} {:<18} {}{}",
-                e.index.unwrap_or_default(),
-                e.time,
-                e.kind.as_str(),
-                signoff_core::display::one_line(&e.actor),
-                e.request_id
-                    .as_deref()
-                    .map(signoff_core::display::one_line)
-                    .unwrap_or_else(|| "-".into()),
-                // one line per event whatever the reason holds
-                e.reason
-                    .as_deref()
-                    .map(|r| format!("  {}", signoff_core::display::one_line(r)))
-                    .unwrap_or_default()
-            );
+        }
+        return Ok(0);
+    }
+    // Action and resource of each request: from its submission when it is
+    // in the page, otherwise asked once per request.
+    let mut known: HashMap<String, RequestLine> = HashMap::new();
+    for e in &page.events {
+        if let (signoff_core::EventKind::RequestSubmitted, Some(id)) = (e.kind, &e.request_id) {
+            known.insert(id.clone(), request_line(&e.detail));
         }
     }
+    for id in page.events.iter().filter_map(|e| e.request_id.as_ref()) {
+        if !known.contains_key(id) {
+            let line = match client.get_request(id).await {
+                Ok(v) => RequestLine {
+                    action: v.request.action.clone(),
+                    resource: v.request.resource.clone(),
+                },
+                Err(_) => RequestLine::default(),
+            };
+            known.insert(id.clone(), line);
+        }
+    }
+    print!("{}", events_table(&page.events, &known));
     Ok(0)
+}
+
+fn request_line(detail: &serde_json::Value) -> RequestLine {
+    let action = detail.get("action");
+    let field = |k: &str| {
+        action
+            .and_then(|a| a.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    RequestLine {
+        action: field("action"),
+        resource: field("resource"),
+    }
+}
+
+/// The events as a table: a header, fixed-width columns (other people's
+/// text escaped and cut to its column), the reason folded under the row.
+fn events_table(
+    events: &[signoff_core::AuditEvent],
+    known: &HashMap<String, RequestLine>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let row = |out: &mut String, cells: [String; 8]| {
+        let mut line = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            match EVENT_WIDTHS.get(i) {
+                Some(w) if i == 0 => {
+                    let _ = write!(line, "{c:>w$}  ");
+                }
+                Some(w) => {
+                    let _ = write!(line, "{c:<w$}  ");
+                }
+                None => line.push_str(c),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    row(&mut out, EVENT_HEADER.map(str::to_owned));
+    let indent = " ".repeat(EVENT_WIDTHS[0] + 2);
+    for e in events {
+        let req = e.request_id.as_ref().and_then(|id| known.get(id));
+        let cell = |s: &str, i: usize| display::cell(s, EVENT_WIDTHS[i]);
+        let time = e.time.strftime("%Y-%m-%d %H:%M:%S").to_string();
+        row(
+            &mut out,
+            [
+                e.index.map(|i| i.to_string()).unwrap_or_default(),
+                time,
+                e.kind.as_str().to_owned(),
+                cell(&e.actor, 3),
+                req.map(|r| cell(&r.action, 4))
+                    .unwrap_or_else(|| "-".into()),
+                req.map(|r| cell(&r.resource, 5))
+                    .unwrap_or_else(|| "-".into()),
+                e.verdict
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_else(|| "-".into()),
+                e.request_id
+                    .as_deref()
+                    .map(display::one_line)
+                    .unwrap_or_else(|| "-".into()),
+            ],
+        );
+        if let Some(reason) = e.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+            let lines = display::text_lines(reason.trim_end());
+            for (i, l) in lines.iter().enumerate().take(6) {
+                let mark = if i == 0 { "reason: " } else { "        " };
+                let _ = writeln!(out, "{indent}{mark}{}", display::cell(l, 110));
+            }
+            if lines.len() > 6 {
+                let _ = writeln!(out, "{indent}        … {} more lines", lines.len() - 6);
+            }
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------- keys, times
@@ -205,19 +346,21 @@ fn configured_vkey(config: &Config) -> Result<String> {
         .vkey())
 }
 
-fn parse_time(flag: &str, s: &str) -> Result<Timestamp> {
-    s.trim().parse::<Timestamp>().map_err(|_| {
-        anyhow!("invalid {flag} `{s}`: expected an RFC 3339 time such as 2025-01-31T00:00:00Z")
-    })
-}
-
+/// The period of `args`: dates, RFC 3339 times and relative forms.
 fn period(args: &PeriodArgs) -> Result<(Timestamp, Timestamp)> {
-    let since = parse_time("--since", &args.since)?;
-    let until = parse_time("--until", &args.until)?;
-    if until <= since {
-        bail!("--until {until} must be after --since {since}");
-    }
-    Ok((since, until))
+    signoff_audit::period::parse_period(&args.since, args.until.as_deref(), Timestamp::now())
+        .map_err(|e| match e {
+            signoff_audit::period::PeriodError::Invalid { flag, input } => anyhow!(
+                "{}",
+                signoff_audit::period::PeriodError::Invalid {
+                    flag: format!("--{flag}"),
+                    input
+                }
+            ),
+            signoff_audit::period::PeriodError::Empty { since, until } => {
+                anyhow!("--until {until} must be after --since {since}")
+            }
+        })
 }
 
 fn b64(hash: &[u8; 32]) -> String {
@@ -286,8 +429,8 @@ async fn verify_db(config_path: &Path, key: Option<&str>, checkpoints: &[PathBuf
             Err(_) => continue,
         };
         match verifier.verify_note(&text) {
-            Ok(checkpoint) => saved.push(check::Saved { label, checkpoint }),
-            Err(e) => unverified.push(check::Problem::SavedUnverified {
+            Ok(checkpoint) => saved.push(Saved { label, checkpoint }),
+            Err(e) => unverified.push(Finding::SavedUnverified {
                 label,
                 reason: e.to_string(),
             }),
@@ -303,47 +446,246 @@ async fn verify_db(config_path: &Path, key: Option<&str>, checkpoints: &[PathBuf
         bar.set_length(total);
         bar.set_position(done);
     };
-    let mut outcome = check::replay(store, verifier, saved, &progress)
+    let source: Arc<dyn signoff_audit::LedgerSource> = Arc::new(StoreSource::new(store));
+    let outcome = verify::replay(source, verifier, saved, &progress)
         .await
         .context("cannot read the ledger")?;
     bar.finish_and_clear();
-    outcome.problems.extend(unverified);
-    if key.is_some() && outcome.entries > 0 && outcome.checkpoints == 0 {
-        outcome.problems.push(check::Problem::Unsigned {
-            entries: outcome.entries,
+    let mut summary = outcome.summary();
+    summary.findings.extend(unverified);
+    if key.is_some() && summary.entries > 0 && summary.checkpoints == 0 {
+        summary.findings.push(Finding::Unsigned {
+            entries: summary.entries,
         });
     }
-    let notable = outcome.notable();
-    if let Some(first) = notable.first() {
-        eprintln!("signoff: {first}");
-        for p in notable.iter().skip(1).take(5) {
-            eprintln!("  also: {p}");
-        }
-        if notable.len() > 6 {
-            eprintln!("  … and {} more", notable.len() - 6);
-        }
+    if print_findings(&summary.notable()) {
         return Ok(1);
     }
-    let latest = match &outcome.latest {
-        Some(cp) => format!("latest checkpoint {} root {}", cp.size, b64(&cp.root)),
-        None => "no signed checkpoint yet".to_owned(),
+    print_verified(&summary, "", outcome.rate());
+    for s in saved_summary {
+        println!("consistent with {s}");
+    }
+    Ok(0)
+}
+
+/// Prints findings to stderr; whether there were any.
+fn print_findings(notable: &[&Finding]) -> bool {
+    let Some(first) = notable.first() else {
+        return false;
     };
-    let uncovered = outcome
-        .size
-        .saturating_sub(outcome.latest.as_ref().map_or(0, |c| c.size));
+    eprintln!("signoff: {first}");
+    for p in notable.iter().skip(1).take(5) {
+        eprintln!("  also: {p}");
+    }
+    if notable.len() > 6 {
+        eprintln!("  … and {} more", notable.len() - 6);
+    }
+    true
+}
+
+fn print_verified(s: &VerificationSummary, prefix: &str, rate: f64) {
+    let latest = match (&s.latest_size, &s.latest_root) {
+        (Some(size), Some(root)) => format!("latest checkpoint {size} root {root}"),
+        _ => "no signed checkpoint yet".to_owned(),
+    };
+    let uncovered = s.size.saturating_sub(s.latest_size.unwrap_or(0));
     println!(
-        "ledger verified: {} entries, {} checkpoints checked, {latest}{}, {:.0} entries/s",
-        outcome.entries,
-        outcome.checkpoints,
+        "{prefix}ledger verified: {} entries, {} checkpoints checked, {latest}{}, {:.0} entries/s",
+        s.entries,
+        s.checkpoints,
         if uncovered > 0 {
             format!(" ({uncovered} newer entries not yet in a checkpoint)")
         } else {
             String::new()
         },
-        outcome.rate()
+        rate
     );
-    for s in saved_summary {
-        println!("consistent with {s}");
+}
+
+/// Saved checkpoints read from `files` and verified with `verifier`; the
+/// ones that do not verify are findings.
+fn read_saved(verifier: &Verifier, files: &[PathBuf]) -> Result<(Vec<Saved>, Vec<Finding>)> {
+    let mut saved = Vec::new();
+    let mut bad = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--checkpoint {}: cannot read it", path.display()))?;
+        let label = format!("the saved checkpoint {}", path.display());
+        match verifier.verify_note(&text) {
+            Ok(checkpoint) => saved.push(Saved { label, checkpoint }),
+            Err(e) => bad.push(Finding::SavedUnverified {
+                label,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((saved, bad))
+}
+
+/// Over the API: the gateway verifies its own ledger (recorded as a
+/// `ledger_verified` event), then every entry is fetched and re-hashed
+/// here into the tree the pinned key signed, and compared with the
+/// checkpoints saved earlier. Nothing the gateway says is trusted.
+async fn verify_remote(remote: &Remote, key: Option<&str>, checkpoints: &[PathBuf]) -> Result<i32> {
+    #[derive(serde::Deserialize)]
+    struct Server {
+        #[serde(flatten)]
+        summary: VerificationSummary,
+        recorded_index: Option<u64>,
+    }
+    let client = crate::remote::client(remote)?;
+    let vkey = match key {
+        Some(k) => read_vkey(k)?,
+        None => {
+            let vkey = client
+                .get_text("/v1/ledger/key")
+                .await
+                .context("cannot read the gateway's verifier key")?
+                .trim()
+                .to_owned();
+            eprintln!(
+                "signoff: WARNING: no --key given: trusting the key the gateway at {} presents ({vkey}). \
+                 A gateway that rewrote its ledger can present a new key; pass --key with the log's \
+                 verifier key obtained independently (and --checkpoint with one you saved).",
+                remote.url
+            );
+            vkey
+        }
+    };
+    let verifier = Verifier::from_vkey(&vkey).map_err(|e| anyhow!("verifier key: {e}"))?;
+    let (saved, mut findings) = read_saved(&verifier, checkpoints)?;
+    let server: Server = client
+        .post_json("/v1/audit/verify")
+        .await
+        .context("the gateway's verification run failed")?;
+    findings.extend(server.summary.findings.iter().cloned());
+
+    // Our own replay of what the gateway serves.
+    let note = client
+        .get_text("/v1/ledger/checkpoint")
+        .await
+        .context("cannot read the gateway's latest checkpoint")?;
+    let latest = match verifier.verify_note(&note) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            findings.push(Finding::BadSignature {
+                size: 0,
+                reason: format!(
+                    "the gateway's latest checkpoint does not verify with the pinned key: {e}"
+                ),
+            });
+            None
+        }
+    };
+    let mut pending: std::collections::VecDeque<Saved> = {
+        let mut s = saved.clone();
+        s.sort_by_key(|s| s.checkpoint.size);
+        s.into()
+    };
+    let mut frontier = Frontier::new();
+    let check_at = |frontier: &Frontier,
+                    pending: &mut std::collections::VecDeque<Saved>,
+                    findings: &mut Vec<Finding>| {
+        while pending
+            .front()
+            .is_some_and(|s| s.checkpoint.size == frontier.size())
+        {
+            if let Some(s) = pending.pop_front() {
+                if s.checkpoint.root != frontier.root() {
+                    findings.push(Finding::SavedDiffers {
+                        label: s.label,
+                        size: frontier.size(),
+                    });
+                }
+            }
+        }
+    };
+    let mut latest_ok = None;
+    let bar = progress_bar(0, "re-hashing");
+    let mut start = 0u64;
+    check_at(&frontier, &mut pending, &mut findings);
+    loop {
+        let page: signoff_core::wire::LedgerEntryPage = client
+            .get_json(&format!("/v1/ledger/entries?start={start}"))
+            .await
+            .with_context(|| format!("cannot read ledger entries from {start}"))?;
+        for entry in &page.entries {
+            if entry.index != frontier.size() {
+                findings.push(Finding::Missing {
+                    index: frontier.size(),
+                    count: entry.index.saturating_sub(frontier.size()).max(1),
+                });
+                break;
+            }
+            let bytes = B64
+                .decode(&entry.leaf)
+                .map_err(|e| anyhow!("ledger entry {}: leaf is not base64: {e}", entry.index))?;
+            frontier.append(merkle::leaf_hash(&bytes));
+            check_at(&frontier, &mut pending, &mut findings);
+            if let Some(cp) = &latest {
+                if cp.size == frontier.size() {
+                    if cp.root == frontier.root() {
+                        latest_ok = Some(cp.clone());
+                    } else {
+                        findings.push(Finding::RootDiffers {
+                            size: cp.size,
+                            after: None,
+                        });
+                    }
+                }
+            }
+        }
+        bar.set_position(frontier.size());
+        match page.next {
+            Some(n) if n > start => start = n,
+            _ => break,
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(cp) = &latest {
+        if cp.size > frontier.size() {
+            findings.push(Finding::Truncated {
+                covered_by: verify::Coverer::Checkpoint,
+                covers: cp.size,
+                remain: frontier.size(),
+            });
+        }
+    }
+    for s in pending {
+        findings.push(Finding::SavedBeyond {
+            label: s.label,
+            size: s.checkpoint.size,
+            remain: frontier.size(),
+        });
+    }
+    if let Some(i) = server.recorded_index {
+        eprintln!("signoff: the gateway's verification run is recorded as ledger entry {i}");
+    }
+    let notable: Vec<&Finding> = findings.iter().collect();
+    if print_findings(&notable) {
+        return Ok(1);
+    }
+    print_verified(
+        &server.summary,
+        "gateway: ",
+        server.summary.entries as f64 / (server.summary.elapsed_ms.max(1) as f64 / 1000.0),
+    );
+    match latest_ok {
+        Some(cp) => println!(
+            "re-hashed here: {} entries; checkpoint {} size {} root {} verifies with {}",
+            frontier.size(),
+            cp.origin,
+            cp.size,
+            b64(&cp.root),
+            vkey
+        ),
+        None => {
+            eprintln!("signoff: no checkpoint signed by the pinned key covers the entries served");
+            return Ok(1);
+        }
+    }
+    for s in saved {
+        println!("consistent with {} (size {})", s.label, s.checkpoint.size);
     }
     Ok(0)
 }
@@ -420,32 +762,6 @@ fn bundle_period(dir: &Path) -> Option<(Timestamp, Timestamp)> {
 
 // ---------------------------------------------------------------- export
 
-/// A signed checkpoint covering entry `last`: the latest, or a new one.
-async fn covering_checkpoint(engine: &Engine, last: Option<u64>) -> Result<StoredCheckpoint> {
-    let covers = |cp: &StoredCheckpoint| last.is_none_or(|l| cp.size > l);
-    if let Some(cp) = engine
-        .ledger(Operator::Console)?
-        .latest_checkpoint()
-        .await?
-        .filter(covers)
-    {
-        return Ok(cp);
-    }
-    engine
-        .checkpoint_now()
-        .await
-        .context("cannot sign a checkpoint")?;
-    engine
-        .ledger(Operator::Console)?
-        .latest_checkpoint()
-        .await?
-        .filter(covers)
-        .ok_or_else(|| match last {
-            Some(l) => anyhow!("no signed checkpoint covers entry {l}"),
-            None => anyhow!("the ledger has no signed checkpoint"),
-        })
-}
-
 fn check_out_dir(out: &Path) -> Result<()> {
     match std::fs::read_dir(out) {
         Ok(mut entries) => {
@@ -460,76 +776,112 @@ fn check_out_dir(out: &Path) -> Result<()> {
     }
 }
 
-/// Events `first..=last`, in order, failing on a gap.
-async fn read_events(store: &Arc<dyn Store>, first: u64, last: u64) -> Result<Vec<AuditEvent>> {
-    let mut out = Vec::with_capacity(usize::try_from(last - first + 1).unwrap_or(0));
-    let mut next = first;
-    while next <= last {
-        let want = usize::try_from((last - next + 1).min(check::PAGE)).unwrap_or(1);
-        let page = store
-            .events(next, want)
+/// The query string of a period for the audit routes.
+fn period_query(since: Timestamp, until: Timestamp) -> String {
+    format!(
+        "since={}&until={}",
+        signoff_client::encode_component(&since.to_string()),
+        signoff_client::encode_component(&until.to_string())
+    )
+}
+
+/// The bundle of a period: read from the database (`--config`) or asked
+/// of the gateway.
+async fn bundle_contents(
+    args: &PeriodArgs,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<signoff_engine::audit::BundleContents> {
+    if let Some(config) = &args.config {
+        let config = Config::load(config)?;
+        let (_store, engine) = engine(&config).await?;
+        return engine
+            .audit_bundle(Operator::Console, since, until)
             .await
-            .with_context(|| format!("cannot read ledger entry {next}"))?;
-        if page.is_empty() {
-            bail!("entry {next} is missing from the ledger (run `signoff audit verify`)");
-        }
-        for e in page {
-            if e.index != Some(next) {
-                bail!("entry {next} is missing from the ledger (run `signoff audit verify`)");
-            }
-            out.push(e);
-            next += 1;
-        }
+            .map_err(|e| anyhow!("{e}"));
     }
-    Ok(out)
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        index: u64,
+        leaf: String,
+        proof: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        vkey: String,
+        checkpoint: String,
+        checkpoint_size: u64,
+        entries: Vec<Entry>,
+    }
+    let client = crate::remote::client(&args.remote)?;
+    let body: Body = client
+        .get_json(&format!("/v1/audit/bundle?{}", period_query(since, until)))
+        .await
+        .context("cannot export the bundle")?;
+    let hash = |s: &str| -> Result<merkle::Hash> {
+        let v = B64
+            .decode(s)
+            .map_err(|e| anyhow!("proof hash is not base64: {e}"))?;
+        v.try_into()
+            .map_err(|_| anyhow!("proof hash is not 32 bytes"))
+    };
+    let mut entries = Vec::with_capacity(body.entries.len());
+    let mut proofs = Vec::with_capacity(body.entries.len());
+    for e in body.entries {
+        entries.push((
+            e.index,
+            B64.decode(&e.leaf)
+                .map_err(|err| anyhow!("entry {}: leaf is not base64: {err}", e.index))?,
+        ));
+        proofs.push(
+            e.proof
+                .iter()
+                .map(|h| hash(h))
+                .collect::<Result<Vec<_>>>()?,
+        );
+    }
+    Ok(signoff_engine::audit::BundleContents {
+        entries,
+        checkpoint: body.checkpoint,
+        checkpoint_size: body.checkpoint_size,
+        proofs,
+        vkey: body.vkey,
+    })
 }
 
 async fn export(args: ExportArgs) -> Result<i32> {
     let (since, until) = period(&args.period)?;
     check_out_dir(&args.out)?;
-    let config = Config::load(&args.period.config)?;
-    let (store, engine) = engine(&config).await?;
-    let Some((first, last)) = store.event_range(since, until).await? else {
-        bail!("no audit events from {since} to {until}: nothing to export");
-    };
-    let cp = covering_checkpoint(&engine, Some(last)).await?;
-    let vkey = engine
-        .ledger(Operator::Console)?
-        .vkey()
-        .context("no ledger key is configured")?;
-    let events = read_events(&store, first, last).await?;
-    let entries: Vec<(u64, Vec<u8>)> = events
-        .iter()
-        .map(|e| (e.index.unwrap_or_default(), leaf::encode(e)))
-        .collect();
-    let bar = progress_bar(entries.len() as u64, "proving");
-    let mut proofs = Vec::with_capacity(entries.len());
-    for (index, _) in &entries {
-        proofs.push(
-            engine
-                .ledger(Operator::Console)?
-                .inclusion_proof(*index, cp.size)
-                .await
-                .with_context(|| format!("cannot build the inclusion proof of entry {index}"))?,
-        );
-        bar.inc(1);
+    let pinned = args.key.as_deref().map(read_vkey).transpose()?;
+    let b = bundle_contents(&args.period, since, until).await?;
+    if let Some(pinned) = &pinned {
+        if *pinned != b.vkey {
+            eprintln!(
+                "signoff: the gateway presents the key {} but --key is {pinned}: the bundle is checked against --key",
+                b.vkey
+            );
+        }
     }
-    bar.finish_and_clear();
-    bundle::write_bundle(&args.out, &entries, &cp.note, &proofs, &vkey)
+    let vkey = pinned.unwrap_or_else(|| b.vkey.clone());
+    bundle::write_bundle(&args.out, &b.entries, &b.checkpoint, &b.proofs, &vkey)
         .with_context(|| format!("cannot write the bundle to {}", args.out.display()))?;
     // What we ship must verify: this also catches a ledger whose entries
     // differ from what the checkpoint signed.
     if let Err(e) = bundle::verify_bundle(&args.out, &vkey) {
         eprintln!(
-            "signoff: the exported bundle in {} does not verify: {e} (run `signoff audit verify --config …`)",
+            "signoff: the exported bundle in {} does not verify: {e} (run `signoff audit verify`)",
             args.out.display()
         );
         return Ok(1);
     }
+    let (first, last) = match (b.entries.first(), b.entries.last()) {
+        (Some(f), Some(l)) => (f.0, l.0),
+        _ => (0, 0),
+    };
     println!(
         "exported entries {first} to {last} ({} entries, {since} to {until}) with inclusion proofs into checkpoint {} to {}",
-        entries.len(),
-        cp.size,
+        b.entries.len(),
+        b.checkpoint_size,
         args.out.display()
     );
     println!(
@@ -541,44 +893,6 @@ async fn export(args: ExportArgs) -> Result<i32> {
 
 // ---------------------------------------------------------------- report
 
-/// Requests created in `[since, until)` per the requests table (ids are
-/// ULIDs of their creation time, so this pages by id).
-async fn table_requests(
-    store: &Arc<dyn Store>,
-    since: Timestamp,
-    until: Timestamp,
-) -> Result<HashMap<String, RequestRecord>> {
-    const BATCH: usize = 1000;
-    let ms = u64::try_from(until.as_millisecond()).unwrap_or(0);
-    let mut before = ulid::Ulid::from_parts(ms, 0).to_string();
-    let mut out = HashMap::new();
-    loop {
-        let page = store
-            .list_requests(&RequestFilter {
-                before: Some(before.clone()),
-                limit: BATCH,
-                ..RequestFilter::default()
-            })
-            .await
-            .context("cannot read the requests table")?;
-        let full = page.len() == BATCH;
-        let mut done = !full;
-        for r in page {
-            before = r.id.clone();
-            if r.created_at < since {
-                done = true;
-                break;
-            }
-            if r.created_at < until {
-                out.insert(r.id.clone(), r);
-            }
-        }
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
 async fn make_report(args: ReportArgs) -> Result<i32> {
     let (since, until) = period(&args.period)?;
     if let Some(out) = &args.out {
@@ -586,109 +900,24 @@ async fn make_report(args: ReportArgs) -> Result<i32> {
             bail!("--out {}: is a directory", out.display());
         }
     }
-    let config = Config::load(&args.period.config)?;
-    let (store, engine) = engine(&config).await?;
-    let range = store.event_range(since, until).await?;
-    let cp = covering_checkpoint(&engine, range.map(|r| r.1)).await?;
-    let vkey = engine
-        .ledger(Operator::Console)?
-        .vkey()
-        .context("no ledger key is configured")?;
-    let signed = Verifier::from_vkey(&vkey)
-        .and_then(|v| v.verify_note(&cp.note))
-        .map_err(|e| anyhow!("checkpoint {} does not verify: {e}", cp.size))?;
-    if signed.size != cp.size || signed.root != cp.root {
-        bail!(
-            "checkpoint {} does not match its signed note (run `signoff audit verify`)",
-            cp.size
-        );
-    }
-    // The table first, then the events: the ledger is then at least as new.
-    let table = table_requests(&store, since, until).await?;
-    let head = store.event_count().await?;
-    let first = range.map_or(cp.size, |r| r.0);
-    let mut builder = report::Builder::new(range, cp.size, table);
-
-    // The tree left of `first` comes from the stored nodes; the entries
-    // from `first` to the checkpoint are re-hashed, so the root proves the
-    // events below are exactly what the checkpoint signed.
-    let edge = store
-        .ledger_nodes(&merkle::perfect_subtrees(0, first))
-        .await
-        .context("cannot read the ledger tree")?;
-    let mut frontier = Frontier::from_nodes(first, edge)
-        .map_err(|e| anyhow!("ledger tree is inconsistent: {e}"))?;
-    let bar = progress_bar(head.saturating_sub(first), "reading");
-    let mut next = first;
-    while next < head {
-        let page = store
-            .events(next, check::PAGE as usize)
+    let report: Report = match &args.period.config {
+        Some(config) => {
+            let config = Config::load(config)?;
+            let (_store, engine) = engine(&config).await?;
+            engine
+                .audit_report(Operator::Console, since, until)
+                .await
+                .map_err(|e| anyhow!("{e}"))?
+        }
+        None => crate::remote::client(&args.period.remote)?
+            .get_json(&format!(
+                "/v1/audit/report?{}&format=json",
+                period_query(since, until)
+            ))
             .await
-            .with_context(|| format!("cannot read ledger entry {next}"))?;
-        let Some(last_index) = page.last().and_then(|e| e.index) else {
-            break;
-        };
-        for e in &page {
-            let index = e.index.unwrap_or_default();
-            if index >= cp.size {
-                builder.push(e);
-                continue;
-            }
-            if index != frontier.size() {
-                bail!(
-                    "entry {} is missing from the ledger (run `signoff audit verify`)",
-                    frontier.size()
-                );
-            }
-            frontier.append(merkle::leaf_hash(&leaf::encode(e)));
-            builder.push(e);
-        }
-        bar.set_position(last_index + 1 - first);
-        next = last_index + 1;
-    }
-    bar.finish_and_clear();
-    if frontier.size() != cp.size || frontier.root() != cp.root {
-        bail!(
-            "checkpoint {} does not match the entries (root differs; run `signoff audit verify`)",
-            cp.size
-        );
-    }
-    let (mut rows, ledger, mut counts, discrepancies) = builder.finish();
-    // Who created each approver and each requesting agent, from the
-    // principals table (recorded since migration 0004, backfilled from
-    // the principal_added events before it).
-    let mut creators: HashMap<String, String> = HashMap::new();
-    let names: BTreeSet<String> = rows
-        .iter()
-        .flat_map(|r| {
-            r.approvals
-                .iter()
-                .map(|a| a.reviewer.clone())
-                .chain(r.principal.strip_prefix("agent:").map(str::to_owned))
-        })
-        .collect();
-    for name in names {
-        if let Some(by) = store.provenance(&name, None).await?.account_created_by {
-            creators.insert(name, by);
-        }
-    }
-    report::mark_provisioned_approvals(&mut rows, &mut counts, &creators);
-    let origin = signed.origin.clone();
-    let report = report::Report {
-        period: report::Period { since, until },
-        generated_at: engine.now(),
-        checkpoint: report::CheckpointInfo {
-            origin,
-            size: cp.size,
-            root: b64(&cp.root),
-            signed_at: cp.created_at,
-        },
-        ledger,
-        counts,
-        discrepancies,
-        requests: rows,
+            .context("cannot make the report")?,
     };
-    let text = report::render(&report, args.format);
+    let text = report::render(&report, args.format.into());
     match &args.out {
         Some(path) => std::fs::write(path, &text)
             .with_context(|| format!("cannot write {}", path.display()))?,
@@ -724,7 +953,7 @@ async fn make_report(args: ReportArgs) -> Result<i32> {
             eprintln!(
                 "signoff: request {}: approved by a reviewer a party to it provisioned: {}",
                 r.request_id,
-                signoff_core::display::one_line(a)
+                display::one_line(a)
             );
             code = 1;
         }
@@ -742,4 +971,33 @@ async fn make_report(args: ReportArgs) -> Result<i32> {
         code = 1;
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signoff_core::{AuditEvent, Decision, EventKind};
+
+    #[test]
+    fn events_read_like_a_story() {
+        let t: Timestamp = "2026-12-02T09:15:00Z".parse().unwrap();
+        let mut read = AuditEvent::new(EventKind::RequestSubmitted, t, "agent:etl-bot");
+        read.index = Some(41);
+        read.request_id = Some("01KBREAD".into());
+        read.verdict = Some(Decision::Allow);
+        read.detail = serde_json::json!({"action": {"action": "db.read", "resource": "orders"}});
+        let mut drop = AuditEvent::new(EventKind::RequestSubmitted, t, "agent:etl-bot");
+        drop.index = Some(42);
+        drop.request_id = Some("01KBDROP".into());
+        drop.verdict = Some(Decision::Deny);
+        drop.reason = Some("forbidden by no-drop-in-prod\nline two \u{1b}[31mred".into());
+        drop.detail = serde_json::json!({"action": {"action": "db.drop", "resource": "orders"}});
+        let known: HashMap<String, RequestLine> = [&read, &drop]
+            .iter()
+            .map(|e| (e.request_id.clone().unwrap(), request_line(&e.detail)))
+            .collect();
+        let table = events_table(&[read, drop], &known);
+        insta::assert_snapshot!(table);
+        assert!(!table.contains('\u{1b}'));
+    }
 }

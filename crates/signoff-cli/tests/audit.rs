@@ -36,6 +36,7 @@ backend_tests! {
     tampering_is_detected_with_the_first_index,
     bundle_round_trip_and_tampering,
     report_reconciles_and_flags,
+    auditor_commands_over_the_api,
 }
 
 /// Verification throughput on a large ledger (not run by default):
@@ -792,16 +793,22 @@ fn report_reconciles_and_flags(b: Backend) {
     assert_eq!(out.code, 0, "{out}");
     let records = parse_csv(&text);
     assert_eq!(records.len() as u64, requests + 1, "{text}");
-    assert_eq!(records[0][0], "request_id");
+    assert_eq!(records[0][0], "Request ID");
     let width = records[0].len();
     assert!(records.iter().all(|r| r.len() == width), "{text}");
     let col = |name: &str| records[0].iter().position(|c| c == name).unwrap();
     let own_row = records.iter().find(|r| r[0] == own).unwrap();
     assert_eq!(
-        own_row[col("justification")],
+        own_row[col("Justification")],
         "quarterly close, \"finance\" <team>"
     );
-    assert_eq!(own_row[col("refused_self_approvals")], "1");
+    assert_eq!(own_row[col("Self-approval attempts")], "1");
+    // what ran: the exec gate's command, for the request it ran
+    let approved_row = records.iter().find(|r| r[0] == approved).unwrap();
+    assert!(
+        approved_row[col("What ran")].contains("echo exported"),
+        "{approved_row:?}"
+    );
     assert!(
         text.contains("\"quarterly close, \"\"finance\"\" <team>\""),
         "{text}"
@@ -813,6 +820,12 @@ fn report_reconciles_and_flags(b: Backend) {
     assert!(!text.to_lowercase().contains("<script"), "{text}");
     assert!(text.contains("quarterly close, &quot;finance&quot; &lt;team&gt;"));
     assert!(text.contains(&approved) && text.contains(&own));
+    assert!(
+        text.contains("@page") && text.contains("@media print"),
+        "prints"
+    );
+    assert!(text.contains("<svg"), "charts");
+    assert!(text.contains("Executed without approval"));
 
     // stdout when there is no --out
     let out = gw.cli([
@@ -1000,4 +1013,180 @@ fn verify_throughput(b: Backend) {
         }
         eprintln!("config: {}", config.display());
     }
+}
+
+// ---------------------------------------------------------------- over the API
+
+/// An auditor with nothing but a token and the verifier key verifies,
+/// exports and reports over the API (SIGNOFF_URL, SIGNOFF_TOKEN): no
+/// config file, no database. Agents and reviewers are refused (403) by
+/// every audit route and command.
+fn auditor_commands_over_the_api(b: Backend) {
+    let gw = Gateway::start(b);
+    let (approved, own) = activity(&gw, 3);
+    let vkey = gw.ledger_vkey();
+    let dir = tempfile::tempdir().unwrap();
+
+    // verify: the gateway's run (recorded) and our own re-hash of the entries
+    let saved = dir.path().join("saved.checkpoint");
+    // the checkpointer signs within a second of an append
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let note = loop {
+        let resp = gw.get_as("audrey", "/v1/ledger/checkpoint");
+        if resp.status == 200 || std::time::Instant::now() > deadline {
+            break resp.expect_text(200);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::fs::write(&saved, note).unwrap();
+    let out = gw.cli_as(
+        "audrey",
+        [
+            "audit",
+            "verify",
+            "--key",
+            &vkey,
+            "--checkpoint",
+            &plain(&saved),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("gateway: ledger verified:"), "{out}");
+    assert!(out.stdout.contains("re-hashed here:"), "{out}");
+    assert!(
+        out.stdout.contains("consistent with the saved checkpoint"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("WARNING"), "{out}");
+    let recorded: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "ledger_verified")
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["actor"], "user:audrey");
+    assert_eq!(recorded[0]["detail"]["findings"], json!([]));
+    // a key that is not the log's: refused, whatever the gateway says
+    let other = "other.example+12345678+AcnSLcZqXjW7y+0Pf3cNsjg+5V7Ec+5ZJOgO6lgvpa/0";
+    let out = gw.cli_as("audrey", ["audit", "verify", "--key", other]);
+    assert_ne!(out.code, 0, "{out}");
+    // without --key: a loud warning, then the same checks
+    let out = gw.cli_as("audrey", ["audit", "verify"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("WARNING: no --key given"), "{out}");
+
+    // export over the API, then verify the bundle offline
+    let bundle = dir.path().join("bundle");
+    let out = gw.cli_as(
+        "audrey",
+        [
+            "audit",
+            "export",
+            "--since",
+            "1d",
+            "--out",
+            &plain(&bundle),
+            "--key",
+            &vkey,
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let out = verify_bundle(&gw, &bundle, &vkey);
+    assert_eq!(out.code, 0, "{out}");
+
+    // report over the API: dates and relative forms
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let out = gw.cli_as(
+        "audrey",
+        ["audit", "report", "--since", &today, "--format", "json"],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let ids: Vec<&str> = report["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&approved.as_str()) && ids.contains(&own.as_str()),
+        "{ids:?}"
+    );
+    assert_eq!(report["counts"]["executed_without_approval"], 0);
+    for format in ["csv", "html"] {
+        let out = gw.cli_as(
+            "audrey",
+            ["audit", "report", "--since", "30d", "--format", format],
+        );
+        assert_eq!(out.code, 0, "{out}");
+        assert!(out.stdout.contains(&approved), "{format}: {out}");
+    }
+    let resp = gw.get_as("audrey", "/v1/audit/report?since=1d&format=html");
+    assert_eq!(resp.content_type(), "text/html; charset=utf-8");
+    let out = gw.cli_as("audrey", ["audit", "report", "--since", "yesterday"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("invalid --since `yesterday`"), "{out}");
+
+    // events read like a story: a header, action and resource on request lines
+    let out = gw.cli_as("audrey", ["audit", "events", "--limit", "1000"]);
+    assert_eq!(out.code, 0, "{out}");
+    let first = out.stdout.lines().next().unwrap();
+    assert!(first.starts_with(" INDEX  TIME"), "{first}");
+    assert!(
+        out.stdout.lines().any(|l| l.contains("request_submitted")
+            && l.contains("test.drop")
+            && l.contains("deny")),
+        "{out}"
+    );
+
+    // agents and reviewers are refused, by the API and by the CLI
+    for who in ["bot", "alice"] {
+        for path in ["/v1/audit/report?since=1d", "/v1/audit/bundle?since=1d"] {
+            gw.get_as(who, path).assert_problem(403);
+        }
+        gw.post_as(who, "/v1/audit/verify", json!({}))
+            .assert_problem(403);
+        let out = gw.cli_as(who, ["audit", "verify", "--key", &vkey]);
+        assert_ne!(out.code, 0, "{out}");
+        let out = gw.cli_as(who, ["audit", "report", "--since", "1d"]);
+        assert_ne!(out.code, 0, "{out}");
+        let out = gw.cli_as(
+            who,
+            [
+                "audit",
+                "export",
+                "--since",
+                "1d",
+                "--out",
+                &plain(&dir.path().join(who)),
+            ],
+        );
+        assert_ne!(out.code, 0, "{out}");
+        assert!(
+            out.stderr.contains("403") || out.stderr.to_lowercase().contains("forbidden"),
+            "{out}"
+        );
+    }
+    // refused callers recorded no verification run
+    let runs: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "ledger_verified")
+        .collect();
+    assert!(runs.len() >= 2, "{runs:?}");
+    assert!(runs.iter().all(|e| e["actor"] == "user:audrey"), "{runs:?}");
+
+    // someone with the database edits entry 2: the auditor, from afar, sees it
+    gw.drop_append_only_triggers();
+    gw.sql_ok("UPDATE audit_events SET actor = 'agent:someone-else' WHERE idx = 2");
+    let out = gw.cli_as("audrey", ["audit", "verify", "--key", &vkey]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("entry 2 was edited"), "{out}");
+    assert!(
+        out.stderr.contains("checkpoint") && out.stderr.contains("root differs"),
+        "the entries served no longer hash to the signed root: {out}"
+    );
 }

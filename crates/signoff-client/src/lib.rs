@@ -151,6 +151,15 @@ impl Client {
         req: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<T, ClientError> {
+        let bytes = self.send_bytes(req, timeout).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn send_bytes(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
         let req = match &self.channel {
             Some(channel) => req.header(CHANNEL_HEADER, channel),
             None => req,
@@ -170,7 +179,7 @@ impl Client {
             reason: describe(&e),
         })?;
         if status.is_success() {
-            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+            Ok(bytes.to_vec())
         } else {
             let problem = serde_json::from_slice::<Problem>(&bytes).unwrap_or_else(|_| Problem {
                 problem_type: "about:blank".into(),
@@ -364,15 +373,48 @@ impl Client {
             .await
     }
 
+    /// `GET path` (e.g. `/v1/audit/report?since=30d`) decoded as JSON:
+    /// for routes whose types live outside the wire module (audit reports).
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.get(self.url(path)), AUDIT_TIMEOUT)
+            .await
+    }
+
+    /// `POST path` with an empty JSON body, the answer decoded as JSON.
+    pub async fn post_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(
+            self.http.post(self.url(path)).json(&serde_json::json!({})),
+            AUDIT_TIMEOUT,
+        )
+        .await
+    }
+
+    /// `GET path` as text (the ledger's signed checkpoint and key).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let bytes = self
+            .send_bytes(self.http.get(self.url(path)), AUDIT_TIMEOUT)
+            .await?;
+        String::from_utf8(bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     /// Asks the gateway to reload its policies.
     pub async fn reload_policies(&self) -> Result<PolicySetInfo, ClientError> {
         self.post("/v1/policy/reload", &serde_json::json!({})).await
     }
 }
 
+/// Audit calls read or re-hash the whole ledger: minutes, not seconds.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(1800);
+
 /// The server-side wait in whole seconds, within what the API accepts.
 fn wait_secs(timeout: Duration) -> u64 {
     timeout.as_secs().clamp(1, 300)
+}
+
+/// Percent-encodes a path segment or query value (`+` and `:` included),
+/// for callers that build paths for [`Client::get_json`].
+pub fn encode_component(value: &str) -> String {
+    encode(value)
 }
 
 /// Percent-encodes a path segment (ids are ULIDs, but names and user input may not be).

@@ -59,6 +59,9 @@ pub enum EventKind {
     /// An operator made the database's log, as it was, the ledger's new
     /// trust anchor (`signoff ledger reset-witness`).
     LedgerWitnessReset,
+    /// An auditor (or the scheduled self-check) verified the ledger
+    /// (detail: what was checked and every finding).
+    LedgerVerified,
 }
 
 impl EventKind {
@@ -87,6 +90,7 @@ impl EventKind {
             EventKind::IdentityLinked => "identity_linked",
             EventKind::SubmissionRefused => "submission_refused",
             EventKind::LedgerWitnessReset => "ledger_witness_reset",
+            EventKind::LedgerVerified => "ledger_verified",
         }
     }
 }

@@ -20,7 +20,7 @@ pub const FAILING_GRACE: Duration = Duration::from_secs(60);
 
 /// Components whose failures show in `/readyz` but never make the replica
 /// unready (a witness that cannot be reached must not stop decisions).
-pub const ADVISORY: &[&str] = &["witnesses"];
+pub const ADVISORY: &[&str] = &["witnesses", "ledger-selfcheck"];
 
 /// A piece of background work.
 #[async_trait::async_trait]
@@ -49,6 +49,12 @@ pub struct ComponentsConfig {
     /// `[components.credential_usage]`: records when credentials were last used.
     #[serde(default)]
     pub credential_usage: Periodic,
+    /// `[components.ledger_selfcheck]`: verifies the whole ledger against
+    /// its signed checkpoints every `interval` (default `1h`); a finding is
+    /// logged, counted in `signoff_ledger_selfcheck_findings` and shown by
+    /// `/readyz` (advisory: decisions go on, the witness guards those).
+    #[serde(default)]
+    pub ledger_selfcheck: Periodic,
 }
 
 /// A component that is on unless turned off.
@@ -127,6 +133,11 @@ impl ComponentsConfig {
             "credential_usage",
             &self.credential_usage.interval,
             Duration::from_secs(10),
+        )?;
+        parse_interval(
+            "ledger_selfcheck",
+            &self.ledger_selfcheck.interval,
+            SELFCHECK_INTERVAL,
         )
         .map(drop)
     }
@@ -153,9 +164,22 @@ impl ComponentsConfig {
                 )?,
             }));
         }
+        if self.ledger_selfcheck.enabled {
+            list.push(Box::new(crate::audit::SelfCheck {
+                interval: parse_interval(
+                    "ledger_selfcheck",
+                    &self.ledger_selfcheck.interval,
+                    SELFCHECK_INTERVAL,
+                )?,
+            }));
+        }
         Ok(list)
     }
 }
+
+/// Default interval of the ledger self-check: a full replay reads every
+/// entry, so not more often than the ledger can afford.
+const SELFCHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Started components; stop them with [`Running::stop`].
 pub struct Running {

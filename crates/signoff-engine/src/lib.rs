@@ -13,6 +13,7 @@
 //! linked identities, the [`Authenticator`] seam), [`components`] with one
 //! lifecycle, and the policy set shared by every replica ([`replication`]).
 
+pub mod audit;
 pub mod authz;
 pub mod components;
 mod error;
@@ -84,6 +85,8 @@ pub struct Engine {
     authenticators: ArcSwap<Vec<Arc<dyn Authenticator>>>,
     usage: identity::UsageTracker,
     health: components::HealthBoard,
+    /// Findings of the latest ledger self-check (see `audit::SelfCheck`).
+    selfcheck_findings: std::sync::atomic::AtomicU64,
     ledger_key: Option<Arc<signoff_ledger::note::SigningKey>>,
     hidden_probes: std::sync::atomic::AtomicU64,
     witness: witness::WitnessState,
@@ -135,6 +138,7 @@ impl Engine {
             authenticators: ArcSwap::from_pointee(authenticators),
             usage: identity::UsageTracker::default(),
             health: components::HealthBoard::default(),
+            selfcheck_findings: std::sync::atomic::AtomicU64::new(0),
             ledger_key: config.ledger_key.clone(),
             hidden_probes: std::sync::atomic::AtomicU64::new(0),
             witness: witness::WitnessState::new(config.witness_file.clone()),

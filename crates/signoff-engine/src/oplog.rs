@@ -45,6 +45,7 @@ fn message(kind: EventKind) -> &'static str {
         EventKind::IdentityLinked => "identity linked",
         EventKind::SubmissionRefused => "submission refused",
         EventKind::LedgerWitnessReset => "ledger witness reset",
+        EventKind::LedgerVerified => "ledger verified",
     }
 }
 

@@ -333,3 +333,139 @@ async fn checkpoints_are_signed_consistent_and_prove_inclusion() {
         .await
         .is_err());
 }
+
+/// The audit use cases: auditors (and the console) only; a verification
+/// run is recorded with its typed findings; the report rests on a signed
+/// checkpoint and counts what happened.
+#[tokio::test]
+async fn audit_use_cases_are_for_auditors_and_verification_is_recorded() {
+    let f = fixture().await;
+    let (r, _) = f.engine.submit(&f.agent, export(), None).await.unwrap();
+    f.engine
+        .review(&f.alice, &r.id, ReviewDecision::Deny, Some("no".into()))
+        .await
+        .unwrap();
+    let since: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
+    let until: Timestamp = "2026-11-24T00:00:00Z".parse().unwrap();
+    for who in [&f.agent, &f.alice] {
+        assert!(matches!(
+            f.engine.verify_ledger_recorded(Operator::Caller(who)).await,
+            Err(EngineError::Forbidden(_))
+        ));
+        assert!(matches!(
+            f.engine
+                .audit_report(Operator::Caller(who), since, until)
+                .await,
+            Err(EngineError::Forbidden(_))
+        ));
+        assert!(matches!(
+            f.engine
+                .audit_bundle(Operator::Caller(who), since, until)
+                .await,
+            Err(EngineError::Forbidden(_))
+        ));
+    }
+    let (summary, index) = f
+        .engine
+        .verify_ledger_recorded(Operator::Caller(&f.auditor))
+        .await
+        .unwrap();
+    assert!(summary.is_clean(), "{summary:?}");
+    assert!(summary.checkpoints >= 1, "a checkpoint was signed first");
+    let events = f
+        .engine
+        .ledger(Operator::Console)
+        .unwrap()
+        .entries(index.unwrap(), 1)
+        .await
+        .unwrap();
+    assert_eq!(events[0].kind, EventKind::LedgerVerified);
+    assert_eq!(events[0].actor, "user:audrey");
+    assert_eq!(events[0].detail["findings"], serde_json::json!([]));
+
+    let report = f
+        .engine
+        .audit_report(Operator::Caller(&f.auditor), since, until)
+        .await
+        .unwrap();
+    assert_eq!(report.counts.requests, 1);
+    assert_eq!(report.counts.denied, 1);
+    assert_eq!(report.requests[0].denials[0].reviewer, "alice");
+    assert!(report.checkpoint.size >= report.ledger.last_index.unwrap());
+    let bundle = f
+        .engine
+        .audit_bundle(Operator::Caller(&f.auditor), since, until)
+        .await
+        .unwrap();
+    assert_eq!(bundle.entries.len(), bundle.proofs.len());
+    assert!(bundle.checkpoint_size > bundle.entries.last().unwrap().0);
+}
+
+/// The scheduled self-check replays the ledger: clean, it says how much it
+/// verified; after an entry is edited behind the gateway's back, it reports
+/// the finding (health, the findings count) without stopping decisions.
+#[tokio::test]
+async fn ledger_selfcheck_reports_an_edited_entry() {
+    use signoff_engine::components::{AutoToggle, ComponentsConfig, Periodic, Toggle};
+    let f = fixture().await;
+    for _ in 0..3 {
+        f.engine.submit(&f.agent, export(), None).await.unwrap();
+    }
+    f.engine.checkpoint_now().await.unwrap();
+    let config = ComponentsConfig {
+        expiry: Toggle { enabled: false },
+        checkpointer: Toggle { enabled: false },
+        replica_follower: AutoToggle {
+            enabled: Some(false),
+        },
+        credential_usage: Periodic {
+            enabled: false,
+            interval: None,
+        },
+        ledger_selfcheck: Periodic {
+            enabled: true,
+            interval: Some("50ms".into()),
+        },
+    };
+    config.validate().unwrap();
+    let running = f.engine.start_components(config.build(false).unwrap());
+    let health = |want: &'static str| {
+        let engine = f.engine.clone();
+        async move {
+            // bounded: the check runs every 50 ms; a minute means it never ran
+            for _ in 0..1200 {
+                let r = engine.readiness().await;
+                if let Some(h) = r.components.get("ledger-selfcheck") {
+                    if h.status == want && h.detail != "waiting for the first run" {
+                        return h.detail.clone();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("ledger-selfcheck never became {want}");
+        }
+    };
+    let detail = health("ok").await;
+    assert!(detail.contains("entries verified"), "{detail}");
+    assert_eq!(f.engine.ledger_selfcheck_findings(), 0);
+
+    // an attacker with the database edits entry 1
+    let url = format!("sqlite://{}", f._dir.path().join("t.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER audit_events_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_events SET actor = 'agent:someone-else' WHERE idx = 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let detail = health("failing").await;
+    assert!(detail.contains("entry 1 was edited"), "{detail}");
+    assert!(f.engine.ledger_selfcheck_findings() >= 1);
+    // advisory: the replica stays ready for decisions
+    assert_eq!(f.engine.readiness().await.status, "ready");
+    running.stop().await;
+}

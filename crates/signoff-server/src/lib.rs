@@ -3,6 +3,7 @@
 //! probes and Prometheus metrics. Handlers are thin: they authenticate,
 //! translate the wire format, and call the engine.
 
+mod audit_routes;
 mod extract;
 mod ledger_routes;
 pub mod metrics;

@@ -29,7 +29,8 @@ use utoipa::OpenApi;
         reload_policy, list_principals, add_principal, revoke_principal, set_principal_attributes, list_credentials,
         add_credential, revoke_credential, list_identities, link_identity, healthz, readyz, metrics,
         crate::ledger_routes::checkpoint, crate::ledger_routes::key, crate::ledger_routes::entries,
-        crate::ledger_routes::inclusion, crate::ledger_routes::consistency
+        crate::ledger_routes::inclusion, crate::ledger_routes::consistency,
+        crate::audit_routes::report, crate::audit_routes::bundle, crate::audit_routes::verify
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &ProblemResponses, &FlattenedParts)
@@ -183,6 +184,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(crate::ledger_routes::router())
+        .merge(crate::audit_routes::router())
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
@@ -714,9 +716,19 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let by_status = state.engine.status_counts().await.unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics
-            .render(&by_status, state.engine.hidden_request_probes()),
+        {
+            let mut text = state
+                .metrics
+                .render(&by_status, state.engine.hidden_request_probes());
+            // The ledger self-check (engine component), beside the server's series.
+            text.push_str(&format!(
+                "# HELP signoff_ledger_selfcheck_findings Findings of the latest scheduled ledger self-check (0: clean or not run yet).\n\
+                 # TYPE signoff_ledger_selfcheck_findings gauge\n\
+                 signoff_ledger_selfcheck_findings {}\n",
+                state.engine.ledger_selfcheck_findings()
+            ));
+            text
+        },
     )
         .into_response()
 }

@@ -1,4 +1,4 @@
-//! `signoff audit verify --config`: replays the live ledger from entry 0.
+//! Ledger verification: replays a live ledger from entry 0.
 //!
 //! Every event is re-encoded as its leaf and hashed; the hash is compared
 //! with the leaf hash the store recorded at append time (level-0 ledger
@@ -6,7 +6,7 @@
 //! recomputed leaves must have the root of every stored, signed checkpoint
 //! at its size.
 //!
-//! Speed comes from [`Store::scan_ledger`], which encodes each row's
+//! Speed comes from [`LedgerSource::scan`], which encodes each row's
 //! columns straight into leaf bytes and hashes them. That hash only ever
 //! *confirms* a recorded one: an entry it does not confirm is read again as
 //! an [`AuditEvent`] and decided by [`leaf::encode`], exactly as if there
@@ -16,17 +16,78 @@
 //! All differences are collected, then ordered by where they occur in the
 //! log; the first one is the verdict.
 
+use serde::{Deserialize, Serialize};
 use signoff_core::AuditEvent;
 use signoff_ledger::leaf;
 use signoff_ledger::merkle::{self, Frontier, Hash};
 use signoff_ledger::note::{Checkpoint, Verifier};
-use signoff_store::{LedgerScan, Store, StoreError, StoredCheckpoint};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Entries fetched per page by [`Store::events`] (the store's maximum).
+/// Why a [`LedgerSource`] could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// A row does not read as an audit event (it was edited): a finding,
+    /// not an outage.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The source could not be read at all.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A signed checkpoint as the source stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// RFC 6962 root of the first `size` entries (as stored beside the note).
+    pub root: Hash,
+    /// The C2SP signed note.
+    pub note: String,
+    /// When it was signed.
+    pub created_at: jiff::Timestamp,
+}
+
+/// The rows of `[from, to)` as stored, with the leaf hash their columns
+/// spell (which may only *confirm* a recorded one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// End of the range the source covered (exclusive); may stop short of
+    /// what was asked, never before `from + 1`.
+    pub to: u64,
+    /// Every present row: its index and its fast leaf hash, `None` when
+    /// the row must be read through [`LedgerSource::events`].
+    pub entries: Vec<(u64, Option<Hash>)>,
+    /// The leaf hashes recorded at append time, by index.
+    pub recorded: Vec<(u64, Hash)>,
+}
+
+/// Where a ledger is read from: the store behind the engine, or anything
+/// else that keeps the entries, their recorded leaf hashes and the signed
+/// checkpoints. The verifier never trusts it: every answer is checked.
+#[async_trait::async_trait]
+pub trait LedgerSource: Send + Sync + 'static {
+    /// The number of entries the log claims to hold (its head).
+    async fn event_count(&self) -> Result<u64, SourceError>;
+    /// The latest signed checkpoint.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, SourceError>;
+    /// Checkpoints of size `from_size` or more, smallest first, at most `limit`.
+    async fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, SourceError>;
+    /// Entries from index `from`, at most `limit` (the source may cap it);
+    /// [`SourceError::Corrupt`] when a row in the page does not read.
+    async fn events(&self, from: u64, limit: usize) -> Result<Vec<AuditEvent>, SourceError>;
+    /// Scans `[from, to)` into `into` (cleared first).
+    async fn scan(&self, from: u64, to: u64, into: &mut Scan) -> Result<(), SourceError>;
+}
+
+/// Entries fetched per page by [`LedgerSource::events`] (the store's maximum).
 pub const PAGE: u64 = 10_000;
 
 /// Entries per window scanned and hashed as one unit.
@@ -35,16 +96,18 @@ const WINDOW: u64 = 32_768;
 /// Windows being scanned ahead of the one being appended to the tree.
 const FETCH_AHEAD: usize = 4;
 
-fn task_failed(e: tokio::task::JoinError) -> StoreError {
-    StoreError::Database(format!("verification task failed: {e}"))
+fn task_failed(e: tokio::task::JoinError) -> SourceError {
+    SourceError::Unavailable(format!("verification task failed: {e}"))
 }
 
 /// Mismatching entries kept in memory to tell a swap from an edit.
 const KEEP_MISMATCHED: usize = 10_000;
 
-/// One difference between the ledger and what was recorded or signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+/// One difference between the ledger and what was recorded or signed: a
+/// typed finding, serialized with its `kind` (snake_case) for tools.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
     /// The recomputed leaf hash differs from the recorded one.
     Edited {
         /// The entry.
@@ -152,7 +215,8 @@ pub struct Saved {
 }
 
 /// What claims the log is longer than it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Coverer {
     /// A signed checkpoint of that size.
     Checkpoint,
@@ -160,7 +224,7 @@ pub enum Coverer {
     Head,
 }
 
-impl Problem {
+impl Finding {
     /// Where in the log the problem is: entry `i` sorts at `2i + 1`, a
     /// checkpoint (or the end) of size `s` at `2s`, between entries
     /// `s - 1` and `s`.
@@ -168,58 +232,58 @@ impl Problem {
         let entry = |i: u64| i.saturating_mul(2).saturating_add(1);
         let size = |s: u64| s.saturating_mul(2);
         match self {
-            Problem::Edited { index }
-            | Problem::Unreadable { index, .. }
-            | Problem::Swapped { index, .. }
-            | Problem::Reordered { index, .. }
-            | Problem::Missing { index, .. }
-            | Problem::NoRecordedLeaf { index } => entry(*index),
-            Problem::Truncated { remain, .. } => size(*remain),
-            Problem::BadSignature { size: s, .. }
-            | Problem::NoteMismatch { size: s }
-            | Problem::RootDiffers { size: s, .. }
-            | Problem::SavedDiffers { size: s, .. } => size(*s),
-            Problem::SavedBeyond { remain, .. } => size(*remain),
-            Problem::SavedUnverified { .. } | Problem::Unsigned { .. } => u64::MAX,
+            Finding::Edited { index }
+            | Finding::Unreadable { index, .. }
+            | Finding::Swapped { index, .. }
+            | Finding::Reordered { index, .. }
+            | Finding::Missing { index, .. }
+            | Finding::NoRecordedLeaf { index } => entry(*index),
+            Finding::Truncated { remain, .. } => size(*remain),
+            Finding::BadSignature { size: s, .. }
+            | Finding::NoteMismatch { size: s }
+            | Finding::RootDiffers { size: s, .. }
+            | Finding::SavedDiffers { size: s, .. } => size(*s),
+            Finding::SavedBeyond { remain, .. } => size(*remain),
+            Finding::SavedUnverified { .. } | Finding::Unsigned { .. } => u64::MAX,
         }
     }
 
     /// Whether the problem is only a consequence of an earlier one (a root
     /// that differs because an entry before it differs).
     fn is_consequence(&self) -> bool {
-        matches!(self, Problem::RootDiffers { .. })
+        matches!(self, Finding::RootDiffers { .. })
     }
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::Edited { index } => write!(
+            Finding::Edited { index } => write!(
                 f,
                 "entry {index} was edited (leaf hash differs from the one recorded at append time)"
             ),
-            Problem::Unreadable { index, reason } => write!(
+            Finding::Unreadable { index, reason } => write!(
                 f,
                 "entry {index} was edited (the stored row is not a valid audit event: {reason})"
             ),
-            Problem::Swapped { index, other } => {
+            Finding::Swapped { index, other } => {
                 write!(f, "entries {index} and {other} were swapped")
             }
-            Problem::Reordered { index, belongs } => write!(
+            Finding::Reordered { index, belongs } => write!(
                 f,
                 "entry {index} holds what belongs at index {belongs} (reordered)"
             ),
-            Problem::Missing { index, count: 1 } => write!(f, "entry {index} is missing"),
-            Problem::Missing { index, count } => write!(
+            Finding::Missing { index, count: 1 } => write!(f, "entry {index} is missing"),
+            Finding::Missing { index, count } => write!(
                 f,
                 "entry {index} is missing (entries {index} to {} are missing)",
                 index + count - 1
             ),
-            Problem::NoRecordedLeaf { index } => write!(
+            Finding::NoRecordedLeaf { index } => write!(
                 f,
                 "entry {index} has no leaf hash recorded at append time (ledger node deleted)"
             ),
-            Problem::Truncated {
+            Finding::Truncated {
                 covered_by: Coverer::Checkpoint,
                 covers,
                 remain,
@@ -227,7 +291,7 @@ impl fmt::Display for Problem {
                 f,
                 "ledger truncated: checkpoint {covers} covers {covers} entries but only {remain} remain"
             ),
-            Problem::Truncated {
+            Finding::Truncated {
                 covered_by: Coverer::Head,
                 covers,
                 remain,
@@ -235,19 +299,19 @@ impl fmt::Display for Problem {
                 f,
                 "ledger truncated: the ledger head counts {covers} entries but only {remain} remain"
             ),
-            Problem::BadSignature { size, reason } => {
+            Finding::BadSignature { size, reason } => {
                 write!(f, "checkpoint {size} has a bad signature ({reason})")
             }
-            Problem::NoteMismatch { size } => write!(
+            Finding::NoteMismatch { size } => write!(
                 f,
                 "checkpoint {size} does not match its signed note (stored size or root differs)"
             ),
-            Problem::SavedDiffers { label, size } => write!(
+            Finding::SavedDiffers { label, size } => write!(
                 f,
                 "the log is not consistent with {label} (checkpoint {size}): the first {size} \
                  entries have another root now, so history was rewritten"
             ),
-            Problem::SavedBeyond {
+            Finding::SavedBeyond {
                 label,
                 size,
                 remain,
@@ -255,17 +319,17 @@ impl fmt::Display for Problem {
                 f,
                 "ledger truncated: {label} covers {size} entries but only {remain} remain"
             ),
-            Problem::Unsigned { entries } => write!(
+            Finding::Unsigned { entries } => write!(
                 f,
                 "no checkpoint signed by the pinned key covers any of the {entries} entries: the \
                  signed checkpoints were deleted, or this log was never signed by that key"
             ),
-            Problem::SavedUnverified { label, reason } => write!(
+            Finding::SavedUnverified { label, reason } => write!(
                 f,
                 "{label} does not verify with this key ({reason}): the ledger key was replaced, \
                  or the file belongs to another log"
             ),
-            Problem::RootDiffers { size, after } => {
+            Finding::RootDiffers { size, after } => {
                 write!(f, "checkpoint {size} does not match the entries (root differs")?;
                 match after {
                     Some(a) => write!(f, "; an entry from {a} to {} differs)", size - 1),
@@ -279,7 +343,7 @@ impl fmt::Display for Problem {
 
 /// What a replay found.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Verification {
     /// Entries replayed (present rows).
     pub entries: u64,
     /// Tree size reached.
@@ -291,10 +355,10 @@ pub struct Outcome {
     /// Wall time of the replay.
     pub elapsed: Duration,
     /// Every difference, first (in log order) first.
-    pub problems: Vec<Problem>,
+    pub findings: Vec<Finding>,
 }
 
-impl Outcome {
+impl Verification {
     /// Entries per second.
     pub fn rate(&self) -> f64 {
         self.entries as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -302,10 +366,67 @@ impl Outcome {
 
     /// The problems worth listing: the first, then those that are not mere
     /// consequences of an earlier one.
-    pub fn notable(&self) -> Vec<&Problem> {
-        let mut out: Vec<&Problem> = self.problems.iter().take(1).collect();
-        out.extend(self.problems.iter().skip(1).filter(|p| !p.is_consequence()));
+    pub fn notable(&self) -> Vec<&Finding> {
+        let mut out: Vec<&Finding> = self.findings.iter().take(1).collect();
+        out.extend(self.findings.iter().skip(1).filter(|p| !p.is_consequence()));
         out
+    }
+}
+
+/// What a verification found, as the API answers it and an audit event
+/// records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationSummary {
+    /// Entries replayed.
+    pub entries: u64,
+    /// Tree size reached.
+    pub size: u64,
+    /// Checkpoints whose signature and root were checked.
+    pub checkpoints: u64,
+    /// Size of the largest checkpoint that verified.
+    pub latest_size: Option<u64>,
+    /// Base64 root of that checkpoint.
+    pub latest_root: Option<String>,
+    /// Origin line of that checkpoint.
+    pub origin: Option<String>,
+    /// Wall time of the replay, in milliseconds.
+    pub elapsed_ms: u64,
+    /// Every finding, in log order; empty when the ledger verified.
+    pub findings: Vec<Finding>,
+}
+
+impl VerificationSummary {
+    /// Whether nothing was found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The findings worth listing: the first, then those that are not mere
+    /// consequences of an earlier one.
+    pub fn notable(&self) -> Vec<&Finding> {
+        let mut out: Vec<&Finding> = self.findings.iter().take(1).collect();
+        out.extend(self.findings.iter().skip(1).filter(|p| !p.is_consequence()));
+        out
+    }
+}
+
+impl Verification {
+    /// The serializable summary.
+    pub fn summary(&self) -> VerificationSummary {
+        use base64::Engine as _;
+        VerificationSummary {
+            entries: self.entries,
+            size: self.size,
+            checkpoints: self.checkpoints,
+            latest_size: self.latest.as_ref().map(|c| c.size),
+            latest_root: self
+                .latest
+                .as_ref()
+                .map(|c| base64::engine::general_purpose::STANDARD.encode(c.root)),
+            origin: self.latest.as_ref().map(|c| c.origin.clone()),
+            elapsed_ms: u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
+            findings: self.findings.clone(),
+        }
     }
 }
 
@@ -336,7 +457,7 @@ struct Replay {
     checkpoints_checked: u64,
     latest: Option<Checkpoint>,
     last_good_checkpoint: Option<u64>,
-    problems: Vec<Problem>,
+    problems: Vec<Finding>,
     /// Mismatching entries `(event, recorded leaf)` by index.
     mismatched: BTreeMap<u64, (AuditEvent, Option<Hash>)>,
     /// Open run of missing entries.
@@ -348,7 +469,7 @@ struct Replay {
 impl Replay {
     fn close_missing_run(&mut self) {
         if let Some((index, count)) = self.missing_run.take() {
-            self.problems.push(Problem::Missing { index, count });
+            self.problems.push(Finding::Missing { index, count });
         }
     }
 
@@ -356,7 +477,7 @@ impl Replay {
         let signed = match self.verifier.verify_note(&cp.note) {
             Ok(c) => c,
             Err(e) => {
-                self.problems.push(Problem::BadSignature {
+                self.problems.push(Finding::BadSignature {
                     size: cp.size,
                     reason: e.to_string(),
                 });
@@ -364,7 +485,7 @@ impl Replay {
             }
         };
         if signed.size != cp.size || signed.root != cp.root {
-            self.problems.push(Problem::NoteMismatch { size: cp.size });
+            self.problems.push(Finding::NoteMismatch { size: cp.size });
             return;
         }
         if !at_size {
@@ -375,7 +496,7 @@ impl Replay {
             self.last_good_checkpoint = Some(signed.size);
             self.latest = Some(signed);
         } else {
-            self.problems.push(Problem::RootDiffers {
+            self.problems.push(Finding::RootDiffers {
                 size: cp.size,
                 after: self.last_good_checkpoint,
             });
@@ -392,7 +513,7 @@ impl Replay {
         {
             if let Some(s) = self.saved.pop_front() {
                 if self.frontier.root() != s.checkpoint.root {
-                    self.problems.push(Problem::SavedDiffers {
+                    self.problems.push(Finding::SavedDiffers {
                         label: s.label,
                         size,
                     });
@@ -437,12 +558,12 @@ impl Replay {
                     Some(r) if r == hash => {}
                     _ => {
                         if recorded.is_none() {
-                            self.problems.push(Problem::NoRecordedLeaf { index });
+                            self.problems.push(Finding::NoRecordedLeaf { index });
                         }
                         if self.mismatched.len() < KEEP_MISMATCHED {
                             self.mismatched.insert(index, (event, recorded));
                         } else if recorded.is_some() {
-                            self.problems.push(Problem::Edited { index });
+                            self.problems.push(Finding::Edited { index });
                         }
                     }
                 }
@@ -452,7 +573,7 @@ impl Replay {
             if let Some((_, reason)) = unreadable.next_if(|(i, _)| *i == index) {
                 self.close_missing_run();
                 self.entries += 1;
-                self.problems.push(Problem::Unreadable { index, reason });
+                self.problems.push(Finding::Unreadable { index, reason });
             } else {
                 match &mut self.missing_run {
                     Some((start, count)) if *start + *count == index => *count += 1,
@@ -482,7 +603,7 @@ impl Replay {
             merkle::leaf_hash(&leaf::encode(&e))
         };
         let indexes: Vec<u64> = self.mismatched.keys().copied().collect();
-        let mut explained: BTreeMap<u64, Problem> = BTreeMap::new();
+        let mut explained: BTreeMap<u64, Finding> = BTreeMap::new();
         for &i in &indexes {
             if explained.contains_key(&i) {
                 continue;
@@ -507,31 +628,31 @@ impl Replay {
             match found {
                 Some((j, true)) => {
                     let (a, b) = (i.min(j), i.max(j));
-                    explained.insert(a, Problem::Swapped { index: a, other: b });
-                    explained.insert(b, Problem::Swapped { index: b, other: a });
+                    explained.insert(a, Finding::Swapped { index: a, other: b });
+                    explained.insert(b, Finding::Swapped { index: b, other: a });
                 }
                 Some((j, false)) => {
                     explained.insert(
                         i,
-                        Problem::Reordered {
+                        Finding::Reordered {
                             index: i,
                             belongs: j,
                         },
                     );
                 }
                 None => {
-                    explained.insert(i, Problem::Edited { index: i });
+                    explained.insert(i, Finding::Edited { index: i });
                 }
             }
         }
         // A swap is reported once, at its first index.
         let mut seen_swaps = std::collections::HashSet::new();
         for (_, p) in explained {
-            if let Problem::Swapped { index, other } = p {
+            if let Finding::Swapped { index, other } = p {
                 if !seen_swaps.insert((index.min(other), index.max(other))) {
                     continue;
                 }
-                self.problems.push(Problem::Swapped {
+                self.problems.push(Finding::Swapped {
                     index: index.min(other),
                     other: index.max(other),
                 });
@@ -547,11 +668,11 @@ impl Replay {
 /// the checkpoints whose size falls in the window (`[0, end]` for the first
 /// window, `(start, end]` after).
 async fn fetch_window(
-    store: Arc<dyn Store>,
+    store: Arc<dyn LedgerSource>,
     spare: Spare,
     start: u64,
     end: u64,
-) -> Result<Window, StoreError> {
+) -> Result<Window, SourceError> {
     let (scans, checkpoints) = tokio::join!(
         scan_range(&store, &spare, start, end),
         fetch_checkpoints(&store, if start == 0 { 0 } else { start + 1 }, end),
@@ -581,15 +702,15 @@ async fn fetch_window(
 
 /// Scans done with, kept so that each window's entry and leaf vectors
 /// (about 3 MB) are allocated and paged in once, not per window.
-type Spare = Arc<std::sync::Mutex<Vec<LedgerScan>>>;
+type Spare = Arc<std::sync::Mutex<Vec<Scan>>>;
 
 /// All of `[start, end)`, in as many scans as the store's cap needs.
 async fn scan_range(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn LedgerSource>,
     spare: &Spare,
     start: u64,
     end: u64,
-) -> Result<Vec<LedgerScan>, StoreError> {
+) -> Result<Vec<Scan>, SourceError> {
     let mut out = Vec::new();
     let mut from = start;
     while from < end {
@@ -598,7 +719,7 @@ async fn scan_range(
             .ok()
             .and_then(|mut s| s.pop())
             .unwrap_or_default();
-        store.scan_ledger(from, end, &mut scan).await?;
+        store.scan(from, end, &mut scan).await?;
         from = scan.to.max(from + 1);
         out.push(scan);
     }
@@ -610,22 +731,21 @@ async fn scan_range(
 /// leaf recorded at its index.
 type Confirmed = (Vec<(u64, Hash)>, Vec<(u64, Hash)>, Vec<u64>);
 
-fn confirm(scans: &[LedgerScan]) -> Confirmed {
+fn confirm(scans: &[Scan]) -> Confirmed {
     let mut confirmed = Vec::new();
     let mut unconfirmed = Vec::new();
     let mut leaves = Vec::new();
     for scan in scans {
         let mut recorded = scan.recorded.iter().peekable();
         for entry in &scan.entries {
-            while recorded.peek().is_some_and(|(i, _)| *i < entry.index) {
+            let (index, leaf_hash) = *entry;
+            while recorded.peek().is_some_and(|(i, _)| *i < index) {
                 recorded.next();
             }
-            let want = recorded
-                .next_if(|(i, _)| *i == entry.index)
-                .map(|(_, h)| *h);
-            match (entry.leaf_hash, want) {
-                (Some(h), Some(w)) if h == w => confirmed.push((entry.index, h)),
-                _ => unconfirmed.push(entry.index),
+            let want = recorded.next_if(|(i, _)| *i == index).map(|(_, h)| *h);
+            match (leaf_hash, want) {
+                (Some(h), Some(w)) if h == w => confirmed.push((index, h)),
+                _ => unconfirmed.push(index),
             }
         }
         leaves.extend_from_slice(&scan.recorded);
@@ -648,10 +768,10 @@ fn runs(indexes: &[u64]) -> Vec<(u64, u64)> {
 /// The readable events of `[start, end)`, and the index and error of each
 /// row that does not read (found by bisecting a failing page).
 async fn fetch_events(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn LedgerSource>,
     start: u64,
     end: u64,
-) -> Result<(Vec<AuditEvent>, Vec<(u64, String)>), StoreError> {
+) -> Result<(Vec<AuditEvent>, Vec<(u64, String)>), SourceError> {
     let mut out = Vec::new();
     let mut bad = Vec::new();
     let mut from = start;
@@ -667,7 +787,7 @@ async fn fetch_events(
                     _ => break,
                 }
             }
-            Err(StoreError::Corrupt(reason)) => {
+            Err(SourceError::Corrupt(reason)) => {
                 // Smallest prefix that fails: its last row is the bad one.
                 let (mut lo, mut hi) = (1usize, want);
                 let mut good: Vec<AuditEvent> = Vec::new();
@@ -678,7 +798,7 @@ async fn fetch_events(
                             good = page;
                             lo = mid + 1;
                         }
-                        Err(StoreError::Corrupt(_)) => hi = mid,
+                        Err(SourceError::Corrupt(_)) => hi = mid,
                         Err(e) => return Err(e),
                     }
                 }
@@ -706,10 +826,10 @@ async fn fetch_events(
 
 /// Checkpoints with `from <= size <= to`, smallest first.
 async fn fetch_checkpoints(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn LedgerSource>,
     from: u64,
     to: u64,
-) -> Result<Vec<StoredCheckpoint>, StoreError> {
+) -> Result<Vec<StoredCheckpoint>, SourceError> {
     const BATCH: usize = 1000;
     let mut out = Vec::new();
     let mut next = from;
@@ -733,13 +853,13 @@ async fn fetch_checkpoints(
 
 /// Replays the whole ledger in `store` against checkpoints signed by
 /// `verifier`. `Err` only when the database cannot be read; differences
-/// are in [`Outcome::problems`].
+/// are in [`Verification::findings`].
 pub async fn replay(
-    store: Arc<dyn Store>,
+    store: Arc<dyn LedgerSource>,
     verifier: Verifier,
     mut saved: Vec<Saved>,
     progress: Progress<'_>,
-) -> Result<Outcome, StoreError> {
+) -> Result<Verification, SourceError> {
     saved.sort_by_key(|s| s.checkpoint.size);
     let started = Instant::now();
     // The log as of now: entries appended while we read are not checked.
@@ -805,7 +925,7 @@ pub async fn replay(
                 Some(cp) if cp.size > start => (Coverer::Checkpoint, cp.size),
                 _ => (Coverer::Head, head),
             };
-            state.problems.push(Problem::Truncated {
+            state.problems.push(Finding::Truncated {
                 covered_by,
                 covers,
                 remain: start,
@@ -822,23 +942,23 @@ pub async fn replay(
     // Saved checkpoints beyond the end of the log.
     let remain = state.frontier.size();
     while let Some(s) = state.saved.pop_front() {
-        state.problems.push(Problem::SavedBeyond {
+        state.problems.push(Finding::SavedBeyond {
             label: s.label,
             size: s.checkpoint.size,
             remain: remain.min(state.entries),
         });
     }
     state.classify_mismatches();
-    let mut problems = state.problems;
-    problems.sort_by_key(Problem::position);
-    problems.dedup();
-    Ok(Outcome {
+    let mut findings = state.problems;
+    findings.sort_by_key(Finding::position);
+    findings.dedup();
+    Ok(Verification {
         entries: state.entries,
         size: state.frontier.size(),
         checkpoints: state.checkpoints_checked,
         latest: state.latest,
         elapsed: started.elapsed(),
-        problems,
+        findings,
     })
 }
 
@@ -849,43 +969,43 @@ mod tests {
     #[test]
     fn problems_sort_by_log_position() {
         let mut ps = [
-            Problem::RootDiffers {
+            Finding::RootDiffers {
                 size: 42,
                 after: Some(40),
             },
-            Problem::Edited { index: 41 },
-            Problem::Truncated {
+            Finding::Edited { index: 41 },
+            Finding::Truncated {
                 covered_by: Coverer::Checkpoint,
                 covers: 120,
                 remain: 117,
             },
-            Problem::BadSignature {
+            Finding::BadSignature {
                 size: 80,
                 reason: "x".into(),
             },
         ];
-        ps.sort_by_key(Problem::position);
-        assert_eq!(ps[0], Problem::Edited { index: 41 });
-        assert!(matches!(ps[1], Problem::RootDiffers { size: 42, .. }));
-        assert!(matches!(ps[2], Problem::BadSignature { size: 80, .. }));
-        assert!(matches!(ps[3], Problem::Truncated { .. }));
+        ps.sort_by_key(Finding::position);
+        assert_eq!(ps[0], Finding::Edited { index: 41 });
+        assert!(matches!(ps[1], Finding::RootDiffers { size: 42, .. }));
+        assert!(matches!(ps[2], Finding::BadSignature { size: 80, .. }));
+        assert!(matches!(ps[3], Finding::Truncated { .. }));
         // a checkpoint of size 41 is checked after entry 40, before entry 41
-        let cp = Problem::BadSignature {
+        let cp = Finding::BadSignature {
             size: 41,
             reason: "x".into(),
         };
-        assert!(cp.position() < Problem::Edited { index: 41 }.position());
-        assert!(cp.position() > Problem::Edited { index: 40 }.position());
+        assert!(cp.position() < Finding::Edited { index: 41 }.position());
+        assert!(cp.position() > Finding::Edited { index: 40 }.position());
     }
 
     #[test]
     fn messages() {
         assert_eq!(
-            Problem::Edited { index: 41 }.to_string(),
+            Finding::Edited { index: 41 }.to_string(),
             "entry 41 was edited (leaf hash differs from the one recorded at append time)"
         );
         assert_eq!(
-            Problem::Missing {
+            Finding::Missing {
                 index: 41,
                 count: 1
             }
@@ -893,7 +1013,7 @@ mod tests {
             "entry 41 is missing"
         );
         assert_eq!(
-            Problem::Swapped {
+            Finding::Swapped {
                 index: 41,
                 other: 57
             }
@@ -901,7 +1021,7 @@ mod tests {
             "entries 41 and 57 were swapped"
         );
         assert_eq!(
-            Problem::Reordered {
+            Finding::Reordered {
                 index: 41,
                 belongs: 57
             }
@@ -909,7 +1029,7 @@ mod tests {
             "entry 41 holds what belongs at index 57 (reordered)"
         );
         assert_eq!(
-            Problem::Truncated {
+            Finding::Truncated {
                 covered_by: Coverer::Checkpoint,
                 covers: 120,
                 remain: 117
@@ -917,13 +1037,13 @@ mod tests {
             .to_string(),
             "ledger truncated: checkpoint 120 covers 120 entries but only 117 remain"
         );
-        assert!(Problem::BadSignature {
+        assert!(Finding::BadSignature {
             size: 80,
             reason: "r".into()
         }
         .to_string()
         .starts_with("checkpoint 80 has a bad signature"));
-        assert!(Problem::RootDiffers {
+        assert!(Finding::RootDiffers {
             size: 80,
             after: Some(40)
         }

@@ -1,11 +1,11 @@
-//! `signoff audit report`: the population of privileged actions of a
+//! The auditor's period report: the population of privileged actions of a
 //! period, one row per request, built from the ledger's events (the
 //! evidence) and reconciled with the requests table.
 //!
 //! Rendering is pure ([`render`]) so it can be snapshot-tested.
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use signoff_core::{
     AuditEvent, Decision, EventKind, Outcome, RequestRecord, RequestStatus, Requirement,
 };
@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// The report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// The period `[since, until)`.
     pub period: Period,
@@ -28,12 +28,54 @@ pub struct Report {
     /// Differences between the ledger and the requests table, or between
     /// the totals; empty when everything reconciles.
     pub discrepancies: Vec<String>,
+    /// Policy sets loaded or rejected in the period.
+    #[serde(default)]
+    pub policy_changes: Vec<PolicyChange>,
     /// One row per request submitted in the period, in ledger order.
     pub requests: Vec<Row>,
 }
 
+/// A policy set loaded or rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyChange {
+    /// Ledger index.
+    pub index: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who (`console`, `system:reload`, `user:NAME`).
+    pub actor: String,
+    /// Whether the set became active (`false`: rejected, the previous one stayed).
+    pub loaded: bool,
+    /// The set's hash, when known.
+    pub policy_set_hash: Option<String>,
+    /// The reason given or the rejection's diagnostics.
+    pub reason: Option<String>,
+}
+
+impl PolicyChange {
+    /// The change an event records, if it records one.
+    pub fn from_event(e: &AuditEvent) -> Option<PolicyChange> {
+        let loaded = match e.kind {
+            EventKind::PolicySetLoaded => true,
+            EventKind::PolicySetRejected => false,
+            _ => return None,
+        };
+        Some(PolicyChange {
+            index: e.index.unwrap_or_default(),
+            at: e.time,
+            actor: e.actor.clone(),
+            loaded,
+            policy_set_hash: e
+                .policy_set_hash
+                .clone()
+                .or_else(|| str_at(&e.detail, "hash")),
+            reason: e.reason.clone(),
+        })
+    }
+}
+
 /// A period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Period {
     /// Inclusive start.
     pub since: Timestamp,
@@ -42,7 +84,7 @@ pub struct Period {
 }
 
 /// The checkpoint a report was made from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointInfo {
     /// The log's origin line (the note's first line).
     pub origin: String,
@@ -55,7 +97,7 @@ pub struct CheckpointInfo {
 }
 
 /// The ledger entries a report covers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerRange {
     /// First entry of the period, if any.
     pub first_index: Option<u64>,
@@ -68,7 +110,7 @@ pub struct LedgerRange {
 }
 
 /// Totals.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {
     /// Rows in the report (equals `ledger.request_submitted_events`).
     pub requests: u64,
@@ -80,6 +122,9 @@ pub struct Counts {
     pub expired: u64,
     /// Refused self-approval attempts, all rows together.
     pub refused_self_approvals: u64,
+    /// Refused claims, all rows together.
+    #[serde(default)]
+    pub claim_refusals: u64,
     /// Rows flagged `executed_without_approval` (must be 0).
     pub executed_without_approval: u64,
     /// Approvals whose approver was provisioned by someone tied to the
@@ -88,7 +133,7 @@ pub struct Counts {
 }
 
 /// An approval or a denial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewEntry {
     /// The reviewer.
     pub reviewer: String,
@@ -96,10 +141,13 @@ pub struct ReviewEntry {
     pub at: Timestamp,
     /// Their reason, if any.
     pub reason: Option<String>,
+    /// The channel it came through (`cli`, `api`, `slack`…).
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 /// One request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// Request id.
     pub request_id: String,
@@ -121,6 +169,13 @@ pub struct Row {
     pub on_behalf_of: Option<String>,
     /// The business reason given.
     pub justification: Option<String>,
+    /// What was run: the command the exec gate bound, or the request's
+    /// parameters (its context) for other gates.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// The deciding policy's reason (`@reason`), if it gave one.
+    #[serde(default)]
+    pub policy_reason: Option<String>,
     /// The gate that submitted it.
     pub gate: Option<String>,
     /// Verdict at submission.
@@ -151,6 +206,9 @@ pub struct Row {
     pub output_sha256: Option<String>,
     /// Refused attempts to approve it by someone tied to it.
     pub refused_self_approvals: u32,
+    /// Refused claims (wrong digest, second claim, policy change…).
+    #[serde(default)]
+    pub claim_refusals: u32,
     /// It expired without a decision.
     pub expired: bool,
     /// It was denied (by a reviewer or by the policy).
@@ -259,6 +317,7 @@ impl State {
                     reviewer: actor.clone(),
                     at: e.time,
                     reason: e.reason.clone(),
+                    channel: str_at(&e.detail, "channel"),
                 };
                 match e.detail.get("decision").and_then(|d| d.as_str()) {
                     Some("approve") => {
@@ -285,6 +344,7 @@ impl State {
             {
                 self.row.refused_self_approvals += 1;
             }
+            EventKind::ClaimRefused => self.row.claim_refusals += 1,
             EventKind::RequestApproved | EventKind::RequestCancelled => {
                 self.row.decided_at = Some(e.time)
             }
@@ -360,6 +420,19 @@ fn status_after(e: &AuditEvent) -> Option<RequestStatus> {
         EventKind::RequirementChanged => RequestStatus::Pending,
         _ => return None,
     })
+}
+
+/// What ran: the exec gate's bound command, else the request's context
+/// (its parameters) as compact JSON.
+fn what_ran(action: &serde_json::Value) -> Option<String> {
+    let context = action.get("context")?;
+    if let Some(c) = context.get("command").and_then(|c| c.as_str()) {
+        return Some(c.to_owned());
+    }
+    match context.as_object() {
+        Some(m) if !m.is_empty() => Some(context.to_string()),
+        _ => None,
+    }
 }
 
 fn str_at(v: &serde_json::Value, key: &str) -> Option<String> {
@@ -461,6 +534,18 @@ impl Builder {
             principal_owner: self.table.get(&id).and_then(|r| r.principal_owner.clone()),
             on_behalf_of: str_at(&action, "on_behalf_of"),
             justification: str_at(&action, "justification"),
+            command: what_ran(&action),
+            policy_reason: e
+                .detail
+                .get("reasons")
+                .and_then(|r| r.as_array())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .filter(|r| !r.is_empty()),
             gate: str_at(&e.detail, "gate"),
             verdict: verdict.as_str().to_owned(),
             policy_ids: e.policy_ids.clone(),
@@ -476,6 +561,7 @@ impl Builder {
             outcome_summary: None,
             output_sha256: None,
             refused_self_approvals: 0,
+            claim_refusals: 0,
             expired: false,
             denied: verdict == Decision::Deny,
             executed_without_approval: false,
@@ -557,6 +643,7 @@ impl Builder {
             counts.denied += u64::from(r.denied);
             counts.expired += u64::from(r.expired);
             counts.refused_self_approvals += u64::from(r.refused_self_approvals);
+            counts.claim_refusals += u64::from(r.claim_refusals);
             counts.executed_without_approval += u64::from(r.executed_without_approval);
         }
         let ledger = LedgerRange {
@@ -662,7 +749,8 @@ fn check_record(st: &mut State, rec: &RequestRecord) {
 // ---------------------------------------------------------------- rendering
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// RFC 4180 CSV, one row per request.
     Csv,
@@ -670,6 +758,40 @@ pub enum Format {
     Json,
     /// One self-contained HTML page.
     Html,
+}
+
+impl Format {
+    /// The format's name (`csv`, `json`, `html`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Html => "html",
+        }
+    }
+
+    /// The media type of a rendered report.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Html => "text/html; charset=utf-8",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "html" => Ok(Format::Html),
+            other => Err(format!(
+                "unknown report format `{other}`: expected csv, json or html"
+            )),
+        }
+    }
 }
 
 /// Renders `report` as `format`.
@@ -688,82 +810,139 @@ pub fn render(report: &Report, format: Format) -> String {
     }
 }
 
-const COLUMNS: [&str; 30] = [
-    "request_id",
-    "submitted_index",
-    "submitted_at",
-    "action",
-    "resource",
-    "environment",
-    "principal",
-    "principal_owner",
-    "on_behalf_of",
-    "justification",
-    "gate",
-    "verdict",
-    "policy_ids",
-    "policy_set_hash",
-    "requirement",
-    "status",
-    "approvals",
-    "denials",
-    "decided_at",
-    "claimed_at",
-    "exit_code",
-    "outcome_summary",
-    "output_sha256",
-    "refused_self_approvals",
-    "expired",
-    "denied",
-    "executed_without_approval",
-    "approvals_provisioned_by_party",
-    "violation",
-    "checkpoint",
+const COLUMNS: [&str; 33] = [
+    "Request ID",
+    "Submitted (UTC)",
+    "Ledger index",
+    "Requester",
+    "Agent owner",
+    "On behalf of",
+    "Action",
+    "Resource",
+    "Environment",
+    "Gate",
+    "What ran",
+    "Justification",
+    "Verdict",
+    "Policies",
+    "Policy reason",
+    "Approval requirement",
+    "Approvals (reviewer at time via channel)",
+    "Denials",
+    "Decided (UTC)",
+    "Executed (UTC)",
+    "Request to approval (s)",
+    "Approval to execution (s)",
+    "Status",
+    "Exit code",
+    "Outcome",
+    "Output SHA-256",
+    "Self-approval attempts",
+    "Claim refusals",
+    "Expired",
+    "Denied",
+    "Executed without approval",
+    "Approvals by party-provisioned reviewers",
+    "Violation",
 ];
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(T::to_string).unwrap_or_default()
 }
 
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+/// `2026-12-02 09:15:03` (UTC, seconds).
+fn short_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 fn reviews(list: &[ReviewEntry]) -> String {
     list.iter()
-        .map(|r| format!("{} {}", r.reviewer, r.at))
+        .map(|r| match &r.channel {
+            Some(c) => format!("{} at {} via {c}", r.reviewer, short_time(r.at)),
+            None => format!("{} at {}", r.reviewer, short_time(r.at)),
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-fn cells(r: &Row, checkpoint: &str) -> [String; 30] {
+/// Seconds from `a` to `b`, when both are known and in order.
+fn secs_between(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<i64> {
+    let (a, b) = (a?, b?);
+    let s = b.as_second() - a.as_second();
+    (s >= 0).then_some(s)
+}
+
+impl Row {
+    /// Seconds from submission to the approval that met the requirement
+    /// (requests that needed approval and got it).
+    pub fn secs_to_approval(&self) -> Option<i64> {
+        if self.verdict != "approval_required"
+            || self.approvals.is_empty()
+            || self.denied
+            || self.expired
+        {
+            return None;
+        }
+        secs_between(Some(self.submitted_at), self.decided_at)
+    }
+
+    /// Seconds from the decision (approval, or the allow verdict) to the claim.
+    pub fn secs_to_execution(&self) -> Option<i64> {
+        secs_between(self.decided_at, self.claimed_at)
+    }
+
+    /// The outcome in words.
+    pub fn outcome_text(&self) -> String {
+        match (self.exit_code, self.signal, &self.outcome_summary) {
+            (Some(c), _, Some(s)) => format!("exit {c}: {s}"),
+            (Some(c), _, None) => format!("exit {c}"),
+            (None, Some(sig), _) => format!("killed by signal {sig}"),
+            (None, None, Some(s)) => s.clone(),
+            (None, None, None) if self.claimed_at.is_some() => "ran, no outcome reported".into(),
+            _ => "not executed".into(),
+        }
+    }
+}
+
+fn cells(r: &Row) -> [String; 33] {
     [
         r.request_id.clone(),
+        short_time(r.submitted_at),
         r.submitted_index.to_string(),
-        r.submitted_at.to_string(),
-        r.action.clone(),
-        r.resource.clone(),
-        opt(&r.environment),
         r.principal.clone(),
         opt(&r.principal_owner),
         opt(&r.on_behalf_of),
-        opt(&r.justification),
+        r.action.clone(),
+        r.resource.clone(),
+        opt(&r.environment),
         opt(&r.gate),
+        opt(&r.command),
+        opt(&r.justification),
         r.verdict.clone(),
         r.policy_ids.join("; "),
-        opt(&r.policy_set_hash),
+        opt(&r.policy_reason),
         opt(&r.requirement),
-        r.status.clone(),
         reviews(&r.approvals),
         reviews(&r.denials),
-        opt(&r.decided_at),
-        opt(&r.claimed_at),
+        r.decided_at.map(short_time).unwrap_or_default(),
+        r.claimed_at.map(short_time).unwrap_or_default(),
+        opt(&r.secs_to_approval()),
+        opt(&r.secs_to_execution()),
+        r.status.clone(),
         opt(&r.exit_code),
         opt(&r.outcome_summary),
         opt(&r.output_sha256),
         r.refused_self_approvals.to_string(),
-        r.expired.to_string(),
-        r.denied.to_string(),
-        r.executed_without_approval.to_string(),
+        r.claim_refusals.to_string(),
+        yes_no(r.expired),
+        yes_no(r.denied),
+        yes_no(r.executed_without_approval),
         r.approvals_provisioned_by_party.join("; "),
         opt(&r.violation),
-        checkpoint.to_owned(),
     ]
 }
 
@@ -783,17 +962,13 @@ fn csv_line(out: &mut String, fields: impl IntoIterator<Item = impl AsRef<str>>)
     out.push_str("\r\n");
 }
 
-/// `size root` of the checkpoint, as the `checkpoint` column.
-fn checkpoint_cell(c: &CheckpointInfo) -> String {
-    format!("{} {} {}", c.origin, c.size, c.root)
-}
-
+/// One row per request with human headers; the checkpoint and the policy
+/// sets are in the JSON and HTML renderings, not repeated on every row.
 fn csv(report: &Report) -> String {
     let mut out = String::new();
     csv_line(&mut out, COLUMNS);
-    let cp = checkpoint_cell(&report.checkpoint);
     for r in &report.requests {
-        csv_line(&mut out, cells(r, &cp));
+        csv_line(&mut out, cells(r));
     }
     out
 }
@@ -814,80 +989,584 @@ fn esc(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#1b1b1b}\
-h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
-table{border-collapse:collapse;font-size:.85em}\
-th,td{border:1px solid #bbb;padding:.3em .5em;text-align:left;vertical-align:top}\
-th{background:#eee}tr.flag td{background:#fdd}\
-.ok{color:#176417}.bad{color:#a00;font-weight:bold}code{font-size:.95em}";
+/// `3m 12s`, `1h 05m`, `2d 03h`.
+fn human_secs(s: i64) -> String {
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d {:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+const STYLE: &str = r#"
+:root{--ink:#1d2330;--muted:#5b6472;--line:#d5d9e0;--bg:#f5f7fa;--ok:#1f7a3a;--bad:#b42318;--warn:#9a6700;--accent:#27457a}
+*{box-sizing:border-box}
+body{font:13px/1.45 "Helvetica Neue",Helvetica,Arial,"Liberation Sans",sans-serif;color:var(--ink);margin:28px auto;max-width:1180px;padding:0 24px}
+h1{font-size:22px;margin:0 0 2px}h2{font-size:16px;margin:28px 0 8px;padding-bottom:4px;border-bottom:2px solid var(--accent);color:var(--accent)}
+h3{font-size:13px;margin:14px 0 6px}
+.sub{color:var(--muted);margin:0 0 14px}
+.meta{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;font-size:12px;background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:10px 14px}
+.meta dt{color:var(--muted)}.meta dd{margin:0}
+code,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:11px;overflow-wrap:anywhere}
+code.rid{white-space:nowrap;font-size:10px}
+.cards{display:flex;gap:10px;margin:14px 0 4px;flex-wrap:wrap}
+.card{flex:1 1 120px;border:1px solid var(--line);border-radius:6px;padding:8px 12px;background:#fff}
+.card .n{font-size:22px;font-weight:600}.card .l{color:var(--muted);font-size:11px;text-transform:uppercase;letter-spacing:.04em}
+.card.ok{border-color:var(--ok)}.card.ok .n{color:var(--ok)}.card.bad{border-color:var(--bad);background:#fff5f4}.card.bad .n{color:var(--bad)}
+table{border-collapse:collapse;width:100%;font-size:11.5px}
+th,td{border-bottom:1px solid var(--line);padding:5px 6px;text-align:left;vertical-align:top}
+thead th{background:var(--bg);border-bottom:2px solid var(--line);font-weight:600;white-space:nowrap}
+tr.flag td{background:#fff1f0}
+td.num,th.num{text-align:right;white-space:nowrap}
+.ok{color:var(--ok);font-weight:600}.bad{color:var(--bad);font-weight:600}.warn{color:var(--warn);font-weight:600}.muted{color:var(--muted)}
+.pill{display:inline-block;border-radius:9px;padding:0 7px;font-size:10.5px;font-weight:600;white-space:nowrap}
+.p-allow{background:#e3f4e8;color:var(--ok)}.p-approval_required{background:#e6edf8;color:var(--accent)}.p-deny{background:#fde7e5;color:var(--bad)}
+.charts{display:flex;gap:18px;flex-wrap:wrap}.chart{flex:1 1 440px;border:1px solid var(--line);border-radius:6px;padding:8px 10px}
+.chart h3{margin:0 0 4px}
+.legend span{margin-right:12px;font-size:11px}.legend i{display:inline-block;width:9px;height:9px;margin-right:4px;border-radius:2px}
+ol.verify li{margin-bottom:6px}
+pre{background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:6px 8px;white-space:pre-wrap;word-break:break-all;font-size:11px;margin:4px 0}
+footer{margin-top:28px;color:var(--muted);font-size:11px;border-top:1px solid var(--line);padding-top:6px}
+@page{size:landscape;margin:12mm 10mm}
+@media print{
+ body{margin:0;max-width:none;padding:0;font-size:10.5px}
+ table{font-size:9.5px}
+ code,.mono,code.rid{font-size:8.5px}
+ .chart svg{max-height:60mm}
+ thead{display:table-header-group}
+ tr,.card,.chart,pre{break-inside:avoid}
+ h2{break-after:avoid}
+ section.population{break-before:page}
+ .card.bad,tr.flag td{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+ .pill,.chart,thead th,.meta{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+}
+"#;
+
+const VERDICT_COLORS: [(&str, &str, &str); 3] = [
+    ("allow", "allowed", "#3a9a5b"),
+    ("approval_required", "needed approval", "#4a6fb0"),
+    ("deny", "denied", "#c8483c"),
+];
+
+/// Requests per day (UTC) by verdict as a stacked bar chart; weeks when
+/// the period is longer than 62 days.
+fn chart_per_day(report: &Report) -> String {
+    let day = |t: Timestamp| t.as_second().div_euclid(86_400);
+    let (first, last) = (
+        day(report.period.since),
+        day(report.period.until - jiff::SignedDuration::from_secs(1)),
+    );
+    let days = (last - first + 1).max(1);
+    let step = if days > 62 { 7 } else { 1 };
+    let buckets = usize::try_from((days + step - 1) / step)
+        .unwrap_or(1)
+        .max(1);
+    let mut counts = vec![[0u64; 3]; buckets];
+    for r in &report.requests {
+        let i = usize::try_from((day(r.submitted_at) - first).max(0) / step)
+            .unwrap_or(0)
+            .min(buckets - 1);
+        if let Some(k) = VERDICT_COLORS.iter().position(|(v, _, _)| *v == r.verdict) {
+            counts[i][k] += 1;
+        }
+    }
+    let max = counts
+        .iter()
+        .map(|c| c.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (w, h, left, bottom) = (520.0_f64, 150.0_f64, 30.0_f64, 20.0_f64);
+    let bw = (w - left) / buckets as f64;
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {w} {}\" width=\"100%\" role=\"img\" aria-label=\"requests per {} by verdict\" xmlns=\"http://www.w3.org/2000/svg\">",
+        h + bottom,
+        if step == 1 { "day" } else { "week" }
+    );
+    for frac in [0.0, 0.5, 1.0] {
+        let y = h - frac * (h - 10.0);
+        let v = (max as f64 * frac).round();
+        svg.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{w}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e3e6eb\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"end\" fill=\"#5b6472\">{v}</text>",
+            left - 4.0,
+            y + 3.0
+        ));
+    }
+    for (i, c) in counts.iter().enumerate() {
+        let x = left + i as f64 * bw + bw * 0.15;
+        let mut y = h;
+        for (k, (_, label, color)) in VERDICT_COLORS.iter().enumerate() {
+            if c[k] == 0 {
+                continue;
+            }
+            let bh = c[k] as f64 / max as f64 * (h - 10.0);
+            y -= bh;
+            svg.push_str(&format!(
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"><title>{} {label}</title></rect>",
+                bw * 0.7,
+                c[k]
+            ));
+        }
+    }
+    // first and last labels only: dates are long
+    let label = |d: i64| {
+        Timestamp::from_second(d * 86_400)
+            .map(|t| t.strftime("%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    svg.push_str(&format!(
+        "<text x=\"{left}\" y=\"{}\" font-size=\"9\" fill=\"#5b6472\">{}</text><text x=\"{w}\" y=\"{}\" font-size=\"9\" text-anchor=\"end\" fill=\"#5b6472\">{}</text></svg>",
+        h + 14.0,
+        label(first),
+        h + 14.0,
+        label(last)
+    ));
+    let mut legend = String::from("<div class=\"legend\">");
+    for (_, label, color) in VERDICT_COLORS {
+        legend.push_str(&format!(
+            "<span><i style=\"background:{color}\"></i>{label}</span>"
+        ));
+    }
+    legend.push_str("</div>");
+    format!("{svg}{legend}")
+}
+
+const APPROVAL_BUCKETS: [(i64, &str); 7] = [
+    (60, "< 1 min"),
+    (300, "1–5 min"),
+    (900, "5–15 min"),
+    (3600, "15–60 min"),
+    (4 * 3600, "1–4 h"),
+    (86_400, "4–24 h"),
+    (i64::MAX, "> 1 day"),
+];
+
+/// How long approvals took, as a histogram.
+fn chart_time_to_approve(report: &Report) -> String {
+    let mut counts = [0u64; APPROVAL_BUCKETS.len()];
+    for s in report.requests.iter().filter_map(Row::secs_to_approval) {
+        if let Some(i) = APPROVAL_BUCKETS.iter().position(|(limit, _)| s < *limit) {
+            counts[i] += 1;
+        }
+    }
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let (w, h, bottom) = (520.0_f64, 150.0_f64, 20.0_f64);
+    let bw = w / counts.len() as f64;
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {w} {}\" width=\"100%\" role=\"img\" aria-label=\"time from request to approval\" xmlns=\"http://www.w3.org/2000/svg\"><line x1=\"0\" x2=\"{w}\" y1=\"{h}\" y2=\"{h}\" stroke=\"#c9ced6\"/>",
+        h + bottom
+    );
+    for (i, (n, (_, label))) in counts.iter().zip(APPROVAL_BUCKETS).enumerate() {
+        let x = i as f64 * bw;
+        let bh = *n as f64 / max as f64 * (h - 18.0);
+        svg.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#4a6fb0\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#1d2330\">{n}</text><text x=\"{:.1}\" y=\"{}\" font-size=\"9\" text-anchor=\"middle\" fill=\"#5b6472\">{label}</text>",
+            x + bw * 0.15,
+            h - bh,
+            bw * 0.7,
+            x + bw / 2.0,
+            h - bh - 3.0,
+            x + bw / 2.0,
+            h + 13.0
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// One exception kind: its name, its count, whether any is a failure, and
+/// the requests concerned.
+struct Exception<'a> {
+    name: &'static str,
+    explain: &'static str,
+    count: u64,
+    must_be_zero: bool,
+    rows: Vec<&'a Row>,
+}
+
+fn exceptions(report: &Report) -> Vec<Exception<'_>> {
+    let rows =
+        |f: &dyn Fn(&Row) -> bool| report.requests.iter().filter(|r| f(r)).collect::<Vec<_>>();
+    let n = &report.counts;
+    vec![
+        Exception {
+            name: "Executed without approval",
+            explain: "ran without the approvals its policy required, or under a deny verdict",
+            count: n.executed_without_approval,
+            must_be_zero: true,
+            rows: rows(&|r| r.executed_without_approval),
+        },
+        Exception {
+            name: "Approved by a reviewer a party provisioned",
+            explain: "approver's account created by the requester, the on-behalf-of human or the agent's owner",
+            count: n.approvals_provisioned_by_party,
+            must_be_zero: true,
+            rows: rows(&|r| !r.approvals_provisioned_by_party.is_empty()),
+        },
+        Exception {
+            name: "Self-approval attempts (refused)",
+            explain: "someone tied to the request tried to approve it; the gateway refused",
+            count: n.refused_self_approvals,
+            must_be_zero: false,
+            rows: rows(&|r| r.refused_self_approvals > 0),
+        },
+        Exception {
+            name: "Claim refusals",
+            explain: "a gate tried to run something other than what was approved, twice, or after a policy change",
+            count: n.claim_refusals,
+            must_be_zero: false,
+            rows: rows(&|r| r.claim_refusals > 0),
+        },
+        Exception {
+            name: "Denied",
+            explain: "by a reviewer or by policy",
+            count: n.denied,
+            must_be_zero: false,
+            rows: rows(&|r| r.denied),
+        },
+        Exception {
+            name: "Expired",
+            explain: "nobody decided in time",
+            count: n.expired,
+            must_be_zero: false,
+            rows: rows(&|r| r.expired),
+        },
+    ]
+}
+
+fn verdict_pill(v: &str) -> String {
+    let label = VERDICT_COLORS
+        .iter()
+        .find(|(k, _, _)| *k == v)
+        .map_or(v, |(_, l, _)| l);
+    format!("<span class=\"pill p-{}\">{}</span>", esc(v), esc(label))
+}
 
 fn html(report: &Report) -> String {
     let mut h = String::new();
     let c = &report.checkpoint;
     let p = &report.period;
+    let n = &report.counts;
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>signoff audit report {} to {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>signoff audit report</h1>\n",
-        esc(&p.since.to_string()),
-        esc(&p.until.to_string()),
+         <title>Privileged action review {} to {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <header>\n<h1>Privileged action review</h1>\n\
+         <p class=\"sub\">Every action that went through the signoff approval gateway from {} to {} (UTC, end excluded), with its approvals, execution and outcome, from the tamper-evident ledger.</p>\n",
+        esc(&short_time(p.since)),
+        esc(&short_time(p.until)),
+        esc(&short_time(p.since)),
+        esc(&short_time(p.until)),
     );
+    let mut policy_sets: Vec<&str> = report
+        .requests
+        .iter()
+        .filter_map(|r| r.policy_set_hash.as_deref())
+        .collect();
+    policy_sets.sort_unstable();
+    policy_sets.dedup();
     let _ = write!(
         h,
-        "<table>\n<tr><th>period</th><td>{} to {} (end excluded)</td></tr>\n\
-         <tr><th>generated</th><td>{}</td></tr>\n\
-         <tr><th>checkpoint</th><td>origin <code>{}</code>, size {}, root <code>{}</code>, signed {}</td></tr>\n\
-         <tr><th>ledger entries</th><td>{}</td></tr>\n</table>\n",
-        esc(&p.since.to_string()),
-        esc(&p.until.to_string()),
-        esc(&report.generated_at.to_string()),
+        "<dl class=\"meta\">\n<dt>Period</dt><dd>{} to {} (UTC, end excluded)</dd>\n\
+         <dt>Generated</dt><dd>{}</dd>\n\
+         <dt>Evidence</dt><dd>ledger <code>{}</code>, signed checkpoint of {} entries, signed {}</dd>\n\
+         <dt>Checkpoint root</dt><dd><code>{}</code></dd>\n\
+         <dt>Ledger entries</dt><dd>{}</dd>\n\
+         <dt>Policy sets in force</dt><dd>{}</dd>\n</dl>\n</header>\n",
+        esc(&short_time(p.since)),
+        esc(&short_time(p.until)),
+        esc(&short_time(report.generated_at)),
         esc(&c.origin),
         c.size,
+        esc(&short_time(c.signed_at)),
         esc(&c.root),
-        esc(&c.signed_at.to_string()),
         match (report.ledger.first_index, report.ledger.last_index) {
             (Some(a), Some(b)) => format!(
-                "{a} to {b} ({} entries, {} request_submitted)",
+                "{a} to {b} ({} entries, {} requests submitted)",
                 report.ledger.events, report.ledger.request_submitted_events
             ),
             _ => "none in the period".to_owned(),
         },
-    );
-    let n = &report.counts;
-    h.push_str("<h2>Totals</h2>\n<table>\n");
-    let _ = writeln!(h, "<tr><th>requests</th><td>{}</td></tr>", n.requests);
-    for (status, v) in &n.by_status {
-        let _ = writeln!(h, "<tr><th>status {}</th><td>{v}</td></tr>", esc(status));
-    }
-    let _ = write!(
-        h,
-        "<tr><th>flagged denied</th><td>{}</td></tr>\n\
-         <tr><th>flagged expired</th><td>{}</td></tr>\n\
-         <tr><th>refused self-approvals</th><td>{}</td></tr>\n\
-         <tr><th>approvals by reviewers a party provisioned</th><td class=\"{}\">{}</td></tr>\n\
-         <tr><th>executed without approval</th><td class=\"{}\">{}</td></tr>\n</table>\n",
-        n.denied,
-        n.expired,
-        n.refused_self_approvals,
-        if n.approvals_provisioned_by_party == 0 {
-            "ok"
+        if policy_sets.is_empty() {
+            "none".to_owned()
         } else {
-            "bad"
+            policy_sets
+                .iter()
+                .map(|s| format!("<code>{}</code>", esc(s)))
+                .collect::<Vec<_>>()
+                .join(", ")
         },
-        n.approvals_provisioned_by_party,
+    );
+
+    // summary cards
+    let executed = n.by_status.get("executed").copied().unwrap_or(0)
+        + n.by_status.get("executing").copied().unwrap_or(0);
+    let needed = report
+        .requests
+        .iter()
+        .filter(|r| r.verdict == "approval_required")
+        .count();
+    let card = |class: &str, value: String, label: &str| {
+        format!("<div class=\"card {class}\"><div class=\"n\">{value}</div><div class=\"l\">{label}</div></div>")
+    };
+    h.push_str("<div class=\"cards\">");
+    h.push_str(&card("", n.requests.to_string(), "requests"));
+    h.push_str(&card("", needed.to_string(), "needed approval"));
+    h.push_str(&card("", executed.to_string(), "executed"));
+    h.push_str(&card("", n.denied.to_string(), "denied"));
+    h.push_str(&card("", n.expired.to_string(), "expired"));
+    h.push_str(&card(
         if n.executed_without_approval == 0 {
             "ok"
         } else {
             "bad"
         },
-        n.executed_without_approval
+        if n.executed_without_approval == 0 {
+            "0 ✓".to_owned()
+        } else {
+            n.executed_without_approval.to_string()
+        },
+        "executed without approval",
+    ));
+    h.push_str("</div>\n");
+
+    // 1. exceptions
+    h.push_str("<section>\n<h2>1. Exceptions</h2>\n<table>\n<thead><tr><th>Exception</th><th class=\"num\">Count</th><th>What it means</th><th>Requests</th></tr></thead>\n<tbody>\n");
+    let list = exceptions(report);
+    for e in &list {
+        let class = match (e.count, e.must_be_zero) {
+            (0, true) => "ok",
+            (_, true) => "bad",
+            (0, false) => "muted",
+            _ => "warn",
+        };
+        let ids = if e.rows.is_empty() {
+            if e.must_be_zero {
+                "none — as required".to_owned()
+            } else {
+                "none".to_owned()
+            }
+        } else {
+            e.rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "<a href=\"#r-{0}\"><code>{0}</code></a>",
+                        esc(&r.request_id)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let _ = writeln!(
+            h,
+            "<tr{}><td>{}</td><td class=\"num {class}\">{}</td><td class=\"muted\">{}</td><td>{ids}</td></tr>",
+            if e.must_be_zero && e.count > 0 { " class=\"flag\"" } else { "" },
+            e.name,
+            e.count,
+            e.explain
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<tr><td>Policy changes in the period</td><td class=\"num {}\">{}</td><td class=\"muted\">policy sets loaded or rejected (below)</td><td>{}</td></tr>",
+        if report.policy_changes.is_empty() { "muted" } else { "warn" },
+        report.policy_changes.len(),
+        if report.policy_changes.is_empty() { "none" } else { "see section 4" }
     );
-    h.push_str("<h2>Reconciliation</h2>\n");
+    let _ = writeln!(
+        h,
+        "<tr{}><td>Ledger and requests table disagree</td><td class=\"num {}\">{}</td><td class=\"muted\">reconciliation of the ledger with the gateway's tables</td><td>{}</td></tr>",
+        if report.discrepancies.is_empty() { "" } else { " class=\"flag\"" },
+        if report.discrepancies.is_empty() { "ok" } else { "bad" },
+        report.discrepancies.len(),
+        if report.discrepancies.is_empty() { "none — as required" } else { "see section 5" }
+    );
+    h.push_str("</tbody>\n</table>\n");
+    for r in report
+        .requests
+        .iter()
+        .filter(|r| r.executed_without_approval)
+    {
+        let _ = writeln!(
+            h,
+            "<p class=\"bad\">Request <code>{}</code> executed without approval: {}</p>",
+            esc(&r.request_id),
+            esc(r.violation.as_deref().unwrap_or("flagged"))
+        );
+    }
+    for r in report
+        .requests
+        .iter()
+        .filter(|r| !r.approvals_provisioned_by_party.is_empty())
+    {
+        let _ = writeln!(
+            h,
+            "<p class=\"bad\">Request <code>{}</code> approved by a reviewer a party provisioned: {}</p>",
+            esc(&r.request_id),
+            esc(&r.approvals_provisioned_by_party.join("; "))
+        );
+    }
+    h.push_str("</section>\n");
+
+    // 2. charts
+    let _ = write!(
+        h,
+        "<section>\n<h2>2. Activity</h2>\n<div class=\"charts\">\n\
+         <div class=\"chart\"><h3>Requests per {} by verdict</h3>{}</div>\n\
+         <div class=\"chart\"><h3>Time from request to approval</h3>{}</div>\n</div>\n</section>\n",
+        if (p.until.as_second() - p.since.as_second()) > 62 * 86_400 {
+            "week"
+        } else {
+            "day"
+        },
+        chart_per_day(report),
+        chart_time_to_approve(report)
+    );
+
+    // 3. population
+    h.push_str("<section class=\"population\">\n<h2>3. Population of privileged actions</h2>\n");
+    let _ = writeln!(
+        h,
+        "<p class=\"muted\">All {} requests submitted in the period, in ledger order. Times are UTC.</p>",
+        n.requests
+    );
+    h.push_str("<table>\n<thead><tr><th>Request</th><th>Requester</th><th>Action</th><th>What ran</th><th>Justification</th><th>Policy</th><th>Approvals</th><th class=\"num\">To approval</th><th class=\"num\">To execution</th><th>Outcome</th></tr></thead>\n<tbody>\n");
+    for r in &report.requests {
+        let flag = r.executed_without_approval || !r.approvals_provisioned_by_party.is_empty();
+        let requester = {
+            let mut s = format!("<b>{}</b>", esc(&r.principal));
+            if let Some(o) = &r.on_behalf_of {
+                let _ = write!(
+                    s,
+                    "<br><span class=\"muted\">on behalf of</span> {}",
+                    esc(o)
+                );
+            }
+            if let Some(o) = &r.principal_owner {
+                let _ = write!(s, "<br><span class=\"muted\">owner</span> {}", esc(o));
+            }
+            s
+        };
+        let action = format!(
+            "<b>{}</b> on {}{}{}",
+            esc(&r.action),
+            esc(&r.resource),
+            r.environment
+                .as_deref()
+                .map(|e| format!("<br><span class=\"muted\">env</span> {}", esc(e)))
+                .unwrap_or_default(),
+            r.gate
+                .as_deref()
+                .map(|g| format!(" <span class=\"muted\">via</span> {}", esc(g)))
+                .unwrap_or_default()
+        );
+        let policy = format!(
+            "{}<br>{}{}{}",
+            verdict_pill(&r.verdict),
+            esc(&r.policy_ids.join(", ")),
+            r.requirement
+                .as_deref()
+                .map(|q| format!(" <span class=\"muted\">needs</span> {}", esc(q)))
+                .unwrap_or_default(),
+            r.policy_reason
+                .as_deref()
+                .map(|q| format!("<br><i>{}</i>", esc(q)))
+                .unwrap_or_default()
+        );
+        let mut approvals: Vec<String> = r
+            .approvals
+            .iter()
+            .map(|a| {
+                format!(
+                    "✔ <b>{}</b> {}{}",
+                    esc(&a.reviewer),
+                    esc(&short_time(a.at)),
+                    a.channel
+                        .as_deref()
+                        .map(|c| format!(" <span class=\"muted\">via {}</span>", esc(c)))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        approvals.extend(r.denials.iter().map(|d| {
+            format!(
+                "<span class=\"bad\">✘</span> <b>{}</b> {}{}",
+                esc(&d.reviewer),
+                esc(&short_time(d.at)),
+                d.reason
+                    .as_deref()
+                    .map(|x| format!(": <i>{}</i>", esc(x)))
+                    .unwrap_or_default()
+            )
+        }));
+        if r.refused_self_approvals > 0 {
+            approvals.push(format!(
+                "<span class=\"warn\">{} self-approval attempt(s) refused</span>",
+                r.refused_self_approvals
+            ));
+        }
+        if r.claim_refusals > 0 {
+            approvals.push(format!(
+                "<span class=\"warn\">{} claim(s) refused</span>",
+                r.claim_refusals
+            ));
+        }
+        let outcome = format!(
+            "<b>{}</b><br>{}{}",
+            esc(&r.status),
+            esc(&r.outcome_text()),
+            r.violation
+                .as_deref()
+                .map(|v| format!("<br><span class=\"bad\">{}</span>", esc(v)))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            h,
+            "<tr id=\"r-{id}\"{flag}><td><code class=\"rid\">{id}</code><br>{at}<br><span class=\"muted\">entry {idx}</span></td><td>{requester}</td><td>{action}</td><td><code>{ran}</code></td><td>{just}</td><td>{policy}</td><td>{appr}</td><td class=\"num\">{ta}</td><td class=\"num\">{te}</td><td>{outcome}</td></tr>",
+            id = esc(&r.request_id),
+            flag = if flag { " class=\"flag\"" } else { "" },
+            at = esc(&short_time(r.submitted_at)),
+            idx = r.submitted_index,
+            ran = esc(r.command.as_deref().unwrap_or("—")),
+            just = r.justification.as_deref().map(esc).unwrap_or_else(|| "<span class=\"muted\">none given</span>".into()),
+            appr = if approvals.is_empty() { "<span class=\"muted\">—</span>".to_owned() } else { approvals.join("<br>") },
+            ta = r.secs_to_approval().map(human_secs).unwrap_or_else(|| "—".into()),
+            te = r.secs_to_execution().map(human_secs).unwrap_or_else(|| "—".into()),
+        );
+    }
+    h.push_str("</tbody>\n</table>\n</section>\n");
+
+    // 4. policy changes
+    h.push_str("<section>\n<h2>4. Policy changes in the period</h2>\n");
+    if report.policy_changes.is_empty() {
+        h.push_str("<p class=\"muted\">No policy set was loaded or rejected in the period.</p>\n");
+    } else {
+        h.push_str("<table>\n<thead><tr><th>Entry</th><th>When</th><th>By</th><th>Change</th><th>Policy set</th><th>Reason</th></tr></thead>\n<tbody>\n");
+        for pc in &report.policy_changes {
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                pc.index,
+                esc(&short_time(pc.at)),
+                esc(&pc.actor),
+                if pc.loaded { "ok" } else { "warn" },
+                if pc.loaded { "loaded" } else { "rejected" },
+                esc(pc.policy_set_hash.as_deref().unwrap_or("—")),
+                esc(pc.reason.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</tbody>\n</table>\n");
+    }
+    h.push_str("</section>\n");
+
+    // 5. reconciliation
+    h.push_str("<section>\n<h2>5. Reconciliation</h2>\n");
     if report.discrepancies.is_empty() {
         let _ = writeln!(
             h,
-            "<p class=\"ok\">{} requests = {} request_submitted entries in the ledger; the requests table agrees.</p>",
+            "<p class=\"ok\">{} requests in this report = {} request_submitted entries in the ledger; the gateway's requests table agrees with the ledger on every request.</p>",
             n.requests, report.ledger.request_submitted_events
         );
     } else {
@@ -897,20 +1576,27 @@ fn html(report: &Report) -> String {
         }
         h.push_str("</ul>\n");
     }
-    h.push_str("<h2>Requests</h2>\n<table>\n<tr>");
-    for col in &COLUMNS[..COLUMNS.len() - 1] {
-        let _ = write!(h, "<th>{}</th>", esc(col));
-    }
-    h.push_str("</tr>\n");
-    for r in &report.requests {
-        let flag = r.executed_without_approval;
-        h.push_str(if flag { "<tr class=\"flag\">" } else { "<tr>" });
-        for cell in &cells(r, "")[..COLUMNS.len() - 1] {
-            let _ = write!(h, "<td>{}</td>", esc(cell));
-        }
-        h.push_str("</tr>\n");
-    }
-    h.push_str("</table>\n</body>\n</html>\n");
+    h.push_str("</section>\n");
+
+    // 6. how to verify
+    let _ = write!(
+        h,
+        "<section>\n<h2>6. How to verify this report</h2>\n\
+         <p>This report rests on the signed checkpoint of ledger <code>{origin}</code> at size {size}, root <code>{root}</code>. \
+         Every event it reads below that size was re-hashed into that root when the report was made. To check it independently, with the log's verifier key obtained from its operator out of band and an auditor token:</p>\n\
+         <ol class=\"verify\">\n\
+         <li>Verify the whole ledger against the key (and a checkpoint you saved earlier, if any):<pre>SIGNOFF_URL=… SIGNOFF_TOKEN=… signoff audit verify --key VERIFIER_KEY [--checkpoint SAVED]</pre></li>\n\
+         <li>Export the period's entries with inclusion proofs and verify them offline:<pre>signoff audit export --since {since} --until {until} --out bundle/\nsignoff audit verify --bundle bundle/ --key VERIFIER_KEY</pre></li>\n\
+         <li>Re-create this report and compare:<pre>signoff audit report --since {since} --until {until} --format json</pre></li>\n\
+         </ol>\n</section>\n\
+         <footer>signoff audit report · generated {generated} · checkpoint {origin} {size} {root}</footer>\n</body>\n</html>\n",
+        origin = esc(&c.origin),
+        size = c.size,
+        root = esc(&c.root),
+        since = esc(&p.since.to_string()),
+        until = esc(&p.until.to_string()),
+        generated = esc(&short_time(report.generated_at)),
+    );
     h
 }
 
@@ -934,6 +1620,8 @@ mod tests {
             principal_owner: Some("olga".into()),
             on_behalf_of: None,
             justification: Some("quarterly \"close\", finance <team>".into()),
+            command: Some("pg_dump --table customers prod".into()),
+            policy_reason: Some("data leaves the building".into()),
             gate: Some("exec".into()),
             verdict: "approval_required".into(),
             policy_ids: vec!["export-two-sre".into()],
@@ -945,11 +1633,13 @@ mod tests {
                     reviewer: "alice".into(),
                     at: t("2025-03-01T10:01:00Z"),
                     reason: None,
+                    channel: Some("slack".into()),
                 },
                 ReviewEntry {
                     reviewer: "bob".into(),
                     at: t("2025-03-01T10:02:00Z"),
                     reason: Some("ok".into()),
+                    channel: Some("cli".into()),
                 },
             ],
             denials: vec![],
@@ -960,6 +1650,7 @@ mod tests {
             outcome_summary: Some("exited 0\nafter 3 s".into()),
             output_sha256: Some("e3b0".into()),
             refused_self_approvals: 1,
+            claim_refusals: 0,
             expired: false,
             denied: false,
             executed_without_approval: false,
@@ -985,13 +1676,55 @@ mod tests {
         bad.approvals.truncate(1);
         bad.approvals_provisioned_by_party =
             vec!["alice (account created by user:olga, who owns the requesting agent)".into()];
-        let requests = vec![row("01JNBB0000000000000000000A", 3), denied, bad];
+        let mut expired = row("01JNBB0000000000000000000D", 10);
+        expired.submitted_at = t("2025-03-02T14:00:00Z");
+        expired.status = "expired".into();
+        expired.expired = true;
+        expired.approvals.truncate(1);
+        expired.decided_at = Some(t("2025-03-02T14:10:00Z"));
+        expired.claimed_at = None;
+        expired.exit_code = None;
+        expired.outcome_summary = None;
+        expired.output_sha256 = None;
+        expired.refused_self_approvals = 0;
+        let mut refused_claim = row("01JNBB0000000000000000000E", 11);
+        refused_claim.submitted_at = t("2025-03-03T09:00:00Z");
+        refused_claim.approvals[0].at = t("2025-03-03T09:20:00Z");
+        refused_claim.approvals[1].at = t("2025-03-03T10:30:00Z");
+        refused_claim.decided_at = Some(t("2025-03-03T10:30:00Z"));
+        refused_claim.claimed_at = Some(t("2025-03-03T10:31:10Z"));
+        refused_claim.claim_refusals = 1;
+        refused_claim.refused_self_approvals = 0;
+        refused_claim.command = None;
+        refused_claim.gate = Some("api".into());
+        let mut allowed = row("01JNBB0000000000000000000F", 12);
+        allowed.submitted_at = t("2025-03-03T11:00:00Z");
+        allowed.action = "db.read".into();
+        allowed.verdict = "allow".into();
+        allowed.policy_ids = vec!["read-allowed".into()];
+        allowed.requirement = None;
+        allowed.policy_reason = None;
+        allowed.approvals.clear();
+        allowed.decided_at = Some(t("2025-03-03T11:00:00Z"));
+        allowed.claimed_at = Some(t("2025-03-03T11:00:01Z"));
+        allowed.refused_self_approvals = 0;
+        allowed.justification = None;
+        allowed.command = Some("psql -c 'select count(*) from orders'".into());
+        let requests = vec![
+            row("01JNBB0000000000000000000A", 3),
+            denied,
+            bad,
+            expired,
+            refused_claim,
+            allowed,
+        ];
         let mut by_status: BTreeMap<String, u64> = RequestStatus::ALL
             .iter()
             .map(|s| (s.as_str().to_owned(), 0))
             .collect();
-        by_status.insert("executed".into(), 2);
+        by_status.insert("executed".into(), 4);
         by_status.insert("denied".into(), 1);
+        by_status.insert("expired".into(), 1);
         Report {
             period: Period {
                 since: t("2025-03-01T00:00:00Z"),
@@ -1008,18 +1741,37 @@ mod tests {
                 first_index: Some(3),
                 last_index: Some(11),
                 events: 9,
-                request_submitted_events: 3,
+                request_submitted_events: 6,
             },
             counts: Counts {
-                requests: 3,
+                requests: 6,
                 by_status,
                 denied: 1,
-                expired: 0,
+                expired: 1,
                 refused_self_approvals: 2,
+                claim_refusals: 1,
                 executed_without_approval: 1,
                 approvals_provisioned_by_party: 1,
             },
             discrepancies: vec!["request X is <odd> & \"quoted\"".into()],
+            policy_changes: vec![
+                PolicyChange {
+                    index: 8,
+                    at: t("2025-03-02T08:00:00Z"),
+                    actor: "user:olga".into(),
+                    loaded: false,
+                    policy_set_hash: None,
+                    reason: Some("policies/export.cedar:3:1: unknown action \"db.exprt\"".into()),
+                },
+                PolicyChange {
+                    index: 9,
+                    at: t("2025-03-02T08:05:00Z"),
+                    actor: "user:olga".into(),
+                    loaded: true,
+                    policy_set_hash: Some("9d75d4288e49".into()),
+                    reason: None,
+                },
+            ],
             requests,
         }
     }
@@ -1027,6 +1779,7 @@ mod tests {
     #[test]
     fn approvals_by_reviewers_a_party_provisioned_are_listed() {
         let mut report = sample();
+        report.requests.truncate(3);
         for r in &mut report.requests {
             r.approvals_provisioned_by_party.clear();
         }
@@ -1075,7 +1828,13 @@ mod tests {
 
     #[test]
     fn html_snapshot() {
-        insta::assert_snapshot!(render(&sample(), Format::Html));
+        let html = render(&sample(), Format::Html);
+        // The fixture page for the screenshot (scripts/report-screenshot.sh).
+        if let Ok(dir) = std::env::var("SIGNOFF_REPORT_FIXTURE_DIR") {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(std::path::Path::new(&dir).join("report.html"), &html).unwrap();
+        }
+        insta::assert_snapshot!(html);
     }
 
     /// Real events from the core state machine, replayed through the builder.
