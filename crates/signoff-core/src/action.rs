@@ -214,10 +214,7 @@ impl ActionRequest {
             "principal": self.principal.to_string(),
             "on_behalf_of": self.on_behalf_of,
         });
-        // Canonicalizing a serde_json::Value built from strings, maps and
-        // validated numbers cannot fail; an empty string would still hash to a
-        // digest that matches no real request, so approvals stay bound.
-        crate::jcs::to_string(&value).unwrap_or_default()
+        crate::jcs::value_to_string(&value)
     }
 
     /// The dotted prefixes of the action, most specific first: `k8s.namespace.delete`

@@ -21,10 +21,22 @@ use serde_json::{Number, Value};
 /// Fails only where `serde_json::to_value` fails: a map with non-string
 /// keys, a `Serialize` implementation that fails, or a non-finite float.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
-    let value = serde_json::to_value(value)?;
+    Ok(value_to_vec(&serde_json::to_value(value)?))
+}
+
+/// The RFC 8785 serialization of a JSON value. Use it rather than
+/// [`to_vec`] for a `Value`, which `to_vec` would first copy whole.
+pub fn value_to_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    write_value(&value, &mut out);
-    Ok(out)
+    write_value(value, &mut out);
+    out
+}
+
+/// [`value_to_vec`] as text.
+pub fn value_to_string(value: &Value) -> String {
+    // Everything written is UTF-8 (see `to_string`), so this never falls
+    // back.
+    String::from_utf8(value_to_vec(value)).unwrap_or_default()
 }
 
 /// The RFC 8785 serialization of `value`, as text.
