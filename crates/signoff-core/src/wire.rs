@@ -169,6 +169,20 @@ pub struct OutcomeBody {
     pub summary: Option<String>,
 }
 
+impl OutcomeBody {
+    /// The outcome of an action that did not run, or whose running the gate
+    /// does not see: no signal, no time, no output.
+    pub fn not_run(exit_code: Option<i32>, summary: String) -> Self {
+        OutcomeBody {
+            exit_code,
+            signal: None,
+            duration_ms: 0,
+            output_sha256: None,
+            summary: Some(summary),
+        }
+    }
+}
+
 /// `POST /v1/principals` (admin).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -164,13 +164,10 @@ impl GateAction for Allow {
 
     async fn run(self, _claimed: &RequestView) -> Execution<()> {
         Execution {
-            outcome: OutcomeBody {
-                exit_code: None,
-                signal: None,
-                duration_ms: 0,
-                output_sha256: None,
-                summary: Some("allowed; Claude Code runs the tool after the hook".into()),
-            },
+            outcome: OutcomeBody::not_run(
+                None,
+                "allowed; Claude Code runs the tool after the hook".into(),
+            ),
             output: (),
         }
     }

@@ -320,13 +320,7 @@ impl GateAction for Command<'_> {
 /// The execution of a command that did not start.
 fn not_started(id: &str, code: i32, summary: String) -> Execution<Ran> {
     Execution {
-        outcome: OutcomeBody {
-            exit_code: Some(code),
-            signal: None,
-            duration_ms: 0,
-            output_sha256: None,
-            summary: Some(summary.clone()),
-        },
+        outcome: OutcomeBody::not_run(Some(code), summary.clone()),
         output: Ran {
             code,
             message: format!("{summary} (request {id})"),

@@ -158,7 +158,9 @@ impl ToolCall {
         );
         ctx.insert(
             "arguments_json".into(),
-            Value::String(canonical(&Value::Object(self.arguments.clone()))),
+            Value::String(signoff_core::jcs::value_to_string(&Value::Object(
+                self.arguments.clone(),
+            ))),
         );
         ctx
     }
@@ -166,14 +168,10 @@ impl ToolCall {
     /// The key a retry with the same tool and arguments is recognised by.
     fn retry_key(&self) -> String {
         let v = json!({ "tool": self.tool, "arguments": self.arguments });
-        hex::encode(Sha256::digest(canonical(&v).as_bytes()))
+        hex::encode(Sha256::digest(
+            signoff_core::jcs::value_to_string(&v).as_bytes(),
+        ))
     }
-}
-
-/// RFC 8785 canonical JSON; a value that cannot be canonicalized (it came
-/// from JSON, so it can) falls back to serde's form, still deterministic.
-fn canonical(v: &Value) -> String {
-    signoff_core::jcs::to_string(v).unwrap_or_else(|_| v.to_string())
 }
 
 /// Cedar has no null and no floats: the arguments as policies see them,
@@ -255,7 +253,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn id_key(id: &Value) -> String {
-    canonical(id)
+    signoff_core::jcs::value_to_string(id)
 }
 
 impl Proxy {
@@ -610,13 +608,7 @@ impl Forward {
     fn not_forwarded(&self, why: String) -> Execution<()> {
         self.proxy.reply(&self.id, tool_error(why.clone()));
         Execution {
-            outcome: OutcomeBody {
-                exit_code: None,
-                signal: None,
-                duration_ms: 0,
-                output_sha256: None,
-                summary: Some(why),
-            },
+            outcome: OutcomeBody::not_run(None, why),
             output: (),
         }
     }
@@ -635,7 +627,7 @@ impl GateAction for Forward {
         let tool = self.params.name.to_string();
         let arguments = self.params.arguments.clone().unwrap_or_default();
         let same = tool == claimed.request.context["mcp"]["tool"]
-            && Some(canonical(&Value::Object(arguments)).as_str())
+            && Some(signoff_core::jcs::value_to_string(&Value::Object(arguments)).as_str())
                 == claimed.request.context["arguments_json"].as_str()
             && Self::action_digest(&self.body, &claimed.request.principal) == claimed.digest;
         if !same {
@@ -666,8 +658,12 @@ impl GateAction for Forward {
         };
         let hashed = result
             .and_then(|r| r.get("content"))
-            .map(canonical)
-            .or_else(|| response.get("error").map(canonical))
+            .map(signoff_core::jcs::value_to_string)
+            .or_else(|| {
+                response
+                    .get("error")
+                    .map(signoff_core::jcs::value_to_string)
+            })
             .unwrap_or_default();
         // the model gets the server's answer first; the outcome is reported after
         let _ = self.proxy.to_client.send(response.to_string());
