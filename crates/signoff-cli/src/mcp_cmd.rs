@@ -4,7 +4,6 @@ use crate::Remote;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use signoff_gates::{claude_hook, mcp};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// `signoff mcp --name NAME -- SERVER ARGS…`
@@ -48,10 +47,6 @@ pub enum HookCmd {
     },
 }
 
-fn wait(flag: &str) -> Result<Duration> {
-    Ok(crate::config::parse_duration("--wait", flag)?.unsigned_abs())
-}
-
 /// Runs the stdio proxy; exits with the server's status.
 pub async fn run_mcp(args: McpArgs) -> Result<i32> {
     let mut resource_args = Vec::new();
@@ -76,7 +71,7 @@ pub async fn run_mcp(args: McpArgs) -> Result<i32> {
         command: args.command,
         resource_args,
         environment: args.environment,
-        wait: wait(&args.wait)?,
+        wait: crate::remote::wait_flag(&args.wait)?,
     };
     let client = crate::remote::client(&args.remote)?;
     let code = mcp::run_stdio(client, spec, tokio::io::stdin(), tokio::io::stdout())
@@ -96,7 +91,7 @@ pub async fn run_hook(cmd: HookCmd) -> Result<i32> {
     let mut input = String::new();
     let answer = match (
         tokio::io::stdin().read_to_string(&mut input).await,
-        wait(&wait_flag),
+        crate::remote::wait_flag(&wait_flag),
         crate::remote::client(&remote),
     ) {
         (Err(e), _, _) => claude_hook::decision("deny", &format!("signoff cannot read stdin: {e}")),

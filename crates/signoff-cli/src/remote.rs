@@ -30,13 +30,14 @@ async fn ctrl_c() {
 }
 
 fn parse_wait(s: &Option<String>) -> Result<Option<Duration>> {
-    s.as_deref()
-        .map(|w| {
-            crate::config::parse_duration("--wait", w)
-                .map(|d| d.unsigned_abs())
-                .map_err(|e| usage(format!("{e:#}")))
-        })
-        .transpose()
+    s.as_deref().map(wait_flag).transpose()
+}
+
+/// The value of a `--wait` flag; a bad one is the caller's to fix (exit 2).
+pub(crate) fn wait_flag(w: &str) -> Result<Duration> {
+    crate::config::parse_duration("--wait", w)
+        .map(|d| d.unsigned_abs())
+        .map_err(|e| usage(format!("{e:#}")))
 }
 
 #[derive(Debug, Args)]

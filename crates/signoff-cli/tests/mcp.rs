@@ -395,3 +395,10 @@ fn relay_forwards_rejects_garbage_and_ends_with_the_client() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_malformed_wait_is_the_callers_to_fix() {
+    let out = run_signoff(&["mcp", "--name", "x", "--wait", "soon", "--", "cat"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("--wait"), "{out}");
+}
