@@ -126,6 +126,7 @@ pub async fn request(args: RequestArgs) -> Result<i32> {
         justification: args.action.justification.clone(),
         on_behalf_of: args.action.on_behalf_of.clone(),
         gate: Some("cli".into()),
+        claim_digest: None,
     };
     let mut view = client.submit(&body, &ulid::Ulid::new().to_string()).await?;
     if let Some(wait) = parse_wait(&args.wait)? {

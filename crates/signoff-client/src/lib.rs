@@ -77,6 +77,16 @@ impl ClientError {
 /// so the gateway can record how each decision was made.
 pub const CHANNEL_HEADER: &str = "Signoff-Channel";
 
+/// What [`Client::submit_new`] got back.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The request.
+    pub view: RequestView,
+    /// `true` when this call created it (201), `false` when its idempotency
+    /// key replayed an existing one (200).
+    pub created: bool,
+}
+
 /// A client bound to one gateway and one bearer token.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -151,15 +161,16 @@ impl Client {
         req: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        let bytes = self.send_bytes(req, timeout).await?;
+        let (_, bytes) = self.send_bytes(req, timeout).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// The status and body of a successful answer; problem+json as an error.
     async fn send_bytes(
         &self,
         req: reqwest::RequestBuilder,
         timeout: Duration,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let req = match &self.channel {
             Some(channel) => req.header(CHANNEL_HEADER, channel),
             None => req,
@@ -179,7 +190,7 @@ impl Client {
             reason: describe(&e),
         })?;
         if status.is_success() {
-            Ok(bytes.to_vec())
+            Ok((status.as_u16(), bytes.to_vec()))
         } else {
             let problem = serde_json::from_slice::<Problem>(&bytes).unwrap_or_else(|_| Problem {
                 problem_type: "about:blank".into(),
@@ -230,6 +241,19 @@ impl Client {
         body: &SubmitRequest,
         idempotency_key: &str,
     ) -> Result<RequestView, ClientError> {
+        self.submit_new(body, idempotency_key).await.map(|s| s.view)
+    }
+
+    /// [`Client::submit`], saying whether this call created the request or
+    /// its idempotency key replayed one that exists (perhaps created by an
+    /// attempt whose answer was lost). A gate that claims at once
+    /// ([`SubmitRequest::claim_digest`]) owns the claim only when
+    /// [`Submission::created`] is true.
+    pub async fn submit_new(
+        &self,
+        body: &SubmitRequest,
+        idempotency_key: &str,
+    ) -> Result<Submission, ClientError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
@@ -238,7 +262,18 @@ impl Client {
                 .post(self.url("/v1/requests"))
                 .header("Idempotency-Key", idempotency_key)
                 .json(body);
-            match self.send(req, Duration::from_secs(30)).await {
+            let answer = self
+                .send_bytes(req, Duration::from_secs(30))
+                .await
+                .and_then(|(status, bytes)| {
+                    serde_json::from_slice(&bytes)
+                        .map(|view| Submission {
+                            view,
+                            created: status == 201,
+                        })
+                        .map_err(|e| ClientError::Decode(e.to_string()))
+                });
+            match answer {
                 // two quick retries ride out a restart; a longer outage fails closed promptly
                 Err(e) if e.is_transient() && attempt < 2 => {
                     attempt += 1;
@@ -391,7 +426,7 @@ impl Client {
 
     /// `GET path` as text (the ledger's signed checkpoint and key).
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let bytes = self
+        let (_, bytes) = self
             .send_bytes(self.http.get(self.url(path)), AUDIT_TIMEOUT)
             .await?;
         String::from_utf8(bytes).map_err(|e| ClientError::Decode(e.to_string()))

@@ -37,6 +37,15 @@ pub struct SubmitRequest {
     /// The gate submitting (`exec`, `api`, …); defaults to `api`.
     #[serde(default)]
     pub gate: Option<String>,
+    /// Claim at once: when the policy allows the request outright, it is
+    /// claimed for this digest in the same commit as its submission (the
+    /// response's status is then `executing`). The gate computes it itself
+    /// from what it will run, exactly as for `POST /v1/requests/{id}/claim`;
+    /// a different digest is refused like a claim (409, recorded). Ignored
+    /// when the request needs approval or is denied, and when an
+    /// `Idempotency-Key` replays an existing request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_digest: Option<Digest>,
 }
 
 /// A request as the API shows it.

@@ -293,6 +293,10 @@ impl Engine {
         if let Some(g) = &input.gate {
             identity::validate_gate(g)?;
         }
+        let claim_digest = input.claim_digest;
+        if let Some(d) = &claim_digest {
+            signoff_core::input::check_digest("claim_digest", &d.0)?;
+        }
         let action = ActionRequest {
             action: input.action,
             resource: input.resource,
@@ -349,13 +353,20 @@ impl Engine {
             }
         }
         // Decided on facts (the catalog's view of the resource, the
-        // principal's registered attributes) recorded beside the claims.
-        let (verdict, facts) = self.policies.load().set.evaluate_with_facts(&EvalInput {
+        // principal's registered attributes) recorded beside the claims. A
+        // submission that claims at once is decided by the set every
+        // replica must enforce, as a claim is: one evaluation serves both.
+        let policies = match claim_digest {
+            Some(_) => self.converged_policies().await?,
+            None => self.policies.load_full(),
+        };
+        let (verdict, facts) = policies.set.evaluate_with_facts(&EvalInput {
             request: &action,
             principal_groups: &caller.groups,
             gate: &gate,
             principal_attributes: &caller.attributes,
         });
+        let recheck = claim_digest.as_ref().map(|_| verdict.clone());
         let now = self.now();
         let id = ulid::Ulid::from_datetime(
             std::time::UNIX_EPOCH + Duration::from_millis(now.as_millisecond().max(0) as u64),
@@ -365,7 +376,7 @@ impl Engine {
             PrincipalKind::Agent => caller.owner.clone(),
             PrincipalKind::User => None,
         };
-        let (record, event) = RequestRecord::submit(
+        let (mut record, event) = RequestRecord::submit(
             signoff_core::Submission {
                 id,
                 action: action.clone(),
@@ -380,15 +391,33 @@ impl Engine {
             now,
             self.config.deadlines,
         );
+        let mut events = vec![event];
+        // Claimed in the same commit: the gate's round trip and the
+        // durable write a separate claim would cost are saved on the path
+        // every allowed tool call takes.
+        let mut refused = None;
+        if let (Some(digest), Some(recheck)) = (&claim_digest, recheck) {
+            if record.status == RequestStatus::Approved {
+                let by = caller.reference();
+                match record.claim(&by, digest, recheck, now, self.config.deadlines) {
+                    Ok(claimed) => events.extend(claimed),
+                    Err((refusal, recorded)) => {
+                        events.extend(recorded);
+                        refused = Some(refusal);
+                    }
+                }
+            }
+        }
+        let rule = refused.as_ref().map(|r| r.rule());
         match self
             .store
             .commit(Commit {
                 changes: vec![Change::InsertRequest(record.clone())],
-                events: vec![event.clone()],
+                events: events.clone(),
             })
             .await
         {
-            Ok(_) => oplog::committed(Some(&record), &[event], None),
+            Ok(_) => oplog::committed(Some(&record), &events, rule),
             Err(StoreError::Duplicate(_)) if idempotency_key.is_some() => {
                 // lost a race with a concurrent retry carrying the same key
                 let key = idempotency_key.as_deref().unwrap_or_default();
@@ -401,6 +430,9 @@ impl Engine {
         }
         if let Some(at) = record.expires_at {
             self.deadlines.deadline_set(at.as_millisecond());
+        }
+        if let Some(refusal) = refused {
+            return Err(EngineError::ClaimRefused(refusal));
         }
         Ok((record, Submitted::Created))
     }

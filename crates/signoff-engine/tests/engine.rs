@@ -469,3 +469,109 @@ async fn ledger_selfcheck_reports_an_edited_entry() {
     assert_eq!(f.engine.readiness().await.status, "ready");
     running.stop().await;
 }
+
+fn read() -> SubmitRequest {
+    SubmitRequest {
+        action: "db.read".into(),
+        resource: "customers".into(),
+        ..Default::default()
+    }
+}
+
+/// The digest the gate computes for `body` submitted by `caller`.
+fn local_digest(caller: &Caller, body: &SubmitRequest) -> signoff_core::Digest {
+    signoff_core::ActionRequest {
+        action: body.action.clone(),
+        resource: body.resource.clone(),
+        environment: body.environment.clone(),
+        context: body.context.clone(),
+        justification: body.justification.clone(),
+        principal: caller.reference(),
+        on_behalf_of: body.on_behalf_of.clone(),
+    }
+    .digest()
+}
+
+#[tokio::test]
+async fn an_allowed_submission_claims_at_once_in_one_commit() {
+    let f = fixture().await;
+    let before = f.engine.events(&f.auditor, 0, 1000).await.unwrap().len();
+    let mut body = read();
+    body.claim_digest = Some(local_digest(&f.agent, &body));
+    let (r, how) = f
+        .engine
+        .submit(&f.agent, body.clone(), Some("k1".into()))
+        .await
+        .unwrap();
+    assert_eq!(how, signoff_engine::Submitted::Created);
+    assert_eq!(r.status, RequestStatus::Executing);
+    let events = f.engine.events(&f.auditor, 0, 1000).await.unwrap();
+    let kinds: Vec<_> = events[before..].iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::RequestSubmitted, EventKind::RequestClaimed]
+    );
+    // one use: a claim of the same request now is refused
+    let again = f.engine.claim(&f.agent, &r.id, &r.digest).await;
+    assert!(
+        matches!(again, Err(EngineError::ClaimRefused(_))),
+        "{again:?}"
+    );
+    // a replay returns the request as it is and claims nothing
+    let (replayed, how) = f
+        .engine
+        .submit(&f.agent, body, Some("k1".into()))
+        .await
+        .unwrap();
+    assert_eq!(how, signoff_engine::Submitted::Replayed);
+    assert_eq!(replayed.id, r.id);
+    assert_eq!(replayed.status, RequestStatus::Executing);
+}
+
+#[tokio::test]
+async fn a_claim_at_once_with_another_digest_is_refused_and_recorded() {
+    let f = fixture().await;
+    let mut body = read();
+    let mut other = read();
+    other.resource = "orders".into();
+    body.claim_digest = Some(local_digest(&f.agent, &other));
+    let err = f.engine.submit(&f.agent, body, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::ClaimRefused(signoff_core::ClaimRefusal::DigestMismatch { .. })
+        ),
+        "{err:?}"
+    );
+    // the request and the refused attempt are on record; nothing is claimed
+    let events = f.engine.events(&f.auditor, 0, 1000).await.unwrap();
+    let last: Vec<_> = events.iter().rev().take(2).map(|e| e.kind).collect();
+    assert_eq!(last, [EventKind::ClaimRefused, EventKind::RequestSubmitted]);
+    let id = events.last().unwrap().request_id.clone().unwrap();
+    let r = f.engine.get(&f.auditor, &id).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Approved);
+    // a malformed digest is an input error before anything is recorded
+    let mut bad = read();
+    bad.claim_digest = Some(signoff_core::Digest("nothex".into()));
+    let n = f.engine.events(&f.auditor, 0, 1000).await.unwrap().len();
+    assert!(f.engine.submit(&f.agent, bad, None).await.is_err());
+    assert_eq!(f.engine.events(&f.auditor, 0, 1000).await.unwrap().len(), n);
+}
+
+#[tokio::test]
+async fn a_claim_at_once_waits_for_approval_when_the_policy_asks_for_it() {
+    let f = fixture().await;
+    let mut body = export();
+    body.claim_digest = Some(local_digest(&f.agent, &body));
+    let (r, _) = f.engine.submit(&f.agent, body, None).await.unwrap();
+    assert_eq!(r.status, RequestStatus::Pending);
+    assert_eq!(r.claimed_at, None);
+    for reviewer in [&f.alice, &f.bob] {
+        f.engine
+            .review(reviewer, &r.id, ReviewDecision::Approve, None)
+            .await
+            .unwrap();
+    }
+    let claimed = f.engine.claim(&f.agent, &r.id, &r.digest).await.unwrap();
+    assert_eq!(claimed.status, RequestStatus::Executing);
+}

@@ -127,6 +127,7 @@ pub fn submit_body(input: &HookInput, environment: Option<String>) -> SubmitRequ
             .filter(|s| !s.is_empty()),
         on_behalf_of: None,
         gate: Some("claude-code".into()),
+        claim_digest: None,
     }
 }
 

@@ -107,6 +107,7 @@ impl ExecSpec {
             justification: self.justification.clone(),
             on_behalf_of: self.on_behalf_of.clone(),
             gate: Some("exec".into()),
+            claim_digest: None,
         })
     }
 

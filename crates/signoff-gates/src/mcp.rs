@@ -246,6 +246,9 @@ struct Proxy {
     /// Gated calls the client may cancel, by JSON-RPC id.
     cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
     next_id: AtomicU64,
+    /// Who the token is, asked once: allowed calls are claimed in the
+    /// submission's round trip ([`Session::claim_at_once`]).
+    principal: tokio::sync::OnceCell<PrincipalRef>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -257,6 +260,22 @@ fn id_key(id: &Value) -> String {
 }
 
 impl Proxy {
+    /// The principal the gateway says the token is; `None` while it cannot
+    /// be asked (the call then submits and claims in two round trips, and
+    /// fails closed the same way if the gateway is down).
+    async fn principal(&self) -> Option<PrincipalRef> {
+        self.principal
+            .get_or_try_init(|| async {
+                self.client
+                    .whoami()
+                    .await
+                    .map(|who| who.principal.reference())
+            })
+            .await
+            .ok()
+            .cloned()
+    }
+
     fn reply(&self, id: &Value, result: Value) {
         let msg = json!({ "jsonrpc": "2.0", "id": id, "result": result });
         let _ = self.to_client.send(msg.to_string());
@@ -408,6 +427,7 @@ impl Proxy {
             justification: None,
             on_behalf_of: None,
             gate: Some("mcp".into()),
+            claim_digest: None,
         };
         let key = call.retry_key();
         let resumed = lock(&self.pending).get(&key).cloned();
@@ -506,6 +526,7 @@ impl Proxy {
             };
             Session::new(&self.client)
                 .give_up_after(Some(self.spec.wait))
+                .claim_at_once(self.principal().await)
                 .run(start, action, &mut observer, interrupt)
                 .await
         };
@@ -781,6 +802,7 @@ pub async fn run_stdio(
         pending: Mutex::default(),
         cancels: Mutex::default(),
         next_id: AtomicU64::new(1),
+        principal: tokio::sync::OnceCell::new(),
     });
     let client_writer = tokio::spawn(write_lines(client_rx, client_out, std::future::pending()));
     // the server's stdin closes when the client's does, though calls still

@@ -270,6 +270,7 @@ pub struct Session<'c> {
     poll: Duration,
     reconnect_first: Duration,
     reconnect_max: Duration,
+    claim_as: Option<PrincipalRef>,
 }
 
 impl<'c> Session<'c> {
@@ -281,7 +282,21 @@ impl<'c> Session<'c> {
             poll: Duration::from_secs(30),
             reconnect_first: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(5),
+            claim_as: None,
         }
+    }
+
+    /// Claims in the submission's own round trip when the policy allows the
+    /// request outright ([`SubmitRequest::claim_digest`]): the gate, knowing
+    /// it is `principal` (from `whoami`, asked once), computes the digest
+    /// before submitting. Saves one durable write and one round trip on
+    /// every allowed action; a request that needs approval is claimed as
+    /// usual once approved. Only a submission this session created counts
+    /// as its claim: a replayed request that is already executing was
+    /// claimed by someone else's attempt and is [`SessionEnd::AlreadyUsed`].
+    pub fn claim_at_once(mut self, principal: Option<PrincipalRef>) -> Self {
+        self.claim_as = principal;
+        self
     }
 
     /// Stops waiting after `wait` (counted from the start of the session)
@@ -317,14 +332,44 @@ impl<'c> Session<'c> {
         // request it may have created can be cancelled rather than left for
         // reviewers.
         let mut interrupted = false;
+        // the digest claimed with the submission, when claiming at once
+        let mut claim_digest = None;
+        if let (Start::Submit { .. }, Some(principal)) = (&start, &self.claim_as) {
+            match action.digest(principal) {
+                Ok(d) => claim_digest = Some(d),
+                Err(message) => return SessionEnd::Usage { id: None, message },
+            }
+        }
         let first = {
             let mut first = pin!(async {
                 match &start {
                     Start::Submit {
                         request,
                         idempotency_key,
-                    } => self.client.submit(request, idempotency_key).await,
-                    Start::Resume { id } => self.client.get_request(id).await,
+                    } => match &claim_digest {
+                        None => self
+                            .client
+                            .submit(request, idempotency_key)
+                            .await
+                            .map(|view| (view, false)),
+                        Some(digest) => {
+                            let mut request = request.as_ref().clone();
+                            request.claim_digest = Some(digest.clone());
+                            self.client
+                                .submit_new(&request, idempotency_key)
+                                .await
+                                .map(|s| {
+                                    // claimed by this very submission
+                                    let ours = s.created
+                                        && s.view.status == RequestStatus::Executing
+                                        && &s.view.digest == digest;
+                                    (s.view, ours)
+                                })
+                        }
+                    },
+                    Start::Resume { id } => {
+                        self.client.get_request(id).await.map(|view| (view, false))
+                    }
                 }
             });
             loop {
@@ -334,7 +379,7 @@ impl<'c> Session<'c> {
                 }
             }
         };
-        let mut view = match first {
+        let (mut view, claimed_at_once) = match first {
             Ok(v) => v,
             Err(_) if interrupted => {
                 return SessionEnd::Interrupted {
@@ -346,9 +391,23 @@ impl<'c> Session<'c> {
         };
         let id = view.id.clone();
         if interrupted {
+            if claimed_at_once {
+                // claimed but never run: say so, rather than leave it executing
+                let not_run = OutcomeBody::not_run(None, "interrupted before it ran".into());
+                let cancel_error = self.client.outcome(&id, &not_run).await.err();
+                return SessionEnd::Interrupted {
+                    id: Some(id),
+                    cancel_error,
+                };
+            }
             return self.interrupted(&view).await;
         }
-        if let Err(message) = action.digest(&view.request.principal) {
+        // (a digest computed for a claim at once is known to compute)
+        let digest_fails = match claimed_at_once {
+            true => None,
+            false => action.digest(&view.request.principal).err(),
+        };
+        if let Some(message) = digest_fails {
             // a request this gate can never run must not wait for reviewers
             if resuming.is_none() && is_open(view.status) {
                 let _ = self
@@ -362,6 +421,10 @@ impl<'c> Session<'c> {
             };
         }
         observer.on_progress(&Progress::Submitted(view.clone()));
+        if claimed_at_once {
+            observer.on_progress(&Progress::Claimed(view.clone()));
+            return self.run_claimed(id, action, &view).await;
+        }
 
         let give_up = self.give_up_after.map(|w| started + w);
         let mut failures = 0u32;
@@ -431,14 +494,7 @@ impl<'c> Session<'c> {
                     match self.client.claim(&id, &digest).await {
                         Ok(claimed) => {
                             observer.on_progress(&Progress::Claimed(claimed.clone()));
-                            let Execution { outcome, output } = action.run(&claimed).await;
-                            let report_error = self.client.outcome(&id, &outcome).await.err();
-                            return SessionEnd::Ran {
-                                id,
-                                output,
-                                outcome,
-                                report_error,
-                            };
+                            return self.run_claimed(id, action, &claimed).await;
                         }
                         Err(e) if e.problem_slug() == Some("needs-approval") => {
                             // the re-checked policy wants more approvals: the
@@ -488,6 +544,23 @@ impl<'c> Session<'c> {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs the claimed action and reports its outcome.
+    async fn run_claimed<A: GateAction>(
+        &self,
+        id: String,
+        action: A,
+        claimed: &RequestView,
+    ) -> SessionEnd<A::Output> {
+        let Execution { outcome, output } = action.run(claimed).await;
+        let report_error = self.client.outcome(&id, &outcome).await.err();
+        SessionEnd::Ran {
+            id,
+            output,
+            outcome,
+            report_error,
         }
     }
 

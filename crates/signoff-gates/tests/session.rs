@@ -135,6 +135,7 @@ fn body(action: &str) -> SubmitRequest {
         justification: Some("tests".into()),
         on_behalf_of: None,
         gate: Some("test".into()),
+        claim_digest: None,
     }
 }
 
@@ -703,4 +704,103 @@ fn the_session_future_can_be_spawned() {
         &mut observer,
         never(),
     ));
+}
+
+#[tokio::test]
+async fn claiming_at_once_runs_an_allowed_action_once_and_never_a_replayed_claim() {
+    let gw = Gateway::start().await;
+    let client = gw.client("bot");
+    let me = client.whoami().await.unwrap().principal.reference();
+    let probe = Probe::new(body("t.read"));
+    let (mut observer, mut rx) = events();
+    let start = || Start::Submit {
+        request: Box::new(body("t.read")),
+        idempotency_key: "claim-at-once-1".into(),
+    };
+    let end = Session::new(&client)
+        .claim_at_once(Some(me.clone()))
+        .run(start(), probe.clone(), &mut observer, never())
+        .await;
+    let SessionEnd::Ran { id, .. } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(probe.runs(), 1);
+    // the submission's answer is already the claim
+    assert!(
+        matches!(next(&mut rx).await, Progress::Submitted(v) if v.status == RequestStatus::Executing)
+    );
+    assert!(matches!(next(&mut rx).await, Progress::Claimed(v) if v.id == id));
+    assert_eq!(
+        client.get_request(&id).await.unwrap().status,
+        RequestStatus::Executed
+    );
+    // the same idempotency key finds that request: it ran, it does not run again
+    let end = Session::new(&client)
+        .claim_at_once(Some(me.clone()))
+        .run(start(), probe.clone(), &mut Silent, never())
+        .await;
+    assert!(
+        matches!(&end, SessionEnd::AlreadyUsed { id: used, .. } if *used == id),
+        "{end:?}"
+    );
+    assert_eq!(probe.runs(), 1);
+
+    // an action other than the one submitted: refused by the gateway, not run
+    let mut other = body("t.read");
+    other
+        .context
+        .insert("command".into(), Value::String("rm -rf /".into()));
+    let wrong = Probe::new(other);
+    let end = Session::new(&client)
+        .claim_at_once(Some(me.clone()))
+        .run(
+            Start::submit(body("t.read")),
+            wrong.clone(),
+            &mut Silent,
+            never(),
+        )
+        .await;
+    let SessionEnd::Rejected { error, .. } = &end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(error.problem_slug(), Some("digest-mismatch"), "{error}");
+    assert_eq!(wrong.runs(), 0);
+}
+
+#[tokio::test]
+async fn claiming_at_once_still_waits_for_the_approvals_a_policy_asks_for() {
+    let gw = Gateway::start().await;
+    let client = gw.client("bot");
+    let me = client.whoami().await.unwrap().principal.reference();
+    let probe = Probe::new(body("t.export"));
+    let (mut observer, mut rx) = events();
+    let session = {
+        let client = client.clone();
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            Session::new(&client)
+                .claim_at_once(Some(me))
+                .run(
+                    Start::submit(body("t.export")),
+                    probe,
+                    &mut observer,
+                    never(),
+                )
+                .await
+        })
+    };
+    let Progress::Submitted(view) = next(&mut rx).await else {
+        panic!("no submission")
+    };
+    assert_eq!(view.status, RequestStatus::Pending);
+    assert_eq!(probe.runs(), 0);
+    for reviewer in ["alice", "bob"] {
+        gw.client(reviewer)
+            .review(&view.id, ReviewDecision::Approve, None)
+            .await
+            .unwrap();
+    }
+    let end = session.await.unwrap();
+    assert!(matches!(end, SessionEnd::Ran { .. }), "{end:?}");
+    assert_eq!(probe.runs(), 1);
 }

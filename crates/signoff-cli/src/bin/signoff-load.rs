@@ -81,6 +81,13 @@ struct Args {
     /// scratch files (a fresh temporary directory inside it).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// The HTTP client that sends the load: `raw` (default), one
+    /// keep-alive HTTP/1.1 connection per client writing prepared bytes, as
+    /// wrk does, so the generator's own CPU stays small next to the
+    /// gateway's on a small machine; or `reqwest`, the client the gates
+    /// use (http or https).
+    #[arg(long, default_value = "raw", value_parser = ["raw", "reqwest"])]
+    client: String,
 }
 
 fn main() -> Result<()> {
@@ -137,7 +144,18 @@ async fn run(args: Args) -> Result<()> {
     let end = warmup_end + duration;
     let mut workers = Vec::new();
     let idempotency = args.idempotency;
+    let raw = match args.client.as_str() {
+        "raw" => Some(raw::Target::parse(&endpoint, &token, &body)?),
+        _ => None,
+    };
     for _ in 0..args.concurrency {
+        if let Some(target) = &raw {
+            let target = target.clone();
+            workers.push(tokio::spawn(async move {
+                raw::worker(target, idempotency, warmup_end, end).await
+            }));
+            continue;
+        }
         let (http, endpoint, token, body) =
             (http.clone(), endpoint.clone(), token.clone(), body.clone());
         workers.push(tokio::spawn(async move {
@@ -248,6 +266,143 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A minimal HTTP/1.1 keep-alive client for plain `http://` gateways: the
+/// request is prepared once, each response is read up to its
+/// `Content-Length` and only its status and decision are looked at.
+mod raw {
+    use super::contains;
+    use anyhow::{bail, Context, Result};
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Where to send what.
+    #[derive(Clone)]
+    pub struct Target {
+        addr: String,
+        /// The request head up to the headers that change per request.
+        head: Arc<Vec<u8>>,
+        body: Arc<Vec<u8>>,
+    }
+
+    impl Target {
+        pub fn parse(endpoint: &str, token: &str, body: &[u8]) -> Result<Target> {
+            let Some(rest) = endpoint.strip_prefix("http://") else {
+                bail!("--client raw speaks plain http only; use --client reqwest for {endpoint}");
+            };
+            let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+                 content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            );
+            Ok(Target {
+                addr: addr.to_owned(),
+                head: Arc::new(head.into_bytes()),
+                body: Arc::new(body.to_vec()),
+            })
+        }
+    }
+
+    /// Sends until `end`; returns the latencies (µs) of allowed decisions
+    /// after `warmup_end` and the count of anything else.
+    pub async fn worker(
+        target: Target,
+        idempotency: bool,
+        warmup_end: Instant,
+        end: Instant,
+    ) -> (Vec<u32>, u64) {
+        let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
+        let mut errors = 0u64;
+        let mut conn: Option<TcpStream> = None;
+        let mut request = Vec::with_capacity(1024);
+        let mut buf = Vec::with_capacity(8192);
+        loop {
+            let start = Instant::now();
+            if start >= end {
+                break;
+            }
+            request.clear();
+            request.extend_from_slice(&target.head);
+            if idempotency {
+                request.extend_from_slice(b"idempotency-key: ");
+                request.extend_from_slice(ulid::Ulid::new().to_string().as_bytes());
+                request.extend_from_slice(b"\r\n");
+            }
+            request.extend_from_slice(b"\r\n");
+            request.extend_from_slice(&target.body);
+            let ok = match exchange(&mut conn, &target.addr, &request, &mut buf).await {
+                Ok(status) => status == 201 && contains(&buf, br#""decision":"allow""#),
+                Err(_) => {
+                    conn = None;
+                    false
+                }
+            };
+            if start >= warmup_end {
+                if ok {
+                    latencies.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
+                    errors += 1;
+                }
+            }
+        }
+        (latencies, errors)
+    }
+
+    /// One request and its response (body left in `buf`); returns the status.
+    async fn exchange(
+        conn: &mut Option<TcpStream>,
+        addr: &str,
+        request: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<u16> {
+        let stream = match conn {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(addr).await?;
+                s.set_nodelay(true)?;
+                conn.insert(s)
+            }
+        };
+        stream.write_all(request).await?;
+        buf.clear();
+        let mut chunk = [0u8; 8192];
+        let header_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = std::str::from_utf8(&buf[..header_end]).context("response head")?;
+        let status: u16 = head
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .context("status line")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .context("no content-length")?;
+        while buf.len() < header_end + length {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("connection closed");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        buf.drain(..header_end);
+        Ok(status)
+    }
 }
 
 /// Starts an in-process gateway with an allow-all policy and one agent.
