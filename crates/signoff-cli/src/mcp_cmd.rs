@@ -29,7 +29,12 @@ pub struct McpArgs {
     #[arg(long, value_name = "HOST:PORT", requires = "upstream")]
     listen: Option<String>,
     /// Streamable HTTP mode: the remote MCP server's endpoint URL.
-    #[arg(long, value_name = "URL", requires = "listen", conflicts_with = "command")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "listen",
+        conflicts_with = "command"
+    )]
     upstream: Option<String>,
     #[command(flatten)]
     remote: Remote,

@@ -476,7 +476,10 @@ fn http_proxy(gw: &Gateway, name: &str, upstream: &str, wait: &str) -> (Running,
         .strip_prefix("signoff mcp listening on ")
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_owned();
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{url}"
+    );
     (running, url)
 }
 
@@ -549,11 +552,17 @@ fn remote_server_behind_the_http_proxy() {
     let gw = remote_gateway();
     let (mut upstream, upstream_url) = everything_over_http();
     let (_proxy, url) = http_proxy(&gw, "remote", &upstream_url, "5s");
-    let out = drive(&gw, &["remote".into(), "--".into(), "--url".into(), url.clone()]);
+    let out = drive(
+        &gw,
+        &["remote".into(), "--".into(), "--url".into(), url.clone()],
+    );
 
     // pass-through: tools, prompts, resources, the server's own progress
     let tools = out["tools"].to_string();
-    assert!(tools.contains("\"echo\"") && tools.contains("\"get-sum\""), "{out:#}");
+    assert!(
+        tools.contains("\"echo\"") && tools.contains("\"get-sum\""),
+        "{out:#}"
+    );
     assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
     assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
     assert_eq!(out["resource_read"], 1, "{out:#}");
@@ -561,20 +570,32 @@ fn remote_server_behind_the_http_proxy() {
     assert_eq!(out["echo"]["isError"], false, "{out:#}");
     assert_eq!(out["echo"]["text"], "Echo: hi over http", "{out:#}");
     assert_eq!(out["long"]["isError"], false, "{out:#}");
-    assert_eq!(out["server_progress"].as_array().unwrap().len(), 3, "{out:#}");
+    assert_eq!(
+        out["server_progress"].as_array().unwrap().len(),
+        3,
+        "{out:#}"
+    );
 
     // approved while it waited: the same call ran, after progress notes
-    let rid = out["sum_in_flight_request"].as_str().expect("a request id in the progress notes");
+    let rid = out["sum_in_flight_request"]
+        .as_str()
+        .expect("a request id in the progress notes");
     assert_eq!(out["approved_in_flight_status"], 200, "{out:#}");
     assert_eq!(out["sum_in_flight"]["isError"], false, "{out:#}");
-    assert_eq!(out["sum_in_flight"]["text"], "The sum of 2 and 3 is 5.", "{out:#}");
+    assert_eq!(
+        out["sum_in_flight"]["text"], "The sum of 2 and 3 is 5.",
+        "{out:#}"
+    );
     let notes = out["sum_in_flight_notes"].to_string();
     assert!(notes.contains("waiting for approval from sre:1"), "{notes}");
     let view = gw.request(rid);
     assert_eq!(view["status"], "executed", "{view:#}");
     assert_eq!(view["action"], "mcp.remote.get-sum");
     assert_eq!(view["gate"], "mcp");
-    assert_eq!(view["context"]["mcp"]["server"]["url"], upstream_url.as_str());
+    assert_eq!(
+        view["context"]["mcp"]["server"]["url"],
+        upstream_url.as_str()
+    );
     assert!(
         view["context"]["mcp"]["description"].as_str().is_some(),
         "reviewers see the tool's description: {view:#}"
@@ -589,10 +610,16 @@ fn remote_server_behind_the_http_proxy() {
     let first = &out["sum_waiting"];
     assert_eq!(first["isError"], true, "{out:#}");
     let text = first["text"].as_str().unwrap();
-    assert!(text.contains("waiting for approval from sre:1") && text.contains("has NOT run"), "{text}");
+    assert!(
+        text.contains("waiting for approval from sre:1") && text.contains("has NOT run"),
+        "{text}"
+    );
     assert_eq!(out["sum_approved_status"], 200, "{out:#}");
     assert_eq!(out["sum_retry"]["isError"], false, "{out:#}");
-    assert_eq!(out["sum_retry"]["text"], "The sum of 4 and 5 is 9.", "{out:#}");
+    assert_eq!(
+        out["sum_retry"]["text"], "The sum of 4 and 5 is 9.",
+        "{out:#}"
+    );
     let waited = out["sum_waiting_request"].as_str().unwrap();
     assert_eq!(gw.request(waited)["status"], "executed");
 
@@ -612,7 +639,10 @@ fn remote_server_behind_the_http_proxy() {
     assert_ne!(status, 403, "a local origin passes: {text}");
 
     // the upstream is gone: the call is answered with a tool error, nothing runs
-    drop(std::mem::replace(&mut upstream, Running(Command::new("true").spawn().unwrap())));
+    drop(std::mem::replace(
+        &mut upstream,
+        Running(Command::new("true").spawn().unwrap()),
+    ));
     let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"nobody hears"}}}"#;
     let (status, text) = raw_post(&url, None, &[], call);
     assert_eq!(status, 200, "{text}");
@@ -734,7 +764,10 @@ fn conformance_suite_sees_no_difference_through_the_http_proxy() {
         .flatten()
         .filter(|(_, s)| s == "SUCCESS")
         .count();
-    assert!(passed >= 10, "too few scenarios pass on the bare server:\n{table}");
+    assert!(
+        passed >= 10,
+        "too few scenarios pass on the bare server:\n{table}"
+    );
     // the calls really went through the gate
     let outcomes = gw
         .events()

@@ -150,7 +150,10 @@ impl HttpProxy {
     }
 
     /// Serves until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), McpError> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), McpError> {
         let app = Router::new()
             .route(PATH, any(handle))
             .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -275,7 +278,8 @@ fn is_loopback_host(host_port: &str) -> bool {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host_port.split(':').next().unwrap_or_default(),
     };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Which messages of a POST body the proxy gates, and what passes.
@@ -363,7 +367,10 @@ impl HttpState {
             StatusCode::BAD_GATEWAY,
             &Value::Null,
             -32603,
-            &format!("the MCP server at {} could not be reached: {e}", self.upstream),
+            &format!(
+                "the MCP server at {} could not be reached: {e}",
+                self.upstream
+            ),
         )
     }
 
@@ -380,7 +387,9 @@ impl HttpState {
                 )
             }
         };
-        let session = header_str(headers, "mcp-session-id").unwrap_or_default().to_owned();
+        let session = header_str(headers, "mcp-session-id")
+            .unwrap_or_default()
+            .to_owned();
         let Sorted {
             batch,
             mut calls,
@@ -408,14 +417,17 @@ impl HttpState {
                 Err(e) => self.unreachable(&e),
             };
         }
-        let accept = header_str(headers, "accept").unwrap_or_default().to_ascii_lowercase();
+        let accept = header_str(headers, "accept")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let sse_ok = accept.contains("text/event-stream");
-        let json_ok = accept.is_empty()
-            || accept.contains("application/json")
-            || accept.contains("*/*");
+        let json_ok =
+            accept.is_empty() || accept.contains("application/json") || accept.contains("*/*");
         if !batch {
             if let Some((id, msg)) = calls.pop() {
-                return self.single(headers, &session, id, msg, sse_ok, json_ok).await;
+                return self
+                    .single(headers, &session, id, msg, sse_ok, json_ok)
+                    .await;
             }
         }
         self.batch(headers, &session, calls, rest, sse_ok).await
@@ -441,7 +453,7 @@ impl HttpState {
                 head: Some(head_tx),
                 mode: Mode::Undecided,
             }),
-            body: body_tx,
+            body: Mutex::new(Some(body_tx)),
         });
         let key = call_key(session, &id);
         tokio::spawn(Arc::clone(&self.gate).gate_call(call, id, msg, key));
@@ -528,7 +540,12 @@ impl HttpState {
         let mut up = self
             .send(Method::POST, headers, Some(body))
             .await
-            .map_err(|e| format!("the MCP server at {} could not be reached: {e}", self.upstream))?;
+            .map_err(|e| {
+                format!(
+                    "the MCP server at {} could not be reached: {e}",
+                    self.upstream
+                )
+            })?;
         if !up.status().is_success() {
             return Err(format!(
                 "the MCP server at {} answered HTTP {}",
@@ -571,7 +588,10 @@ impl HttpState {
             HeaderValue::from_static("application/json"),
         );
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
-        let asked = tokio::time::timeout(LIST_WAIT, self.exchange(&headers, body.to_string().into_bytes()));
+        let asked = tokio::time::timeout(
+            LIST_WAIT,
+            self.exchange(&headers, body.to_string().into_bytes()),
+        );
         let messages = asked.await.ok()?.ok()?;
         let key = id_key(&id);
         messages
@@ -590,7 +610,11 @@ fn is_sse(headers: &reqwest::header::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 /// The JSON-RPC messages of a body, read as it arrives: one JSON value
@@ -715,12 +739,32 @@ struct HttpCall {
     headers: HeaderMap,
     sse_ok: bool,
     state: Mutex<CallState>,
-    body: mpsc::Sender<Chunk>,
+    /// The client's body, until the answer is complete (dropping it ends
+    /// the body, so the client has its answer before the outcome is
+    /// reported).
+    body: Mutex<Option<mpsc::Sender<Chunk>>>,
 }
 
 impl HttpCall {
     fn state(&self) -> std::sync::MutexGuard<'_, CallState> {
         super::lock(&self.state)
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Chunk>> {
+        super::lock(&self.body).clone()
+    }
+
+    /// Ends the client's body.
+    fn close(&self) {
+        super::lock(&self.body).take();
+    }
+
+    /// Sends one chunk of the client's body; false when the client is gone.
+    async fn send(&self, chunk: Chunk) -> bool {
+        match self.sender() {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        }
     }
 
     fn open_head(state: &mut CallState, head: Head, mode: Mode) {
@@ -732,10 +776,11 @@ impl HttpCall {
 
     /// Relays the upstream's answer chunk by chunk (to `self.body` while the
     /// client listens) and watches it for the response to `key`.
-    async fn pump(&self, mut up: reqwest::Response, key: &str, relay: bool) -> Forwarded {
+    async fn pump(&self, mut up: reqwest::Response, key: &str) -> Forwarded {
         let mut messages = Messages::new(is_sse(up.headers()));
         let mut found = None;
-        let mut listening = relay;
+        let tx = self.sender();
+        let mut listening = tx.is_some();
         loop {
             match up.chunk().await {
                 Ok(Some(chunk)) => {
@@ -744,14 +789,14 @@ impl HttpCall {
                         found = response_to(messages.take(), key);
                     }
                     // once the client is gone the answer is still read, for the outcome
-                    if listening && self.body.send(Ok(chunk)).await.is_err() {
-                        listening = false;
+                    if let (true, Some(tx)) = (listening, &tx) {
+                        listening = tx.send(Ok(chunk)).await.is_ok();
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    if listening {
-                        let _ = self.body.send(Err(std::io::Error::other(e.to_string()))).await;
+                    if let (true, Some(tx)) = (listening, &tx) {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     }
                     return match found {
                         Some(r) => Forwarded::Answered(r),
@@ -779,7 +824,9 @@ impl Channel for HttpCall {
         }
         if state.mode == Mode::Sse {
             // progress is best effort: a client that does not read loses notes
-            let _ = self.body.try_send(Ok(event(&msg)));
+            if let Some(tx) = self.sender() {
+                let _ = tx.try_send(Ok(event(&msg)));
+            }
         }
     }
 
@@ -799,8 +846,9 @@ impl Channel for HttpCall {
             }
         };
         if streaming {
-            let _ = self.body.send(Ok(event(&msg))).await;
+            self.send(Ok(event(&msg))).await;
         }
+        self.close();
     }
 
     async fn forward(&self, request: Value) -> Forwarded {
@@ -828,11 +876,12 @@ impl Channel for HttpCall {
         };
         if !streaming {
             // the client has the upstream's status; a refusal is its to read
+            let answered = self.pump(up, &key).await;
+            self.close();
             if !status.is_success() {
-                let _ = self.pump(up, &key, true).await;
                 return Forwarded::Refused(format!("the MCP server answered HTTP {status}"));
             }
-            return self.pump(up, &key, true).await;
+            return answered;
         }
         // the proxy's event stream is open: the answer continues it
         if !status.is_success() {
@@ -842,8 +891,9 @@ impl Channel for HttpCall {
             ));
         }
         if is_sse(up.headers()) {
-            let answered = self.pump(up, &key, true).await;
+            let answered = self.pump(up, &key).await;
             self.state().mode = Mode::Done;
+            self.close();
             return answered;
         }
         // a JSON answer becomes events
@@ -862,8 +912,9 @@ impl Channel for HttpCall {
         let all = messages.take();
         self.state().mode = Mode::Done;
         for m in &all {
-            let _ = self.body.send(Ok(event(m))).await;
+            self.send(Ok(event(m))).await;
         }
+        self.close();
         match response_to(all, &key) {
             Some(r) => Forwarded::Answered(r),
             None => Forwarded::Unseen("the server's answer held no response to the call".into()),
@@ -922,10 +973,23 @@ mod tests {
 
     #[test]
     fn loopback_hosts_and_origins() {
-        for ok in ["localhost", "localhost:8931", "127.0.0.1:1", "[::1]:9", "[::1]", "LOCALHOST"] {
+        for ok in [
+            "localhost",
+            "localhost:8931",
+            "127.0.0.1:1",
+            "[::1]:9",
+            "[::1]",
+            "LOCALHOST",
+        ] {
             assert!(is_loopback_host(ok), "{ok}");
         }
-        for bad in ["evil.example.com", "evil.example.com:8931", "10.0.0.1", "localhost.evil", ""] {
+        for bad in [
+            "evil.example.com",
+            "evil.example.com:8931",
+            "10.0.0.1",
+            "localhost.evil",
+            "",
+        ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
     }

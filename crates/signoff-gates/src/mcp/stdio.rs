@@ -2,8 +2,7 @@
 //! server and relays JSON-RPC lines between it and the agent.
 
 use super::{
-    error_response, id_key, lock, Channel, Forwarded, Gate, McpError, McpServer, McpSpec,
-    LIST_WAIT,
+    error_response, id_key, lock, Channel, Forwarded, Gate, McpError, McpServer, McpSpec, LIST_WAIT,
 };
 use crate::exec::shell_join;
 use serde_json::{json, Value};
@@ -265,4 +264,3 @@ pub async fn run_stdio(
     client_writer.abort();
     Ok(status.ok().and_then(|s| s.code()).unwrap_or(1))
 }
-
