@@ -182,6 +182,7 @@ async def remote(cmd):
         async with ClientSession(r, w) as s:
             init = await s.initialize()
             out["server"] = init.server_info.name
+            out["protocol_version"] = init.protocol_version
             out["tools"] = sorted(t.name for t in (await s.list_tools()).tools)
             out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)
             resources = (await s.list_resources()).resources
