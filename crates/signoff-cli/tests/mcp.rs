@@ -707,16 +707,85 @@ fn conformance(url: &str, out: &Path) -> std::collections::BTreeMap<String, Vec<
     results
 }
 
+/// The conformance fixture server (scripts/mcp-conformance-server.mjs) in
+/// Streamable HTTP mode; its endpoint URL.
+fn conformance_fixture() -> (Running, String) {
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(repo().join("scripts/mcp-conformance-server.mjs"))
+        .env("MCP_DEPS", deps())
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start scripts/mcp-conformance-server.mjs");
+    let running = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the conformance fixture did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (running, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// Runs the suite against `upstream` bare and through an HTTP proxy named
+/// `name` on `gw`, requires the same status for every check, and returns
+/// the number of checks that passed bare and a table of both.
+fn compare_through_proxy(gw: &Gateway, name: &str, upstream: &str, work: &Path) -> (usize, String) {
+    let bare = conformance(upstream, &work.join(format!("{name}-bare")));
+    let (_proxy, url) = http_proxy(gw, name, upstream, "5s");
+    let proxied = conformance(&url, &work.join(format!("{name}-proxied")));
+    let mut table = String::new();
+    for (scenario, checks) in &bare {
+        let through = proxied
+            .get(scenario)
+            .unwrap_or_else(|| panic!("{name}: {scenario} did not run through the proxy"));
+        let summary = |c: &[(String, String)]| {
+            c.iter()
+                .map(|(id, s)| format!("{id}={s}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        table.push_str(&format!(
+            "{name} {scenario}: bare [{}] proxied [{}]\n",
+            summary(checks),
+            summary(through)
+        ));
+        if scenario == "dns-rebinding-protection" {
+            assert!(
+                through.iter().all(|(_, s)| s == "SUCCESS"),
+                "{name}: the proxy refuses a foreign Host/Origin and accepts a local one: {through:?}"
+            );
+            continue;
+        }
+        assert_eq!(
+            checks, through,
+            "{name}: {scenario} differs through the proxy"
+        );
+    }
+    assert_eq!(bare.len(), proxied.len(), "{name}");
+    let passed = bare
+        .values()
+        .flatten()
+        .filter(|(_, s)| s == "SUCCESS")
+        .count();
+    (passed, table)
+}
+
 /// The MCP conformance suite's server scenarios give the same results
-/// against server-everything bare and behind the HTTP proxy with a policy
-/// that allows every call: the proxy changes nothing a client can see,
-/// except that it refuses DNS rebinding, which the bare server does not.
+/// against a server bare and behind the HTTP proxy with a policy that
+/// allows every call — server-everything, and the fixture server that
+/// implements every scenario (sampling, elicitation, logging and progress
+/// on a gated call's stream, resumption): the proxy changes nothing a
+/// client can see, except that it refuses DNS rebinding, which neither
+/// bare server does.
 #[test]
 fn conformance_suite_sees_no_difference_through_the_http_proxy() {
     let work = tempfile::tempdir().unwrap();
-    let (_upstream, upstream_url) = everything_over_http();
-    let bare = conformance(&upstream_url, &work.path().join("bare"));
-
     let mut gw = Gateway::start(Backend::Sqlite);
     std::fs::write(
         gw.policies.join("test.cedar"),
@@ -729,50 +798,32 @@ fn conformance_suite_sees_no_difference_through_the_http_proxy() {
         "coder",
         &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
     );
-    let (_proxy, url) = http_proxy(&gw, "conf", &upstream_url, "5s");
-    let proxied = conformance(&url, &work.path().join("proxied"));
 
-    let mut table = String::new();
-    for (scenario, checks) in &bare {
-        let through = proxied
-            .get(scenario)
-            .unwrap_or_else(|| panic!("{scenario} did not run through the proxy"));
-        let summary = |c: &[(String, String)]| {
-            c.iter()
-                .map(|(id, s)| format!("{id}={s}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        table.push_str(&format!(
-            "{scenario}: bare [{}] proxied [{}]\n",
-            summary(checks),
-            summary(through)
-        ));
-        if scenario == "dns-rebinding-protection" {
-            assert!(
-                through.iter().all(|(_, s)| s == "SUCCESS"),
-                "the proxy refuses a foreign Host/Origin and accepts a local one: {through:?}"
-            );
-            continue;
-        }
-        assert_eq!(checks, through, "{scenario} differs through the proxy");
-    }
-    assert_eq!(bare.len(), proxied.len());
+    let (_everything, everything_url) = everything_over_http();
+    let (passed, table) = compare_through_proxy(&gw, "everything", &everything_url, work.path());
     eprintln!("{table}");
-    let passed = bare
-        .values()
-        .flatten()
-        .filter(|(_, s)| s == "SUCCESS")
-        .count();
     assert!(
         passed >= 10,
-        "too few scenarios pass on the bare server:\n{table}"
+        "too few checks pass on server-everything:\n{table}"
     );
+
+    let (_fixture, fixture_url) = conformance_fixture();
+    let (passed, table) = compare_through_proxy(&gw, "fixture", &fixture_url, work.path());
+    eprintln!("{table}");
+    assert!(
+        passed >= 40,
+        "too few checks pass on the fixture server:\n{table}"
+    );
+
     // the calls really went through the gate
-    let outcomes = gw
-        .events()
-        .into_iter()
+    let events = gw.events();
+    let outcomes = events
+        .iter()
         .filter(|e| e["kind"] == "outcome_recorded")
         .count();
-    assert!(outcomes >= 3, "{outcomes} gated calls recorded");
+    assert!(outcomes >= 15, "{outcomes} gated calls recorded");
+    let sampled = events
+        .iter()
+        .any(|e| e.to_string().contains("mcp.fixture.test_sampling"));
+    assert!(sampled, "the sampling call was gated");
 }
