@@ -5,10 +5,15 @@ Python MCP SDK, for the MCP gate's end-to-end tests and latency figures.
   mcp_drive.py fs ROOT -- CMD ARGS...          filesystem scenario
   mcp_drive.py everything -- CMD ARGS...       pass-through scenario
   mcp_drive.py latency N -- CMD ARGS...        N allowed calls, timed
+  mcp_drive.py remote -- --url URL             server-everything behind the
+                                               HTTP proxy (`signoff mcp --listen`)
+
+After `--`, `--url URL` connects with the Streamable HTTP client instead of
+starting CMD over stdio (every scenario but fs).
 
 Scenarios print one JSON object on stdout; the Rust test asserts on it.
-The fs scenario approves a waiting call itself through the gateway's API
-(SIGNOFF_URL, REVIEWER_TOKEN), as a reviewer would.
+The fs and remote scenarios approve waiting calls themselves through the
+gateway's API (SIGNOFF_URL, REVIEWER_TOKEN), as a reviewer would.
 """
 import asyncio
 import json
@@ -21,6 +26,7 @@ import urllib.request
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 
 def text_of(result):
@@ -52,15 +58,23 @@ def request_id(text):
 
 
 async def session_for(cmd):
+    if cmd[:1] == ["--url"]:
+        return streamable_http_client(cmd[1])
     params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
     return stdio_client(params)
+
+
+def streams(transport):
+    """(read, write) of what a client transport yields."""
+    return transport[0], transport[1]
 
 
 async def fs(root, cmd):
     out = {}
     ws = os.path.join(root, "workspace")
     outside = os.path.join(root, "outside")
-    async with await session_for(cmd) as (r, w):
+    async with await session_for(cmd) as transport:
+        r, w = streams(transport)
         async with ClientSession(r, w) as s:
             await s.initialize()
             tools = await s.list_tools()
@@ -98,7 +112,8 @@ async def everything(cmd):
     async def on_progress(p, total, message):
         progress.append({"progress": p, "total": total, "message": message})
 
-    async with await session_for(cmd) as (r, w):
+    async with await session_for(cmd) as transport:
+        r, w = streams(transport)
         async with ClientSession(r, w) as s:
             init = await s.initialize()
             out["server"] = init.server_info.name
@@ -127,7 +142,8 @@ async def everything(cmd):
 
 
 async def latency(n, cmd):
-    async with await session_for(cmd) as (r, w):
+    async with await session_for(cmd) as transport:
+        r, w = streams(transport)
         async with ClientSession(r, w) as s:
             await s.initialize()
             tools = (await s.list_tools()).tools
@@ -151,6 +167,71 @@ async def latency(n, cmd):
     }))
 
 
+async def remote(cmd):
+    """server-everything behind `signoff mcp --listen` with a policy that
+    allows echo and the long-running operation, makes get-sum wait for one
+    SRE and forbids get-env."""
+    out = {}
+    server_progress = []
+
+    async def on_server_progress(p, total, message):
+        server_progress.append({"progress": p, "total": total, "message": message})
+
+    async with await session_for(cmd) as transport:
+        r, w = streams(transport)
+        async with ClientSession(r, w) as s:
+            init = await s.initialize()
+            out["server"] = init.server_info.name
+            out["protocol_version"] = init.protocol_version
+            out["tools"] = sorted(t.name for t in (await s.list_tools()).tools)
+            out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)
+            resources = (await s.list_resources()).resources
+            out["resources"] = len(resources)
+            if resources:
+                out["resource_read"] = len((await s.read_resource(resources[0].uri)).contents)
+            if out["prompts"]:
+                simple = next((p for p in out["prompts"] if "simple" in p), out["prompts"][0])
+                out["prompt_messages"] = len((await s.get_prompt(simple, {})).messages)
+            out["echo"] = shown(await s.call_tool("echo", {"message": "hi over http"}))
+            out["long"] = shown(
+                await s.call_tool(
+                    "trigger-long-running-operation",
+                    {"duration": 1, "steps": 3},
+                    progress_callback=on_server_progress,
+                )
+            )
+            out["server_progress"] = server_progress
+
+            # waits for approval; a reviewer approves while it waits, and the
+            # same call runs: progress notes, then the server's result
+            notes = []
+            approved = []
+
+            async def on_wait(p, total, message):
+                notes.append(message)
+                rid = request_id(message or "")
+                if rid and not approved:
+                    approved.append(rid)
+                    out["approved_in_flight_status"] = await asyncio.to_thread(approve, rid)
+
+            out["sum_in_flight"] = shown(
+                await s.call_tool("get-sum", {"a": 2, "b": 3}, progress_callback=on_wait)
+            )
+            out["sum_in_flight_notes"] = notes
+            out["sum_in_flight_request"] = approved[0] if approved else None
+
+            # no progress token: the call waits --wait, then says so
+            first = shown(await s.call_tool("get-sum", {"a": 4, "b": 5}))
+            out["sum_waiting"] = first
+            rid = request_id(first["text"])
+            out["sum_waiting_request"] = rid
+            out["sum_approved_status"] = approve(rid) if rid else None
+            out["sum_retry"] = shown(await s.call_tool("get-sum", {"a": 4, "b": 5}))
+
+            out["forbidden"] = shown(await s.call_tool("get-env", {}))
+    print(json.dumps(out))
+
+
 def main():
     argv = sys.argv[1:]
     if "--" not in argv:
@@ -161,6 +242,8 @@ def main():
         asyncio.run(fs(head[1], cmd))
     elif head[0] == "everything":
         asyncio.run(everything(cmd))
+    elif head[0] == "remote":
+        asyncio.run(remote(cmd))
     elif head[0] == "latency":
         asyncio.run(latency(int(head[1]), cmd))
     else:

@@ -6,7 +6,8 @@ use clap::{Args, Subcommand};
 use signoff_gates::{claude_hook, mcp};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// `signoff mcp --name NAME -- SERVER ARGS…`
+/// `signoff mcp --name NAME -- SERVER ARGS…` (stdio) or `signoff mcp --name
+/// NAME --listen ADDR --upstream URL` (Streamable HTTP).
 #[derive(Debug, Args)]
 pub struct McpArgs {
     /// The server's name in actions: `mcp.NAME.TOOL`.
@@ -23,10 +24,22 @@ pub struct McpArgs {
     /// approval" (keep it below the client's request timeout).
     #[arg(long, default_value = "50s")]
     wait: String,
+    /// Streamable HTTP mode: where to listen, HOST:PORT (port 0: any free
+    /// port; the endpoint's URL is printed on stdout).
+    #[arg(long, value_name = "HOST:PORT", requires = "upstream")]
+    listen: Option<String>,
+    /// Streamable HTTP mode: the remote MCP server's endpoint URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "listen",
+        conflicts_with = "command"
+    )]
+    upstream: Option<String>,
     #[command(flatten)]
     remote: Remote,
-    /// The MCP server command.
-    #[arg(last = true, required = true)]
+    /// The MCP server command (stdio mode).
+    #[arg(last = true, required_unless_present = "upstream")]
     command: Vec<String>,
 }
 
@@ -47,7 +60,8 @@ pub enum HookCmd {
     },
 }
 
-/// Runs the stdio proxy; exits with the server's status.
+/// Runs the stdio proxy (exits with the server's status) or the HTTP one
+/// (exits 0 when stopped).
 pub async fn run_mcp(args: McpArgs) -> Result<i32> {
     let mut resource_args = Vec::new();
     for a in &args.resource_args {
@@ -68,12 +82,34 @@ pub async fn run_mcp(args: McpArgs) -> Result<i32> {
     }
     let spec = mcp::McpSpec {
         name: args.name,
-        command: args.command,
+        server: mcp::McpServer::Command(args.command),
         resource_args,
         environment: args.environment,
         wait: crate::remote::wait_flag(&args.wait)?,
     };
     let client = crate::remote::client(&args.remote)?;
+    if let (Some(listen), Some(upstream)) = (args.listen, args.upstream) {
+        let proxy = mcp::HttpProxy::bind(client, spec, mcp::HttpSpec { listen, upstream })
+            .await
+            .map_err(|e| match e {
+                mcp::McpError::Upstream { .. } => crate::exit::usage(e.to_string()),
+                other => anyhow::Error::new(other).context("signoff mcp"),
+            })?;
+        if !proxy.is_loopback() {
+            eprintln!(
+                "signoff mcp: warning: listening on a non-loopback address; whoever reaches it calls tools as this agent"
+            );
+        }
+        let mut out = tokio::io::stdout();
+        out.write_all(format!("signoff mcp listening on {}\n", proxy.url()).as_bytes())
+            .await?;
+        out.flush().await?;
+        proxy
+            .serve(crate::serve::shutdown_signal())
+            .await
+            .context("signoff mcp")?;
+        return Ok(0);
+    }
     let code = mcp::run_stdio(client, spec, tokio::io::stdin(), tokio::io::stdout())
         .await
         .context("signoff mcp")?;

@@ -402,3 +402,428 @@ fn a_malformed_wait_is_the_callers_to_fix() {
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("--wait"), "{out}");
 }
+
+/// A process the test started, killed when the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// server-everything in Streamable HTTP mode; its endpoint URL.
+fn everything_over_http() -> (Running, String) {
+    let port = free_port();
+    let child = Command::new(server_bin("mcp-server-everything"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mcp-server-everything streamableHttp");
+    let running = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server-everything did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (running, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// `signoff mcp --listen 127.0.0.1:0 --upstream URL` as `coder`; the URL it
+/// prints.
+fn http_proxy(gw: &Gateway, name: &str, upstream: &str, wait: &str) -> (Running, String) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(BIN)
+        .args([
+            "mcp",
+            "--name",
+            name,
+            "--wait",
+            wait,
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+        ])
+        .env("SIGNOFF_URL", &gw.url)
+        .env("SIGNOFF_TOKEN", gw.token("coder"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let running = Running(child);
+    let url = line
+        .trim()
+        .strip_prefix("signoff mcp listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{url}"
+    );
+    (running, url)
+}
+
+/// One HTTP/1.1 POST over a plain socket, so that Host and Origin are
+/// exactly what the test says; the status and the whole response text.
+fn raw_post(url: &str, host: Option<&str>, extra: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::Read as _;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!(
+        "POST /{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
+        host.unwrap_or(addr),
+        body.len()
+    );
+    for (k, v) in extra {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    (status, text)
+}
+
+/// A gateway for server-everything behind the HTTP proxy (`mcp.remote.*`):
+/// echo and the long-running operation are allowed, get-sum waits for one
+/// SRE, get-env is forbidden.
+fn remote_gateway() -> Gateway {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
+    std::fs::write(
+        gw.policies.join("remote.cedar"),
+        r#"
+@id("remote-routine")
+permit(principal, action in [
+  Action::"mcp.remote.echo", Action::"mcp.remote.trigger-long-running-operation"
+], resource);
+
+@id("remote-sum-waits")
+@approval("sre:1")
+permit(principal, action == Action::"mcp.remote.get-sum", resource);
+
+@id("remote-no-env")
+@reason("the server's environment holds its secrets")
+forbid(principal, action == Action::"mcp.remote.get-env", resource);
+"#,
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+    gw
+}
+
+#[test]
+fn remote_server_behind_the_http_proxy() {
+    let gw = remote_gateway();
+    let (mut upstream, upstream_url) = everything_over_http();
+    let (_proxy, url) = http_proxy(&gw, "remote", &upstream_url, "5s");
+    let out = drive(
+        &gw,
+        &["remote".into(), "--".into(), "--url".into(), url.clone()],
+    );
+
+    // pass-through: tools, prompts, resources, the server's own progress
+    let tools = out["tools"].to_string();
+    assert!(
+        tools.contains("\"echo\"") && tools.contains("\"get-sum\""),
+        "{out:#}"
+    );
+    assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
+    assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
+    assert_eq!(out["resource_read"], 1, "{out:#}");
+    assert_eq!(out["prompt_messages"], 1, "{out:#}");
+    assert_eq!(out["echo"]["isError"], false, "{out:#}");
+    assert_eq!(out["echo"]["text"], "Echo: hi over http", "{out:#}");
+    assert_eq!(out["long"]["isError"], false, "{out:#}");
+    assert_eq!(
+        out["server_progress"].as_array().unwrap().len(),
+        3,
+        "{out:#}"
+    );
+
+    // approved while it waited: the same call ran, after progress notes
+    let rid = out["sum_in_flight_request"]
+        .as_str()
+        .expect("a request id in the progress notes");
+    assert_eq!(out["approved_in_flight_status"], 200, "{out:#}");
+    assert_eq!(out["sum_in_flight"]["isError"], false, "{out:#}");
+    assert_eq!(
+        out["sum_in_flight"]["text"], "The sum of 2 and 3 is 5.",
+        "{out:#}"
+    );
+    let notes = out["sum_in_flight_notes"].to_string();
+    assert!(notes.contains("waiting for approval from sre:1"), "{notes}");
+    let view = gw.request(rid);
+    assert_eq!(view["status"], "executed", "{view:#}");
+    assert_eq!(view["action"], "mcp.remote.get-sum");
+    assert_eq!(view["gate"], "mcp");
+    assert_eq!(
+        view["context"]["mcp"]["server"]["url"],
+        upstream_url.as_str()
+    );
+    assert!(
+        view["context"]["mcp"]["description"].as_str().is_some(),
+        "reviewers see the tool's description: {view:#}"
+    );
+    assert_eq!(view["outcome"]["exit_code"], 0, "{view:#}");
+    assert_eq!(view["outcome"]["output_sha256"].as_str().unwrap().len(), 64);
+    let approvals: Vec<&Value> = view["reviews"].as_array().unwrap().iter().collect();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0]["reviewer"], "alice");
+
+    // no progress token: after --wait a readable tool result, then the retry runs
+    let first = &out["sum_waiting"];
+    assert_eq!(first["isError"], true, "{out:#}");
+    let text = first["text"].as_str().unwrap();
+    assert!(
+        text.contains("waiting for approval from sre:1") && text.contains("has NOT run"),
+        "{text}"
+    );
+    assert_eq!(out["sum_approved_status"], 200, "{out:#}");
+    assert_eq!(out["sum_retry"]["isError"], false, "{out:#}");
+    assert_eq!(
+        out["sum_retry"]["text"], "The sum of 4 and 5 is 9.",
+        "{out:#}"
+    );
+    let waited = out["sum_waiting_request"].as_str().unwrap();
+    assert_eq!(gw.request(waited)["status"], "executed");
+
+    // forbidden: a tool error naming the policy
+    assert_eq!(out["forbidden"]["isError"], true, "{out:#}");
+    let text = out["forbidden"]["text"].as_str().unwrap();
+    assert!(text.contains("remote-no-env"), "{text}");
+
+    // DNS rebinding: a foreign Origin or Host is refused before anything is forwarded
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (status, text) = raw_post(&url, None, &[("Origin", "http://evil.example.com")], ping);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("evil.example.com"), "{text}");
+    let (status, text) = raw_post(&url, Some("evil.example.com"), &[], ping);
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = raw_post(&url, None, &[("Origin", "http://localhost:3000")], ping);
+    assert_ne!(status, 403, "a local origin passes: {text}");
+
+    // the upstream is gone: the call is answered with a tool error, nothing runs
+    drop(std::mem::replace(
+        &mut upstream,
+        Running(Command::new("true").spawn().unwrap()),
+    ));
+    let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"nobody hears"}}}"#;
+    let (status, text) = raw_post(&url, None, &[], call);
+    assert_eq!(status, 200, "{text}");
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let answer: Value = serde_json::from_str(body.trim())
+        .unwrap_or_else(|e| panic!("not one JSON response ({e}): {text}"));
+    assert_eq!(answer["id"], 9, "{answer}");
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let why = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(why.contains("could not be reached"), "{why}");
+    let rid = request_id_in(why).expect("the answer names the request");
+    let view = gw.request(&rid);
+    assert_ne!(view["outcome"]["exit_code"], 0, "{view:#}");
+}
+
+/// Runs the conformance suite's server scenarios (`@modelcontextprotocol/
+/// conformance`, every suite) against `url`: per scenario, the status of
+/// each check that is not informational.
+fn conformance(url: &str, out: &Path) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    let run = Command::new(server_bin("conformance"))
+        .args(["server", "--url", url, "--suite", "all", "-o"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the conformance suite");
+    // it exits 1 when any check fails; what failed is compared below
+    let mut results = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        // server-SCENARIO-2026-12-06T09-28-12-193Z
+        let scenario = name
+            .rsplitn(7, '-')
+            .last()
+            .and_then(|s| s.strip_prefix("server-"))
+            .unwrap_or_else(|| panic!("unexpected result directory {name}"))
+            .to_owned();
+        let checks: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("checks.json")).unwrap()).unwrap();
+        let mut statuses: Vec<(String, String)> = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] != "INFO")
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_owned(),
+                    c["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        statuses.sort();
+        results.insert(scenario, statuses);
+    }
+    assert!(
+        results.len() > 20,
+        "the suite ran {} scenarios\nstdout:\n{}\nstderr:\n{}",
+        results.len(),
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    results
+}
+
+/// The conformance fixture server (scripts/mcp-conformance-server.mjs) in
+/// Streamable HTTP mode; its endpoint URL.
+fn conformance_fixture() -> (Running, String) {
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(repo().join("scripts/mcp-conformance-server.mjs"))
+        .env("MCP_DEPS", deps())
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start scripts/mcp-conformance-server.mjs");
+    let running = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the conformance fixture did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (running, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// Runs the suite against `upstream` bare and through an HTTP proxy named
+/// `name` on `gw`, requires the same status for every check, and returns
+/// the number of checks that passed bare and a table of both.
+fn compare_through_proxy(gw: &Gateway, name: &str, upstream: &str, work: &Path) -> (usize, String) {
+    let bare = conformance(upstream, &work.join(format!("{name}-bare")));
+    let (_proxy, url) = http_proxy(gw, name, upstream, "5s");
+    let proxied = conformance(&url, &work.join(format!("{name}-proxied")));
+    let mut table = String::new();
+    for (scenario, checks) in &bare {
+        let through = proxied
+            .get(scenario)
+            .unwrap_or_else(|| panic!("{name}: {scenario} did not run through the proxy"));
+        let summary = |c: &[(String, String)]| {
+            c.iter()
+                .map(|(id, s)| format!("{id}={s}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        table.push_str(&format!(
+            "{name} {scenario}: bare [{}] proxied [{}]\n",
+            summary(checks),
+            summary(through)
+        ));
+        if scenario == "dns-rebinding-protection" {
+            assert!(
+                through.iter().all(|(_, s)| s == "SUCCESS"),
+                "{name}: the proxy refuses a foreign Host/Origin and accepts a local one: {through:?}"
+            );
+            continue;
+        }
+        assert_eq!(
+            checks, through,
+            "{name}: {scenario} differs through the proxy"
+        );
+    }
+    assert_eq!(bare.len(), proxied.len(), "{name}");
+    let passed = bare
+        .values()
+        .flatten()
+        .filter(|(_, s)| s == "SUCCESS")
+        .count();
+    (passed, table)
+}
+
+/// The MCP conformance suite's server scenarios give the same results
+/// against a server bare and behind the HTTP proxy with a policy that
+/// allows every call — server-everything, and the fixture server that
+/// implements every scenario (sampling, elicitation, logging and progress
+/// on a gated call's stream, resumption): the proxy changes nothing a
+/// client can see, except that it refuses DNS rebinding, which neither
+/// bare server does.
+#[test]
+fn conformance_suite_sees_no_difference_through_the_http_proxy() {
+    let work = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::write(
+        gw.policies.join("test.cedar"),
+        "@id(\"allow-all\")\npermit(principal, action, resource);\n",
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+
+    let (_everything, everything_url) = everything_over_http();
+    let (passed, table) = compare_through_proxy(&gw, "everything", &everything_url, work.path());
+    eprintln!("{table}");
+    assert!(
+        passed >= 10,
+        "too few checks pass on server-everything:\n{table}"
+    );
+
+    let (_fixture, fixture_url) = conformance_fixture();
+    let (passed, table) = compare_through_proxy(&gw, "fixture", &fixture_url, work.path());
+    eprintln!("{table}");
+    assert!(
+        passed >= 40,
+        "too few checks pass on the fixture server:\n{table}"
+    );
+
+    // the calls really went through the gate
+    let events = gw.events();
+    let outcomes = events
+        .iter()
+        .filter(|e| e["kind"] == "outcome_recorded")
+        .count();
+    assert!(outcomes >= 15, "{outcomes} gated calls recorded");
+    let sampled = events
+        .iter()
+        .any(|e| e.to_string().contains("mcp.fixture.test_sampling"));
+    assert!(sampled, "the sampling call was gated");
+}

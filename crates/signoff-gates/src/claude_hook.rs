@@ -101,7 +101,7 @@ pub fn submit_body(input: &HookInput, environment: Option<String>) -> SubmitRequ
     context.insert("claude".into(), Value::Object(claude));
     let described = call.context(&crate::mcp::McpSpec {
         name: "claude-code".into(),
-        command: Vec::new(),
+        server: crate::mcp::McpServer::Command(Vec::new()),
         resource_args: Vec::new(),
         environment: None,
         wait: Duration::ZERO,

@@ -1,14 +1,16 @@
 //! The MCP gate: `signoff mcp --name NAME -- SERVER ARGS…` sits between an
-//! agent and a stdio MCP server. Every `tools/call` becomes an action
-//! request (`mcp.NAME.TOOL`); everything else in the protocol passes
-//! through.
+//! agent and a stdio MCP server ([`run_stdio`]), and `signoff mcp --name
+//! NAME --listen ADDR --upstream URL` in front of a Streamable HTTP one
+//! ([`run_http`]). Every `tools/call` becomes an action request
+//! (`mcp.NAME.TOOL`); everything else in the protocol passes through.
 //!
-//! The proxy relays JSON-RPC messages line by line and reads only what it
-//! must: `tools/call` requests (gated), `tools/list` results (to show
-//! reviewers the tool's description and the server's own annotations) and
-//! the responses to calls it forwarded (to report their outcome). Message
-//! types come from the official SDK ([`rmcp::model`]), so the proxy speaks
-//! every protocol version rmcp knows without negotiating one itself.
+//! The proxy relays JSON-RPC messages (stdio: line by line; HTTP: request by
+//! request, as a reverse proxy) and reads only what it must: `tools/call`
+//! requests (gated), `tools/list` results (to show reviewers the tool's
+//! description and the server's own annotations) and the responses to calls
+//! it forwarded (to report their outcome). Message types come from the
+//! official SDK ([`rmcp::model`]), so the proxy speaks every protocol
+//! version rmcp knows without negotiating one itself.
 //!
 //! A gated call runs the shared [`crate::session`]: the digest covers the
 //! tool, the server's identity (name and command) and the full arguments,
@@ -16,6 +18,12 @@
 //! parameters that were hashed. A call still waiting when the client's
 //! patience (`--wait`) runs out answers with a tool result naming the
 //! request; calling the tool again with the same arguments resumes it.
+
+mod http;
+mod stdio;
+
+pub use http::{HttpProxy, HttpSpec};
+pub use stdio::run_stdio;
 
 use crate::exec::shell_join;
 use crate::session::{Execution, GateAction, Progress, Session, SessionEnd, Start};
@@ -27,20 +35,28 @@ use signoff_core::display;
 use signoff_core::wire::{OutcomeBody, RequestView, SubmitRequest};
 use signoff_core::{ActionRequest, Digest, PrincipalRef, RequestStatus};
 use std::collections::HashMap;
-use std::process::Stdio;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+/// Where the server is: the proxy's identity for it in every digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpServer {
+    /// A stdio server the proxy starts: the command and its arguments.
+    Command(Vec<String>),
+    /// A Streamable HTTP server: its endpoint URL.
+    Url(String),
+}
 
 /// How the proxy describes the server and its calls.
 #[derive(Debug, Clone)]
 pub struct McpSpec {
     /// The server's name in actions: `mcp.NAME.TOOL`.
     pub name: String,
-    /// The server command and its arguments.
-    pub command: Vec<String>,
+    /// The server.
+    pub server: McpServer,
     /// Which argument names the resource: `(Some(tool), arg)` for one tool,
     /// `(None, arg)` for every tool. The first that is present wins.
     pub resource_args: Vec<(Option<String>, String)>,
@@ -54,7 +70,12 @@ pub struct McpSpec {
 impl McpSpec {
     /// The server's identity as the digest binds it.
     fn server_identity(&self) -> Value {
-        json!({ "name": self.name, "command": shell_join(&self.command) })
+        match &self.server {
+            McpServer::Command(command) => {
+                json!({ "name": self.name, "command": shell_join(command) })
+            }
+            McpServer::Url(url) => json!({ "name": self.name, "url": url }),
+        }
     }
 
     /// The action for `tool`: `mcp.NAME.TOOL`, with characters an action may
@@ -230,25 +251,49 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How long the proxy waits for the tools list it asks for itself.
 const LIST_WAIT: Duration = Duration::from_secs(5);
 
-/// What the proxy shares between its relays and the calls it gates.
-struct Proxy {
-    spec: McpSpec,
-    client: Client,
-    to_client: mpsc::UnboundedSender<String>,
-    to_server: mpsc::UnboundedSender<String>,
-    /// Responses the proxy waits for, by JSON-RPC id (canonical JSON).
-    awaited: Mutex<HashMap<String, oneshot::Sender<Value>>>,
-    /// Client `tools/list` requests whose results describe the tools.
-    listing: Mutex<HashMap<String, ()>>,
-    tools: Mutex<HashMap<String, Tool>>,
-    /// Requests still waiting for a decision, by [`ToolCall::retry_key`].
-    pending: Mutex<HashMap<String, String>>,
-    /// Gated calls the client may cancel, by JSON-RPC id.
-    cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    next_id: AtomicU64,
-    /// Who the token is, asked once: allowed calls are claimed in the
-    /// submission's round trip ([`Session::claim_at_once`]).
-    principal: tokio::sync::OnceCell<PrincipalRef>,
+/// What became of a call the proxy sent on to the server.
+pub(crate) enum Forwarded {
+    /// The server's response to the call, already relayed to the client.
+    Answered(Value),
+    /// The call never ran on the server (it could not be sent, or the
+    /// server refused it before reading it): the client still needs an
+    /// answer. Says why.
+    NotSent(String),
+    /// The call reached the server but its response was not seen here (it
+    /// may come on a stream the client resumes). Says why.
+    Unseen(String),
+    /// The server refused the call (an HTTP error status, relayed to the
+    /// client as it was). Says why.
+    Refused(String),
+}
+
+/// The client's side of gated calls, as one transport reaches it: the stdio
+/// relay, or one HTTP exchange.
+pub(crate) trait Channel: Send + Sync + 'static {
+    /// Sends the proxy's own notification (progress while a call waits) to
+    /// the client, if this channel can carry one.
+    fn notify(&self, msg: Value);
+
+    /// Answers a call with a message the proxy made (the call did not run).
+    fn reply(&self, msg: Value) -> impl Future<Output = ()> + Send;
+
+    /// Sends the approved `request` to the server, relays what the server
+    /// answers to the client, and says what became of it.
+    fn forward(&self, request: Value) -> impl Future<Output = Forwarded> + Send;
+
+    /// Asks the server for its tools itself: the `tools/list` response, or
+    /// `None` when none came within [`LIST_WAIT`].
+    fn list_tools(&self) -> impl Future<Output = Option<Value>> + Send;
+}
+
+/// A JSON-RPC response.
+fn response(id: &Value, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
+}
+
+/// A JSON-RPC error response.
+fn error_response(id: &Value, code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -259,7 +304,35 @@ fn id_key(id: &Value) -> String {
     signoff_core::jcs::value_to_string(id)
 }
 
-impl Proxy {
+/// What the gated calls of one proxy share, whatever transport they came
+/// on.
+pub(crate) struct Gate {
+    spec: McpSpec,
+    client: Client,
+    /// What the server listed, by tool name.
+    tools: Mutex<HashMap<String, Tool>>,
+    /// Requests still waiting for a decision, by [`ToolCall::retry_key`].
+    pending: Mutex<HashMap<String, String>>,
+    /// Gated calls the client may cancel, by the channel's key for the
+    /// call's JSON-RPC id.
+    cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Who the token is, asked once: allowed calls are claimed in the
+    /// submission's round trip ([`Session::claim_at_once`]).
+    principal: tokio::sync::OnceCell<PrincipalRef>,
+}
+
+impl Gate {
+    pub(crate) fn new(spec: McpSpec, client: Client) -> Self {
+        Gate {
+            spec,
+            client,
+            tools: Mutex::default(),
+            pending: Mutex::default(),
+            cancels: Mutex::default(),
+            principal: tokio::sync::OnceCell::new(),
+        }
+    }
+
     /// The principal the gateway says the token is; `None` while it cannot
     /// be asked (the call then submits and claims in two round trips, and
     /// fails closed the same way if the gateway is down).
@@ -276,50 +349,8 @@ impl Proxy {
             .cloned()
     }
 
-    fn reply(&self, id: &Value, result: Value) {
-        let msg = json!({ "jsonrpc": "2.0", "id": id, "result": result });
-        let _ = self.to_client.send(msg.to_string());
-    }
-
-    fn reply_error(&self, id: &Value, code: i64, message: &str) {
-        let msg =
-            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } });
-        let _ = self.to_client.send(msg.to_string());
-    }
-
-    /// Sends `request` to the server and waits for its response.
-    async fn ask_server(&self, request: Value) -> Option<Value> {
-        let id = request.get("id")?.clone();
-        let (tx, rx) = oneshot::channel();
-        lock(&self.awaited).insert(id_key(&id), tx);
-        let _ = self.to_server.send(request.to_string());
-        rx.await.ok()
-    }
-
-    /// What the server listed for `tool`, asking it once if the client never
-    /// listed the tools itself.
-    async fn listed(&self, tool: &str) -> Option<Tool> {
-        if lock(&self.tools).is_empty() {
-            let id = format!(
-                "signoff-tools-list-{}",
-                self.next_id.fetch_add(1, Ordering::Relaxed)
-            );
-            let request =
-                json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
-            // a server that does not answer only costs the description and
-            // hints, never the call
-            let asked = tokio::time::timeout(LIST_WAIT, self.ask_server(request)).await;
-            match asked {
-                Ok(Some(answer)) => self.learn_tools(&answer),
-                _ => {
-                    lock(&self.awaited).remove(&id_key(&Value::String(id)));
-                }
-            }
-        }
-        lock(&self.tools).get(tool).cloned()
-    }
-
-    fn learn_tools(&self, response: &Value) {
+    /// Learns the tools from a `tools/list` response.
+    pub(crate) fn learn_tools(&self, response: &Value) {
         let Some(list) = response.pointer("/result/tools").and_then(Value::as_array) else {
             return;
         };
@@ -331,91 +362,53 @@ impl Proxy {
         }
     }
 
-    /// A message from the client.
-    fn on_client_line(self: &Arc<Self>, line: &str) {
-        if line.trim().is_empty() {
-            return;
-        }
-        let msg: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                // never forwarded: what the server would make of it is unknown
-                self.reply_error(&Value::Null, -32700, &format!("parse error: {e}"));
-                return;
-            }
-        };
-        let messages = match msg {
-            Value::Array(batch) => batch,
-            one => vec![one],
-        };
-        for msg in messages {
-            let method = msg.get("method").and_then(Value::as_str);
-            let id = msg.get("id").cloned();
-            match (method, id) {
-                (Some("tools/call"), Some(id)) => {
-                    let proxy = Arc::clone(self);
-                    tokio::spawn(async move { proxy.gate_call(id, msg).await });
-                }
-                (Some("tools/call"), None) => {} // a notification cannot call a tool
-                (Some("tools/list"), Some(id)) => {
-                    lock(&self.listing).insert(id_key(&id), ());
-                    let _ = self.to_server.send(msg.to_string());
-                }
-                (Some("notifications/cancelled"), None) => {
-                    if let Some(id) = msg.pointer("/params/requestId") {
-                        if let Some(cancel) = lock(&self.cancels).remove(&id_key(id)) {
-                            let _ = cancel.send(());
-                        }
-                    }
-                    let _ = self.to_server.send(msg.to_string());
-                }
-                // re-serialized: the server sees exactly what the proxy read
-                _ => {
-                    let _ = self.to_server.send(msg.to_string());
-                }
-            }
+    /// A client's `notifications/cancelled` for the call known as `key`.
+    pub(crate) fn cancel(&self, key: &str) {
+        if let Some(cancel) = lock(&self.cancels).remove(key) {
+            let _ = cancel.send(());
         }
     }
 
-    /// A message from the server; `line` goes to the client unchanged unless
-    /// the proxy asked for it itself.
-    fn on_server_line(&self, line: String) {
-        if line.trim().is_empty() {
-            return;
-        }
-        let parsed: Option<Value> = serde_json::from_str(&line).ok();
-        if let Some(msg) = &parsed {
-            if msg.get("method").is_none() {
-                if let Some(id) = msg.get("id") {
-                    let key = id_key(id);
-                    if let Some(waiter) = lock(&self.awaited).remove(&key) {
-                        let _ = waiter.send(msg.clone());
-                        return;
-                    }
-                    if lock(&self.listing).remove(&key).is_some() {
-                        self.learn_tools(msg);
-                    }
-                }
+    /// What the server listed for `tool`, asking it once if the client never
+    /// listed the tools itself.
+    async fn listed<C: Channel>(&self, ch: &C, tool: &str) -> Option<Tool> {
+        if lock(&self.tools).is_empty() {
+            // a server that does not answer only costs the description and
+            // hints, never the call
+            if let Some(answer) = ch.list_tools().await {
+                self.learn_tools(&answer);
             }
         }
-        let _ = self.to_client.send(line);
+        lock(&self.tools).get(tool).cloned()
     }
 
-    /// Gates one `tools/call`, answering the client in every case but a
-    /// cancellation.
-    async fn gate_call(self: Arc<Self>, id: Value, msg: Value) {
+    /// Gates one `tools/call` request `msg` (JSON-RPC id `id`) that came on
+    /// `ch`, answering the client in every case but a cancellation.
+    /// `cancel_key` is how a `notifications/cancelled` names it.
+    pub(crate) async fn gate_call<C: Channel>(
+        self: Arc<Self>,
+        ch: Arc<C>,
+        id: Value,
+        msg: Value,
+        cancel_key: String,
+    ) {
         let params: CallToolRequestParams =
             match serde_json::from_value(msg.get("params").cloned().unwrap_or(Value::Null)) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.reply_error(&id, -32602, &format!("invalid tools/call params: {e}"));
+                    ch.reply(error_response(
+                        &id,
+                        -32602,
+                        &format!("invalid tools/call params: {e}"),
+                    ))
+                    .await;
                     return;
                 }
             };
         let progress_token = msg.pointer("/params/_meta/progressToken").cloned();
         let tool = params.name.to_string();
         let call = ToolCall {
-            listed: self.listed(&tool).await,
+            listed: self.listed(&*ch, &tool).await,
             arguments: params.arguments.clone().unwrap_or_default(),
             tool,
         };
@@ -436,14 +429,14 @@ impl Proxy {
             None => Start::submit(body.clone()),
         };
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-        lock(&self.cancels).insert(id_key(&id), cancel_tx);
+        lock(&self.cancels).insert(cancel_key.clone(), cancel_tx);
         let interrupt = async move {
             if cancel_rx.await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
         let action = Forward {
-            proxy: Arc::clone(&self),
+            ch: Arc::clone(&ch),
             body: body.clone(),
             params,
             id: id.clone(),
@@ -452,7 +445,8 @@ impl Proxy {
         // progress must increase across the observer's notes and the heartbeat
         let sent = Arc::new(AtomicU64::new(0));
         let heartbeat = progress_token.clone().map(|token| {
-            let proxy = Arc::clone(&self);
+            let gate = Arc::clone(&self);
+            let ch = Arc::clone(&ch);
             let sent = Arc::clone(&sent);
             let key = key.clone();
             tokio::spawn(async move {
@@ -460,11 +454,11 @@ impl Proxy {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
                     // only while a request waits for reviewers
-                    let Some(rid) = lock(&proxy.pending).get(&key).cloned() else {
+                    let Some(rid) = lock(&gate.pending).get(&key).cloned() else {
                         continue;
                     };
                     let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
-                    let msg = json!({
+                    ch.notify(json!({
                         "jsonrpc": "2.0",
                         "method": "notifications/progress",
                         "params": {
@@ -475,14 +469,14 @@ impl Proxy {
                                 started.elapsed().as_secs()
                             ),
                         },
-                    });
-                    let _ = proxy.to_client.send(msg.to_string());
+                    }));
                 }
             })
         });
         let finished = {
             let sent = Arc::clone(&sent);
-            let proxy = Arc::clone(&self);
+            let gate = Arc::clone(&self);
+            let ch = Arc::clone(&ch);
             let key = key.clone();
             let requirement = &mut requirement;
             let mut observer = move |event: &Progress| {
@@ -497,7 +491,7 @@ impl Proxy {
                 };
                 if let Some(v) = view {
                     if v.status == RequestStatus::Pending {
-                        lock(&proxy.pending).insert(key.clone(), v.id.clone());
+                        lock(&gate.pending).insert(key.clone(), v.id.clone());
                         *requirement = v.verdict.requirement.as_ref().map(|r| r.to_string());
                     }
                 }
@@ -516,12 +510,11 @@ impl Proxy {
                 });
                 if let (Some(token), Some(note)) = (&progress_token, note) {
                     let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
-                    let msg = json!({
+                    ch.notify(json!({
                         "jsonrpc": "2.0",
                         "method": "notifications/progress",
                         "params": { "progressToken": token, "progress": n, "message": note },
-                    });
-                    let _ = proxy.to_client.send(msg.to_string());
+                    }));
                 }
             };
             Session::new(&self.client)
@@ -533,13 +526,13 @@ impl Proxy {
         if let Some(h) = heartbeat {
             h.abort();
         }
-        lock(&self.cancels).remove(&id_key(&id));
+        lock(&self.cancels).remove(&cancel_key);
         let keep_pending = matches!(finished, SessionEnd::GaveUp { .. });
         if !keep_pending {
             lock(&self.pending).remove(&key);
         }
         if let Some(result) = answer(&finished, requirement.as_deref()) {
-            self.reply(&id, result);
+            ch.reply(response(&id, result)).await;
         }
         if let SessionEnd::Ran {
             report_error: Some(e),
@@ -604,15 +597,16 @@ fn answer(end: &SessionEnd<()>, requirement: Option<&str>) -> Option<Value> {
     Some(tool_error(display::one_line(&text)))
 }
 
-/// Forwarding one call to the server, as the session's action.
-struct Forward {
-    proxy: Arc<Proxy>,
+/// Forwarding one call to the server through its channel, as the
+/// session's action.
+struct Forward<C> {
+    ch: Arc<C>,
     body: SubmitRequest,
     params: CallToolRequestParams,
     id: Value,
 }
 
-impl Forward {
+impl<C: Channel> Forward<C> {
     fn action_digest(body: &SubmitRequest, principal: &PrincipalRef) -> Digest {
         ActionRequest {
             action: body.action.clone(),
@@ -626,8 +620,10 @@ impl Forward {
         .digest()
     }
 
-    fn not_forwarded(&self, why: String) -> Execution<()> {
-        self.proxy.reply(&self.id, tool_error(why.clone()));
+    async fn not_forwarded(&self, why: String) -> Execution<()> {
+        self.ch
+            .reply(response(&self.id, tool_error(why.clone())))
+            .await;
         Execution {
             outcome: OutcomeBody::not_run(None, why),
             output: (),
@@ -635,7 +631,7 @@ impl Forward {
     }
 }
 
-impl GateAction for Forward {
+impl<C: Channel> GateAction for Forward<C> {
     type Output = ();
 
     fn digest(&self, principal: &PrincipalRef) -> Result<Digest, String> {
@@ -655,7 +651,7 @@ impl GateAction for Forward {
             return self.not_forwarded(format!(
                 "signoff did not forward this tool call: it differs from the approved one (request {})",
                 claimed.id
-            ));
+            )).await;
         }
         let request = json!({
             "jsonrpc": "2.0",
@@ -664,13 +660,35 @@ impl GateAction for Forward {
             "params": self.params,
         });
         let started = Instant::now();
-        let response = self.proxy.ask_server(request).await;
+        // the channel relays the server's answer to the client first; the
+        // outcome is reported after
+        let forwarded = self.ch.forward(request).await;
         let duration = started.elapsed();
-        let Some(response) = response else {
-            return self.not_forwarded(format!(
-                "the MCP server stopped before answering (request {})",
-                claimed.id
-            ));
+        let response = match forwarded {
+            Forwarded::Answered(response) => response,
+            Forwarded::NotSent(why) => {
+                return self
+                    .not_forwarded(format!("{why} (request {})", claimed.id))
+                    .await
+            }
+            Forwarded::Refused(why) => {
+                return Execution {
+                    outcome: OutcomeBody::not_run(None, format!("tools/call {tool}: {why}")),
+                    output: (),
+                }
+            }
+            Forwarded::Unseen(why) => {
+                return Execution {
+                    outcome: OutcomeBody {
+                        exit_code: None,
+                        signal: None,
+                        duration_ms: duration.as_millis() as u64,
+                        output_sha256: None,
+                        summary: Some(format!("tools/call {tool}: {why}")),
+                    },
+                    output: (),
+                }
+            }
         };
         let result = response.get("result");
         let is_error = match result {
@@ -686,8 +704,6 @@ impl GateAction for Forward {
                     .map(signoff_core::jcs::value_to_string)
             })
             .unwrap_or_default();
-        // the model gets the server's answer first; the outcome is reported after
-        let _ = self.proxy.to_client.send(response.to_string());
         let summary = match (result, response.get("error")) {
             (Some(_), _) => format!(
                 "tools/call {tool}: isError={is_error} after {} ms",
@@ -712,38 +728,6 @@ impl GateAction for Forward {
     }
 }
 
-/// Copies lines from `rx` to `w`, flushing after each, until `rx` closes or
-/// `stop` resolves (then `w` is dropped: the other side sees EOF).
-async fn write_lines(
-    mut rx: mpsc::UnboundedReceiver<String>,
-    mut w: impl AsyncWrite + Unpin,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let mut stop = std::pin::pin!(stop);
-    let mut stopped = false;
-    loop {
-        let line = if stopped {
-            // what is already queued still goes out
-            rx.try_recv().ok()
-        } else {
-            tokio::select! {
-                biased;
-                line = rx.recv() => line,
-                () = &mut stop => {
-                    stopped = true;
-                    rx.try_recv().ok()
-                }
-            }
-        };
-        let Some(line) = line else { break };
-        let mut bytes = line.into_bytes();
-        bytes.push(b'\n');
-        if w.write_all(&bytes).await.is_err() || w.flush().await.is_err() {
-            break;
-        }
-    }
-}
-
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum McpError {
@@ -758,90 +742,28 @@ pub enum McpError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// Runs the stdio proxy between `client_in`/`client_out` (the agent) and
-/// the server command, until either side closes. Returns the server's exit
-/// status.
-pub async fn run_stdio(
-    client: Client,
-    spec: McpSpec,
-    client_in: impl AsyncRead + Unpin + Send + 'static,
-    client_out: impl AsyncWrite + Unpin + Send + 'static,
-) -> Result<i32, McpError> {
-    let Some(program) = spec.command.first() else {
-        return Err(McpError::NoCommand);
-    };
-    let mut child = tokio::process::Command::new(program)
-        .args(&spec.command[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| McpError::Spawn {
-            command: shell_join(&spec.command),
-            source,
-        })?;
-    let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(McpError::Spawn {
-            command: shell_join(&spec.command),
-            source: std::io::Error::other("no pipes to the server"),
-        });
-    };
-    let (to_client, client_rx) = mpsc::unbounded_channel();
-    let (to_server, server_rx) = mpsc::unbounded_channel();
-    let proxy = Arc::new(Proxy {
-        spec,
-        client,
-        to_client,
-        to_server,
-        awaited: Mutex::default(),
-        listing: Mutex::default(),
-        tools: Mutex::default(),
-        pending: Mutex::default(),
-        cancels: Mutex::default(),
-        next_id: AtomicU64::new(1),
-        principal: tokio::sync::OnceCell::new(),
-    });
-    let client_writer = tokio::spawn(write_lines(client_rx, client_out, std::future::pending()));
-    // the server's stdin closes when the client's does, though calls still
-    // being gated keep the proxy (and so the channel) alive
-    let (close_server, server_closed) = oneshot::channel::<()>();
-    tokio::spawn(write_lines(server_rx, server_in, async move {
-        let _ = server_closed.await;
-    }));
-    let from_server = {
-        let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(server_out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                proxy.on_server_line(line);
-            }
-            // unblock calls waiting on a server that is gone
-            lock(&proxy.awaited).clear();
-        })
-    };
-    let from_client = {
-        let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(client_in).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                proxy.on_client_line(&line);
-            }
-        })
-    };
-    tokio::select! {
-        _ = from_client => {
-            // the client is gone: let the server see EOF and finish
-            let _ = close_server.send(());
-            drop(proxy);
-        }
-        _ = from_server => {}
-    }
-    let status = child.wait().await;
-    client_writer.abort();
-    Ok(status.ok().and_then(|s| s.code()).unwrap_or(1))
+    /// The HTTP listener could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The upstream URL is not one the proxy can forward to.
+    #[error("invalid --upstream `{url}`: {reason}")]
+    Upstream {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client for the upstream could not be built.
+    #[error("cannot set up the HTTP client for the upstream: {0}")]
+    HttpClient(String),
+    /// The HTTP server failed.
+    #[error("the MCP proxy's HTTP server failed: {0}")]
+    Serve(std::io::Error),
 }
 
 #[cfg(test)]
@@ -851,7 +773,7 @@ mod tests {
     fn spec() -> McpSpec {
         McpSpec {
             name: "fs".into(),
-            command: vec!["npx".into(), "server".into(), "/data".into()],
+            server: McpServer::Command(vec!["npx".into(), "server".into(), "/data".into()]),
             resource_args: vec![
                 (None, "path".into()),
                 (Some("move_file".into()), "source".into()),
@@ -906,8 +828,12 @@ mod tests {
             .unwrap()
             .contains("\"n\":null"));
         let mut other = s.clone();
-        other.command.push("/etc".into());
+        other.server = McpServer::Command(vec!["npx".into(), "server".into(), "/etc".into()]);
         assert_ne!(ca, a.context(&other), "another server is another call");
+        other.server = McpServer::Url("https://mcp.example/mcp".into());
+        let remote = a.context(&other);
+        assert_eq!(remote["mcp"]["server"]["url"], "https://mcp.example/mcp");
+        assert!(remote["mcp"]["server"].get("command").is_none());
     }
 
     #[test]
