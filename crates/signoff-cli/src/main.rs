@@ -16,6 +16,11 @@ mod serve;
 mod witness;
 
 use clap::{Args, Parser, Subcommand};
+
+/// mimalloc: fewer instructions and less lock traffic than glibc's malloc for
+/// the many small, cross-thread allocations of a decision.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
