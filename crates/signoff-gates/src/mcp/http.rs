@@ -25,8 +25,8 @@
 
 use super::{
     classify, error_response, error_without_id, id_key, is_response_to, proxy_id, response_to,
-    split_query, why, Channel, Classified, Forwarded, Gate, Incoming, McpError, McpServer,
-    McpSpec, GRACE, LIST_WAIT,
+    split_query, why, Channel, Classified, Forwarded, Gate, Incoming, McpError, McpServer, McpSpec,
+    GRACE, LIST_WAIT,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -675,7 +675,10 @@ impl HttpState {
                 (false, [one]) => one.to_string(),
                 _ => Value::Array(rest).to_string(),
             };
-            return match self.send(Method::POST, headers, Some(body.into_bytes())).await {
+            return match self
+                .send(Method::POST, headers, Some(body.into_bytes()))
+                .await
+            {
                 Ok(up) => relayed(up, Some(Watch::new(&self.gate, lists))),
                 Err(e) => self.unreachable(&e),
             };
@@ -688,9 +691,7 @@ impl HttpState {
             accept.is_empty() || accept.contains("application/json") || accept.contains("*/*");
         if !batch {
             if let Some((id, msg)) = calls.pop() {
-                return self
-                    .single(headers, scope, id, msg, sse_ok, json_ok)
-                    .await;
+                return self.single(headers, scope, id, msg, sse_ok, json_ok).await;
             }
         }
         self.batch(headers, scope, calls, rest, lists, sse_ok).await
@@ -1397,7 +1398,9 @@ mod tests {
             Some("Application/JSON; charset=UTF-8"),
             Some("application/json;charset=\"utf-8\""),
         ] {
-            let h = ok.map(|v| headers(&[("content-type", v)])).unwrap_or_default();
+            let h = ok
+                .map(|v| headers(&[("content-type", v)]))
+                .unwrap_or_default();
             assert!(check_content_type(&h).is_ok(), "{ok:?}");
         }
         for bad in [
@@ -1433,9 +1436,14 @@ mod tests {
     #[test]
     fn origins_and_hosts_on_every_listener() {
         let local = state(true, None);
-        assert!(local.check_origin(&headers(&[("host", "127.0.0.1:8931")])).is_ok());
         assert!(local
-            .check_origin(&headers(&[("host", "localhost"), ("origin", "http://localhost:3000")]))
+            .check_origin(&headers(&[("host", "127.0.0.1:8931")]))
+            .is_ok());
+        assert!(local
+            .check_origin(&headers(&[
+                ("host", "localhost"),
+                ("origin", "http://localhost:3000")
+            ]))
             .is_ok());
         for bad in [
             &[("host", "evil.example.com")][..],
@@ -1449,14 +1457,25 @@ mod tests {
         // a non-loopback listener: addresses and the --listen name, never
         // another name (a rebinding page's)
         let wide = state(false, Some("buildbox.internal"));
-        for ok in ["10.0.0.5:8931", "[fd00::1]:8931", "buildbox.internal:8931", "localhost"] {
+        for ok in [
+            "10.0.0.5:8931",
+            "[fd00::1]:8931",
+            "buildbox.internal:8931",
+            "localhost",
+        ] {
             assert!(wide.check_origin(&headers(&[("host", ok)])).is_ok(), "{ok}");
         }
         for bad in ["evil.example.com:8931", "buildbox.internal.evil.com"] {
-            assert!(wide.check_origin(&headers(&[("host", bad)])).is_err(), "{bad}");
+            assert!(
+                wide.check_origin(&headers(&[("host", bad)])).is_err(),
+                "{bad}"
+            );
         }
         assert!(wide
-            .check_origin(&headers(&[("host", "10.0.0.5"), ("origin", "http://evil.example.com")]))
+            .check_origin(&headers(&[
+                ("host", "10.0.0.5"),
+                ("origin", "http://evil.example.com")
+            ]))
             .is_err());
     }
 

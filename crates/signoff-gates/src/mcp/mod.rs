@@ -857,8 +857,7 @@ impl Gate {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
                     // only while a request waits for reviewers
-                    let Some(rid) = lock(&gate.pending).get(&key).map(|p| p.request.clone())
-                    else {
+                    let Some(rid) = lock(&gate.pending).get(&key).map(|p| p.request.clone()) else {
                         continue;
                     };
                     let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
@@ -1063,7 +1062,10 @@ impl<C: Channel> Forward<C> {
             .reply(response(&self.id, tool_error(why.clone())))
             .await;
         Execution {
-            outcome: OutcomeBody::not_run(None, format!("tools/call {}: not run: {why}", self.tool)),
+            outcome: OutcomeBody::not_run(
+                None,
+                format!("tools/call {}: not run: {why}", self.tool),
+            ),
             output: (),
         }
     }
@@ -1081,8 +1083,9 @@ impl<C: Channel> GateAction for Forward<C> {
         // themselves: it must be the approved call
         let tool = self.tool.clone();
         let same = tool == claimed.request.context["mcp"]["tool"]
-            && Some(signoff_core::jcs::value_to_string(&Value::Object(self.arguments.clone())).as_str())
-                == claimed.request.context["arguments_json"].as_str()
+            && Some(
+                signoff_core::jcs::value_to_string(&Value::Object(self.arguments.clone())).as_str(),
+            ) == claimed.request.context["arguments_json"].as_str()
             && Self::action_digest(&self.body, &claimed.request.principal) == claimed.digest;
         if !same {
             return self.not_forwarded(format!(
@@ -1126,7 +1129,10 @@ impl<C: Channel> GateAction for Forward<C> {
             }
             Forwarded::Refused { status, why } if status < 500 => {
                 return Execution {
-                    outcome: OutcomeBody::not_run(None, format!("tools/call {tool}: not run: {why}")),
+                    outcome: OutcomeBody::not_run(
+                        None,
+                        format!("tools/call {tool}: not run: {why}"),
+                    ),
                     output: (),
                 }
             }
@@ -1374,7 +1380,11 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["call", "dropped", "list", "cancel", "pass"]);
-        assert!(!classify(json!({"jsonrpc":"2.0","id":1,"method":"ping"})).unwrap().batch);
+        assert!(
+            !classify(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+                .unwrap()
+                .batch
+        );
     }
 
     #[test]
@@ -1408,6 +1418,10 @@ mod tests {
         assert!(!id.to_string().contains("s3cret"), "{id}");
         let mut other = s.clone();
         other.server = McpServer::Url("https://mcp.example/mcp?key=other".into());
-        assert_ne!(id, other.server_identity(), "the digest still binds the query");
+        assert_ne!(
+            id,
+            other.server_identity(),
+            "the digest still binds the query"
+        );
     }
 }
