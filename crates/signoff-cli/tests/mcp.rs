@@ -645,14 +645,24 @@ fn remote_server_behind_the_http_proxy() {
     assert!(text.contains("evil.example.com"), "{text}");
     let (status, text) = raw_post(&url, Some("evil.example.com"), &[], ping);
     assert_eq!(status, 403, "{text}");
-    let (status, text) = raw_post(&url, None, &[("Origin", "http://localhost:3000")], ping);
-    assert_eq!(status, 200, "a local origin passes: {text}");
-    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
-    let pong = messages_of(body);
-    assert_eq!(
-        response_in(&pong, 1)["result"],
-        serde_json::json!({}),
-        "{text}"
+    // a local origin reaches the server: it initializes a session
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, head, body) = raw(
+        &url,
+        "POST",
+        &[
+            ("Origin", "http://localhost:3000"),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        init.as_bytes(),
+        false,
+    );
+    assert_eq!(status, 200, "a local origin passes: {head}\n{body}");
+    let answer = response_in(&messages_of(&body), 1);
+    assert!(
+        answer["result"]["serverInfo"]["name"].is_string(),
+        "{answer}"
     );
 
     // the upstream is gone: the call is answered with a tool error, nothing runs
@@ -1364,4 +1374,75 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
     assert_eq!(lost["outcome"]["exit_code"], Value::Null, "{lost:#}");
     let summary = lost["outcome"]["summary"].as_str().unwrap();
     assert!(summary.contains("outcome unknown"), "{summary}");
+}
+
+/// A client's open GET stream does not keep a stopping proxy alive: on
+/// SIGTERM it gives open exchanges a bounded grace and exits.
+#[test]
+fn the_http_proxy_stops_with_a_stream_open() {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+    let (_fixture, upstream) = conformance_fixture();
+    let (mut proxy, url) = http_proxy(&gw, "stop", &upstream, "5s");
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, head, _) = raw(
+        &url,
+        "POST",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        init.as_bytes(),
+        false,
+    );
+    assert_eq!(status, 200, "{head}");
+    let sid = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("mcp-session-id:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
+        })
+        .unwrap();
+    // the stream stays open: the socket is kept
+    let addr = url
+        .strip_prefix("http://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = proxy.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the proxy is still running with a stream open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "it gave the stream its grace"
+    );
+    drop(stream);
 }

@@ -24,7 +24,7 @@
 //! `Authorization`) when the client has a session, else by its connection.
 
 use super::{
-    classify, error_response, error_without_id, id_key, is_response_to, proxy_id, response_to,
+    classify, error_response, error_without_id, id_key, is_response_to, list_request, response_to,
     split_query, why, Channel, Classified, Forwarded, Gate, Incoming, McpError, McpServer, McpSpec,
     GRACE, LIST_WAIT,
 };
@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use signoff_client::Client;
 use std::collections::HashSet;
@@ -846,7 +846,7 @@ impl HttpState {
 
     /// The proxy's own `tools/list`, in the client's session.
     async fn list_tools(&self, client_headers: &HeaderMap) -> Option<Value> {
-        let id = proxy_id("tools-list");
+        let (key, body) = list_request();
         let mut headers = HeaderMap::new();
         for (name, value) in client_headers {
             let n = name.as_str();
@@ -859,13 +859,12 @@ impl HttpState {
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
         let asked = tokio::time::timeout(
             LIST_WAIT,
             self.exchange(&headers, body.to_string().into_bytes()),
         );
         let messages = asked.await.ok()?.ok()?;
-        response_to(messages, &id_key(&id))
+        response_to(messages, &key)
     }
 }
 
@@ -1336,6 +1335,7 @@ impl Channel for Collect {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn loopback_hosts_and_origins() {

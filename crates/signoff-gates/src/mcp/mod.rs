@@ -415,6 +415,15 @@ pub(crate) fn proxy_id(kind: &str) -> Value {
     Value::String(format!("signoff-{kind}-{}", ulid::Ulid::new()))
 }
 
+/// The proxy's own `tools/list` request, under an id of its own: the key
+/// its response comes back under, and the request.
+pub(crate) fn list_request() -> (String, Value) {
+    let id = proxy_id("tools-list");
+    let key = id_key(&id);
+    let request = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
+    (key, request)
+}
+
 /// Whether `msg` is the response to the request whose id is `key`
 /// ([`id_key`]).
 pub(crate) fn is_response_to(msg: &Value, key: &str) -> bool {

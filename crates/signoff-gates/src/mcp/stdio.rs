@@ -2,11 +2,11 @@
 //! server and relays JSON-RPC lines between it and the agent.
 
 use super::{
-    classify, error_without_id, id_key, is_response_to, lock, proxy_id, why, Channel, Forwarded,
-    Gate, Incoming, McpError, McpServer, McpSpec, GRACE, LIST_WAIT,
+    classify, error_without_id, id_key, is_response_to, list_request, lock, proxy_id, why, Channel,
+    Forwarded, Gate, Incoming, McpError, McpServer, McpSpec, GRACE, LIST_WAIT,
 };
 use crate::exec::shell_join;
-use serde_json::{json, Value};
+use serde_json::Value;
 use signoff_client::Client;
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -162,12 +162,11 @@ impl Channel for Proxy {
     }
 
     async fn list_tools(&self) -> Option<Value> {
-        let id = proxy_id("tools-list");
-        let request = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
+        let (key, request) = list_request();
         match tokio::time::timeout(LIST_WAIT, self.ask_server(request)).await {
             Ok(answer) => answer,
             Err(_) => {
-                lock(&self.awaited).remove(&id_key(&id));
+                lock(&self.awaited).remove(&key);
                 None
             }
         }
