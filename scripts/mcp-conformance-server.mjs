@@ -12,8 +12,16 @@
 // Like server-everything it does no DNS-rebinding check: the proxy in
 // front of it does. Listens on 127.0.0.1:$PORT/mcp.
 //
+// For the proxy's own tests: with RECORD=FILE, every request it receives
+// is appended to FILE as one JSON line (method, Content-Type, the raw body
+// as text), so a test can prove what reached the server and what never
+// did; and two tools outside the list misbehave on purpose:
+// test_drop_connection (the connection closes without an answer) and
+// test_http_500 (HTTP 500).
+//
 //   PORT=3001 node scripts/mcp-conformance-server.mjs   (from target/mcp-deps
 //   or with NODE_PATH=target/mcp-deps/node_modules)
+import fs from "node:fs";
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
@@ -358,6 +366,14 @@ async function handle(req, res) {
   if (req.method === "POST") {
     const chunks = [];
     for await (const c of req) chunks.push(c);
+    if (process.env.RECORD) {
+      const seen = {
+        method: req.method,
+        contentType: req.headers["content-type"] ?? null,
+        body: Buffer.concat(chunks).toString("latin1"),
+      };
+      fs.appendFileSync(process.env.RECORD, JSON.stringify(seen) + "\n");
+    }
     try {
       body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
     } catch {
@@ -365,6 +381,14 @@ async function handle(req, res) {
       res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "Parse error" } }));
       return;
     }
+  }
+  if (body?.method === "tools/call" && body.params?.name === "test_drop_connection") {
+    req.socket.destroy();
+    return;
+  }
+  if (body?.method === "tools/call" && body.params?.name === "test_http_500") {
+    res.writeHead(500, { "content-type": "text/plain" }).end("failed mid-call");
+    return;
   }
   const sid = req.headers["mcp-session-id"];
   let transport = sid ? sessions.get(sid) : undefined;

@@ -369,6 +369,16 @@ fn relay_forwards_rejects_garbage_and_ends_with_the_client() {
     stdin.write_all(b"this is not json\n").unwrap();
     let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(first["error"]["code"], -32700, "{first}");
+    // a call nested in a batch, an empty batch: refused whole, nothing
+    // forwarded (cat would echo it before the ping below)
+    for bad in [
+        "[[{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":\"rm\"}}]]\n",
+        "[]\n",
+    ] {
+        stdin.write_all(bad.as_bytes()).unwrap();
+        let refused: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    }
     stdin
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\n")
         .unwrap();
@@ -635,8 +645,25 @@ fn remote_server_behind_the_http_proxy() {
     assert!(text.contains("evil.example.com"), "{text}");
     let (status, text) = raw_post(&url, Some("evil.example.com"), &[], ping);
     assert_eq!(status, 403, "{text}");
-    let (status, text) = raw_post(&url, None, &[("Origin", "http://localhost:3000")], ping);
-    assert_ne!(status, 403, "a local origin passes: {text}");
+    // a local origin reaches the server: it initializes a session
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, head, body) = raw(
+        &url,
+        "POST",
+        &[
+            ("Origin", "http://localhost:3000"),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        init.as_bytes(),
+        false,
+    );
+    assert_eq!(status, 200, "a local origin passes: {head}\n{body}");
+    let answer = response_in(&messages_of(&body), 1);
+    assert!(
+        answer["result"]["serverInfo"]["name"].is_string(),
+        "{answer}"
+    );
 
     // the upstream is gone: the call is answered with a tool error, nothing runs
     drop(std::mem::replace(
@@ -654,8 +681,15 @@ fn remote_server_behind_the_http_proxy() {
     let why = answer["result"]["content"][0]["text"].as_str().unwrap();
     assert!(why.contains("could not be reached"), "{why}");
     let rid = request_id_in(why).expect("the answer names the request");
-    let view = gw.request(&rid);
-    assert_ne!(view["outcome"]["exit_code"], 0, "{view:#}");
+    let view = poll_outcome(&gw, &rid);
+    assert_eq!(view["outcome"]["exit_code"], Value::Null, "{view:#}");
+    let summary = view["outcome"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("not run")
+            && summary.contains("could not be reached")
+            && summary.contains(&upstream_url),
+        "{summary}"
+    );
 }
 
 /// Runs the conformance suite's server scenarios (`@modelcontextprotocol/
@@ -826,4 +860,589 @@ fn conformance_suite_sees_no_difference_through_the_http_proxy() {
         .iter()
         .any(|e| e.to_string().contains("mcp.fixture.test_sampling"));
     assert!(sampled, "the sampling call was gated");
+}
+
+/// One HTTP/1.1 exchange over a plain socket: exactly the headers given
+/// (besides Host, Content-Length and Connection), the status, the response
+/// head and its body (de-chunked). With `head_only`, stops after the head
+/// (for a stream that stays open).
+fn raw(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+) -> (u16, String, String) {
+    use std::io::Read as _;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!(
+        "{method} /{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    // a refused body may be answered before it is all written
+    let _ = s.write_all(&bytes);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if head_only && got.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let mut body = body.to_owned();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+        && !head_only
+    {
+        let mut plain = String::new();
+        let mut rest = body.as_str();
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            plain.push_str(&after[..n]);
+            rest = after[n..].trim_start_matches("\r\n");
+        }
+        body = plain;
+    }
+    (status, head.to_owned(), body)
+}
+
+/// The JSON-RPC messages of a body: one JSON value, or the `data` lines of
+/// an event stream.
+fn messages_of(body: &str) -> Vec<Value> {
+    let one = |v: Value| match v {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    if let Ok(v) = serde_json::from_str::<Value>(body.trim()) {
+        return one(v);
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .flat_map(one)
+        .collect()
+}
+
+/// What the recording fixture received: every POST, as JSON lines.
+fn recorded(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The `tools/call` requests the fixture received: (tool, params).
+fn calls_received(path: &Path) -> Vec<(String, Value)> {
+    recorded(path)
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Value>(r["body"].as_str()?).ok())
+        .flat_map(|b| match b {
+            Value::Array(items) => items,
+            one => vec![one],
+        })
+        .filter(|m| m["method"] == "tools/call")
+        .map(|m| {
+            (
+                m["params"]["name"].as_str().unwrap().to_owned(),
+                m["params"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The requests for `action`, newest first.
+fn requests_for(gw: &Gateway, action: &str) -> Vec<Value> {
+    gw.get_as("root", &format!("/v1/requests?action={action}"))
+        .expect(200)["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The HTTP proxy in front of a server that records every byte it gets:
+/// what is refused never reaches it, a gated call reaches it with exactly
+/// the approved parameters and UTF-8 JSON, and a call that may have reached
+/// it without an answer is recorded as of unknown outcome.
+#[test]
+fn http_proxy_forwards_only_what_it_gated() {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::write(
+        gw.policies.join("test.cedar"),
+        "@id(\"allow\")\npermit(principal, action, resource);\n\
+         @id(\"no-errors\")\n@reason(\"not this one\")\nforbid(principal, action == Action::\"mcp.guard.test_error_handling\", resource);\n",
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let record = work.path().join("received.jsonl");
+    let port = free_port();
+    let _fixture = Running(
+        Command::new("node")
+            .arg(repo().join("scripts/mcp-conformance-server.mjs"))
+            .env("MCP_DEPS", deps())
+            .env("PORT", port.to_string())
+            .env("RECORD", &record)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no fixture");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let upstream = format!("http://127.0.0.1:{port}/mcp");
+    let (_proxy, url) = http_proxy(&gw, "guard", &upstream, "5s");
+    const JSON: (&str, &str) = ("Content-Type", "application/json");
+    const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
+
+    // a session, through the proxy
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, head, body) = raw(&url, "POST", &[JSON, ACCEPT], init.as_bytes(), false);
+    assert_eq!(status, 200, "{head}\n{body}");
+    let sid = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("mcp-session-id:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no session: {head}"));
+    let session: (&str, &str) = ("Mcp-Session-Id", &sid);
+    let base = [
+        JSON,
+        ACCEPT,
+        session,
+        ("MCP-Protocol-Version", "2025-06-18"),
+    ];
+    let (status, _, _) = raw(
+        &url,
+        "POST",
+        &base,
+        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        false,
+    );
+    assert_eq!(status, 202);
+    let post = |extra: &[(&str, &str)], body: &str| {
+        let mut h = base.to_vec();
+        h.retain(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)));
+        h.extend_from_slice(extra);
+        raw(&url, "POST", &h, body.as_bytes(), false)
+    };
+    let received_before = recorded(&record).len();
+
+    // M1: a body in another charset could say another thing to the server
+    // (in UTF-7 this ping is a tools/call to a server that honours the
+    // charset): refused, never forwarded
+    let smuggled = r#"{"id":1,"jsonrpc":"2.0","method":"ping","x":"+ACI-,+ACI-method+ACI-:+ACI-tools/call+ACI-"}"#;
+    let (status, _, body) = post(
+        &[("Content-Type", "application/json; charset=utf-7")],
+        smuggled,
+    );
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("utf-7"), "{body}");
+    let (status, _, body) = post(&[("Content-Type", "text/plain")], smuggled);
+    assert_eq!(status, 415, "{body}");
+    // M2: a batch element that is itself a batch, an empty batch, a non-object
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}"#;
+    for bad in [
+        format!("[[{call}]]"),
+        "[]".to_owned(),
+        r#"["x"]"#.to_owned(),
+    ] {
+        let (status, _, body) = post(&[], &bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(
+            messages_of(&body)[0]["error"]["code"],
+            -32600,
+            "{bad}: {body}"
+        );
+    }
+    // M3: what the proxy cannot bind into the approval is refused
+    for field in [
+        r#""task":{"ttl":1000}"#,
+        r#""inputResponses":{}"#,
+        r#""requestState":"s""#,
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"test_simple_text","arguments":{{}},{field}}}}}"#
+        );
+        let (status, _, answer) = post(&[], &body);
+        assert_eq!(status, 200, "{answer}");
+        let answer = &messages_of(&answer)[0];
+        assert_eq!(answer["error"]["code"], -32602, "{answer}");
+        assert!(answer.to_string().contains("cannot gate"), "{answer}");
+    }
+    // headers that mirror the body must agree with it
+    let (status, _, body) = post(&[("Mcp-Method", "tools/call"), ("Mcp-Name", "other")], call);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(messages_of(&body)[0]["error"]["code"], -32020, "{body}");
+    // a denied call: a tool error naming the policy
+    let denied = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"test_error_handling","arguments":{}}}"#;
+    let (status, _, body) = post(&[], denied);
+    assert_eq!(status, 200, "{body}");
+    let answer = &messages_of(&body)[0];
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(answer.to_string().contains("no-errors"), "{answer}");
+    // the 16 MiB limit
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"test_simple_text","arguments":{{"x":"{}"}}}}}}"#,
+        "a".repeat(17 * 1024 * 1024)
+    );
+    let (status, _, _) = post(&[], &huge);
+    assert_eq!(status, 413);
+    // (the proxy's own tools/list, to describe the denied tool, did)
+    let since: Vec<Value> = recorded(&record)[received_before..]
+        .iter()
+        .filter(|r| {
+            !r["body"]
+                .as_str()
+                .unwrap()
+                .contains("\"method\":\"tools/list\"")
+        })
+        .cloned()
+        .collect();
+    assert!(
+        since.is_empty(),
+        "nothing refused reached the server: {since:#?}"
+    );
+
+    // an allowed call reaches the server as the proxy's own UTF-8 JSON, with
+    // exactly the approved parameters (and the client's progress token)
+    let allowed = r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":{"progressToken":"p6","smuggled":1},"extra":true}}"#;
+    let (status, _, body) = post(
+        &[
+            ("Content-Type", "application/json; charset=UTF-8"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "test_simple_text"),
+        ],
+        allowed,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer = response_in(&messages_of(&body), 6);
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "This is a simple text response for testing.",
+        "{body}"
+    );
+    let got = recorded(&record);
+    let last = got.last().unwrap();
+    assert_eq!(last["contentType"], "application/json", "{last}");
+    let params = &serde_json::from_str::<Value>(last["body"].as_str().unwrap()).unwrap()["params"];
+    assert_eq!(
+        params,
+        &serde_json::json!({"name": "test_simple_text", "arguments": {}, "_meta": {"progressToken": "p6"}}),
+    );
+
+    // a batch: the call gated and forwarded alone, every request answered
+    let batch = format!(
+        r#"[{},{{"jsonrpc":"2.0","id":8,"method":"ping"}}]"#,
+        call.replace("\"id\":2", "\"id\":7")
+    );
+    let (status, _, body) = post(&[], &batch);
+    assert_eq!(status, 200, "{body}");
+    let msgs = messages_of(&body);
+    assert_eq!(
+        response_in(&msgs, 7)["result"]["content"][0]["type"],
+        "text",
+        "{body}"
+    );
+    assert_eq!(
+        response_in(&msgs, 8)["result"],
+        serde_json::json!({}),
+        "{body}"
+    );
+
+    // M4: the connection closes after the server read the call, or it
+    // answers 500: the call may have run, so its outcome is unknown, never
+    // "not run"
+    let drop_call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_drop_connection","arguments":{}}}"#;
+    let (status, _, body) = post(&[], drop_call);
+    assert_eq!(status, 200, "{body}");
+    let answer = response_in(&messages_of(&body), 9);
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("whether it ran is unknown"), "{text}");
+    let view = &requests_for(&gw, "mcp.guard.test_drop_connection")[0];
+    let view = poll_outcome(&gw, view["id"].as_str().unwrap());
+    assert_eq!(view["outcome"]["exit_code"], Value::Null, "{view:#}");
+    let summary = view["outcome"]["summary"].as_str().unwrap();
+    assert!(summary.contains("outcome unknown"), "{summary}");
+    let fail_call = drop_call
+        .replace("test_drop_connection", "test_http_500")
+        .replace("\"id\":9", "\"id\":10");
+    let (status, _, _) = post(&[], &fail_call);
+    assert_eq!(status, 500, "the client sees the server's status");
+    let view = &requests_for(&gw, "mcp.guard.test_http_500")[0];
+    let view = poll_outcome(&gw, view["id"].as_str().unwrap());
+    let summary = view["outcome"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("outcome unknown") && summary.contains("500"),
+        "{summary}"
+    );
+
+    // what reached the server: the calls the gate let through, nothing else
+    let names: Vec<String> = calls_received(&record)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "test_simple_text",
+            "test_simple_text",
+            "test_drop_connection",
+            "test_http_500"
+        ],
+        "the denied and refused calls never reached the server"
+    );
+
+    // GET (the session's stream) and DELETE pass through
+    let (status, head, _) = raw(
+        &url,
+        "GET",
+        &[
+            ("Accept", "text/event-stream"),
+            session,
+            ("MCP-Protocol-Version", "2025-06-18"),
+        ],
+        b"",
+        true,
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("text/event-stream"),
+        "{head}"
+    );
+    let (status, head, _) = raw(
+        &url,
+        "DELETE",
+        &[session, ("MCP-Protocol-Version", "2025-06-18")],
+        b"",
+        false,
+    );
+    assert_eq!(status, 200, "{head}");
+    let (status, _, body) = post(&[], r#"{"jsonrpc":"2.0","id":11,"method":"ping"}"#);
+    assert_eq!(status, 404, "the session is gone upstream: {body}");
+}
+
+/// The response to `id` among `msgs`.
+fn response_in(msgs: &[Value], id: i64) -> Value {
+    msgs.iter()
+        .find(|m| m["id"] == id && m.get("method").is_none())
+        .cloned()
+        .unwrap_or_else(|| panic!("no response to {id} in {msgs:#?}"))
+}
+
+/// The request once its outcome is recorded (the proxy reports it after
+/// the client has its answer).
+fn poll_outcome(gw: &Gateway, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let view = gw.request(id);
+        if view["outcome"].is_object() {
+            return view;
+        }
+        assert!(std::time::Instant::now() < deadline, "no outcome: {view:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// With `cat` as the server and a gateway that allows every call, the
+/// client sees exactly what the proxy forwards (cat echoes it) and answers
+/// for the server: a forwarded call goes under an id of the proxy's own,
+/// with exactly the approved parameters; a response with the client's id
+/// (to its own ping) is not taken for the call's; the server's answer
+/// comes back under the client's id; a call the server never answers is
+/// recorded as of unknown outcome when the proxy ends.
+#[test]
+fn stdio_forwarded_calls_go_under_the_proxys_ids() {
+    use std::io::{BufRead as _, BufReader};
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::write(
+        gw.policies.join("test.cedar"),
+        "@id(\"allow\")\npermit(principal, action, resource);\n",
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+    let mut child = Command::new(BIN)
+        .args(["mcp", "--name", "cat", "--", "cat"])
+        .env("SIGNOFF_URL", &gw.url)
+        .env("SIGNOFF_TOKEN", gw.token("coder"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let mut send = |v: Value| {
+        stdin.write_all(format!("{v}\n").as_bytes()).unwrap();
+    };
+    send(
+        serde_json::json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{
+        "name":"t","arguments":{"a":1},"_meta":{"progressToken":"p8","other":1},"extra":true}}),
+    );
+    // the proxy lists the tools first; the client answers for the server
+    let list = next();
+    assert_eq!(list["method"], "tools/list", "{list}");
+    assert!(
+        list["id"].as_str().unwrap().starts_with("signoff-"),
+        "{list}"
+    );
+    send(serde_json::json!({"jsonrpc":"2.0","id":list["id"],"result":{"tools":[]}}));
+    let forwarded = next();
+    assert_eq!(forwarded["method"], "tools/call", "{forwarded}");
+    let ours = forwarded["id"].clone();
+    assert!(
+        ours.as_str().unwrap().starts_with("signoff-call-"),
+        "{forwarded}"
+    );
+    assert_eq!(
+        forwarded["params"],
+        serde_json::json!({"name":"t","arguments":{"a":1},"_meta":{"progressToken":"p8"}})
+    );
+    // a ping reusing the call's id, and its answer: not the call's
+    send(serde_json::json!({"jsonrpc":"2.0","id":8,"method":"ping"}));
+    assert_eq!(next()["method"], "ping");
+    send(serde_json::json!({"jsonrpc":"2.0","id":8,"result":{}}));
+    assert_eq!(
+        next(),
+        serde_json::json!({"jsonrpc":"2.0","id":8,"result":{}})
+    );
+    // the server's answer to the call comes back under the client's id
+    send(
+        serde_json::json!({"jsonrpc":"2.0","id":ours,"result":{"content":[{"type":"text","text":"done"}]}}),
+    );
+    let answer = next();
+    assert_eq!(answer["id"], 8, "{answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "done", "{answer}");
+    let done = &requests_for(&gw, "mcp.cat.t")[0];
+    let done = poll_outcome(&gw, done["id"].as_str().unwrap());
+    assert_eq!(done["outcome"]["exit_code"], 0, "{done:#}");
+
+    // a call the server never answers, then the client leaves
+    send(
+        serde_json::json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"u","arguments":{}}}),
+    );
+    let forwarded = next();
+    assert_eq!(forwarded["method"], "tools/call", "{forwarded}");
+    drop(stdin);
+    let answer = next();
+    assert_eq!(answer["id"], 9, "{answer}");
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("whether it ran is unknown"), "{text}");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let lost = &requests_for(&gw, "mcp.cat.u")[0];
+    let lost = gw.request(lost["id"].as_str().unwrap());
+    assert_eq!(lost["outcome"]["exit_code"], Value::Null, "{lost:#}");
+    let summary = lost["outcome"]["summary"].as_str().unwrap();
+    assert!(summary.contains("outcome unknown"), "{summary}");
+}
+
+/// A client's open GET stream does not keep a stopping proxy alive: on
+/// SIGTERM it gives open exchanges a bounded grace and exits.
+#[test]
+fn the_http_proxy_stops_with_a_stream_open() {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+    let (_fixture, upstream) = conformance_fixture();
+    let (mut proxy, url) = http_proxy(&gw, "stop", &upstream, "5s");
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, head, _) = raw(
+        &url,
+        "POST",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        init.as_bytes(),
+        false,
+    );
+    assert_eq!(status, 200, "{head}");
+    let sid = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("mcp-session-id:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
+        })
+        .unwrap();
+    // the stream stays open: the socket is kept
+    let addr = url
+        .strip_prefix("http://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &proxy.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = proxy.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the proxy is still running with a stream open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "it gave the stream its grace"
+    );
+    drop(stream);
 }

@@ -4,12 +4,14 @@
 //! It does not terminate MCP sessions: every POST, GET and DELETE to its
 //! endpoint goes to the upstream with the MCP headers (`Mcp-Session-Id`,
 //! `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`),
-//! `Accept`, `Content-Type`, `Last-Event-ID` and the client's
-//! `Authorization`, and the upstream's answer — JSON or an event stream,
-//! streamed as it comes, its status and `Mcp-Session-Id` kept — goes back.
-//! POST bodies are parsed and re-serialized, so the upstream reads exactly
-//! what the proxy read; a body that is (or, in a batch, contains) a
-//! `tools/call` request is gated like a stdio call.
+//! `Accept`, `Last-Event-ID` and the client's `Authorization`, and the
+//! upstream's answer — JSON or an event stream, streamed as it comes, its
+//! status and `Mcp-Session-Id` kept — goes back. POST bodies are parsed and
+//! re-serialized as UTF-8 `application/json` (a body in any other charset
+//! is refused with 415: the upstream must read exactly what the proxy
+//! read); a body that is (or, in a batch, contains) a `tools/call` request
+//! is gated like a stdio call, and the headers that mirror the body
+//! (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) must agree with it.
 //!
 //! A gated call answers with whatever comes first: the upstream's own
 //! response to the forwarded call (relayed unchanged), the proxy's tool
@@ -17,22 +19,29 @@
 //! `text/event-stream` while the call waits — an event stream of the
 //! proxy's `notifications/progress` that ends with the forwarded call's
 //! events or the tool error.
+//!
+//! Gated calls are scoped per client: by `Mcp-Session-Id` (and
+//! `Authorization`) when the client has a session, else by its connection.
 
 use super::{
-    error_response, id_key, Channel, Forwarded, Gate, McpError, McpServer, McpSpec, LIST_WAIT,
+    classify, error_response, error_without_id, id_key, is_response_to, list_request, response_to,
+    split_query, why, Channel, Classified, Forwarded, Gate, Incoming, McpError, McpServer, McpSpec,
+    GRACE, LIST_WAIT,
 };
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use serde_json::{json, Value};
+use base64::Engine as _;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use signoff_client::Client;
-use std::future::Future;
+use std::collections::HashSet;
+use std::future::{Future, IntoFuture as _};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -52,13 +61,18 @@ const PATH: &str = "/mcp";
 /// Largest POST body accepted (tool arguments can carry whole files).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// Most of one upstream answer the proxy holds to find messages in it
+/// (what it relays is not held).
+const MAX_HELD: usize = 4 * MAX_BODY;
+
 /// Events the proxy may queue for a client that reads slowly.
 const QUEUE: usize = 64;
 
 /// Request headers that go to the upstream, besides every `Mcp-*` one.
-const REQUEST_HEADERS: [HeaderName; 4] = [
+/// Never `Content-Type`: the proxy sends the body it serialized, as UTF-8
+/// JSON, whatever the client's header said.
+const REQUEST_HEADERS: [HeaderName; 3] = [
     header::ACCEPT,
-    header::CONTENT_TYPE,
     header::AUTHORIZATION,
     HeaderName::from_static("last-event-id"),
 ];
@@ -71,6 +85,10 @@ const RESPONSE_HEADERS: [HeaderName; 4] = [
     header::RETRY_AFTER,
 ];
 
+/// The JSON-RPC error for headers that disagree with the body (MCP's
+/// `HeaderMismatch`).
+const HEADER_MISMATCH: i64 = -32020;
+
 /// A bound HTTP proxy, not yet serving.
 pub struct HttpProxy {
     listener: tokio::net::TcpListener,
@@ -82,7 +100,7 @@ impl std::fmt::Debug for HttpProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpProxy")
             .field("local", &self.local)
-            .field("upstream", &self.state.upstream.as_str())
+            .field("upstream", &self.state.shown)
             .finish()
     }
 }
@@ -93,12 +111,13 @@ impl HttpProxy {
     /// digest.
     pub async fn bind(client: Client, mut spec: McpSpec, http: HttpSpec) -> Result<Self, McpError> {
         let upstream = reqwest::Url::parse(&http.upstream).map_err(|e| McpError::Upstream {
-            url: http.upstream.clone(),
+            url: split_query(&http.upstream).0,
             reason: e.to_string(),
         })?;
+        let shown = split_query(upstream.as_str()).0;
         if !matches!(upstream.scheme(), "http" | "https") {
             return Err(McpError::Upstream {
-                url: http.upstream.clone(),
+                url: shown,
                 reason: "only http and https URLs can be forwarded to".into(),
             });
         }
@@ -124,6 +143,13 @@ impl HttpProxy {
             addr: http.listen.clone(),
             source,
         })?;
+        // a name given to --listen is a name clients may use in Host
+        let listen_name = http
+            .listen
+            .rsplit_once(':')
+            .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+            .filter(|h| h.parse::<IpAddr>().is_err() && !h.is_empty())
+            .map(str::to_ascii_lowercase);
         spec.server = McpServer::Url(upstream.to_string());
         Ok(HttpProxy {
             listener,
@@ -131,9 +157,10 @@ impl HttpProxy {
             state: Arc::new(HttpState {
                 gate: Arc::new(Gate::new(spec, client)),
                 upstream,
+                shown,
                 http: http_client,
                 loopback: local.ip().is_loopback(),
-                next_id: AtomicU64::new(1),
+                listen_name,
             }),
         })
     }
@@ -149,19 +176,41 @@ impl HttpProxy {
         self.state.loopback
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves; then gives open exchanges (and an
+    /// open GET stream) [`GRACE`] to end, records calls still mid-forward as
+    /// of unknown outcome, and returns.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), McpError> {
+        let gate = Arc::clone(&self.state.gate);
         let app = Router::new()
             .route(PATH, any(handle))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(McpError::Serve)
+        let (fired, on_fire) = oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = fired.send(());
+        };
+        let server = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .into_future();
+        let bound = async move {
+            match on_fire.await {
+                Ok(()) => tokio::time::sleep(GRACE).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let served = tokio::select! {
+            r = server => r.map_err(McpError::Serve),
+            () = bound => Ok(()),
+        };
+        gate.stop(GRACE).await;
+        served
     }
 }
 
@@ -169,27 +218,34 @@ impl HttpProxy {
 struct HttpState {
     gate: Arc<Gate>,
     upstream: reqwest::Url,
+    /// The upstream as messages show it (no query: it can hold a key).
+    shown: String,
     http: reqwest::Client,
     /// Listening on loopback: the Host header must name a loopback host.
     loopback: bool,
-    next_id: AtomicU64,
+    /// The host name `--listen` gave, if it gave a name.
+    listen_name: Option<String>,
 }
 
 async fn handle(
     State(st): State<Arc<HttpState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if let Err(why) = st.check_origin(&headers) {
-        return rpc_error(StatusCode::FORBIDDEN, &Value::Null, -32000, &why);
+        return json_response(StatusCode::FORBIDDEN, &error_without_id(-32000, &why));
     }
     match method {
-        Method::POST => Arc::clone(&st).post(&headers, &body).await,
-        Method::GET | Method::DELETE => match st.send(method, &headers, None).await {
-            Ok(up) => relayed(up),
-            Err(e) => st.unreachable(&e),
-        },
+        Method::POST => Arc::clone(&st).post(peer, &headers, &body).await,
+        Method::GET | Method::DELETE => {
+            match st.send(method, &headers, None).await {
+                // a GET stream carries the server's notifications
+                Ok(up) => relayed(up, Some(Watch::new(&st.gate, Vec::new()))),
+                Err(e) => st.unreachable(&e),
+            }
+        }
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             [(header::ALLOW, "GET, POST, DELETE")],
@@ -239,18 +295,76 @@ fn channel_body(rx: mpsc::Receiver<Chunk>) -> Body {
     }))
 }
 
-/// The upstream's answer as the client's: status, the headers that belong
-/// to MCP, and the body streamed as it comes.
-fn relayed(up: reqwest::Response) -> Response {
-    let (status, headers) = (up.status(), kept(up.headers(), &RESPONSE_HEADERS));
-    let body = Body::from_stream(futures_util::stream::unfold(Some(up), |up| async move {
-        let mut up = up?;
-        match up.chunk().await {
-            Ok(Some(b)) => Some((Ok(b), Some(up))),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
+/// What the gate learns from an answer it relays: the results of the
+/// client's `tools/list` requests, and the server's word that its tools
+/// changed.
+struct Watch {
+    gate: Arc<Gate>,
+    /// The client's `tools/list` requests, by [`id_key`].
+    lists: Vec<String>,
+    messages: Option<Messages>,
+}
+
+impl Watch {
+    fn new(gate: &Arc<Gate>, lists: Vec<String>) -> Self {
+        Watch {
+            gate: Arc::clone(gate),
+            lists,
+            messages: None,
         }
-    }));
+    }
+
+    fn feed(&mut self, sse: bool, chunk: &[u8]) {
+        let messages = self.messages.get_or_insert_with(|| Messages::new(sse));
+        messages.feed(chunk);
+        let found = messages.take();
+        self.seen(found);
+    }
+
+    fn finish(&mut self) {
+        if let Some(mut m) = self.messages.take() {
+            m.finish();
+            let found = m.take();
+            self.seen(found);
+        }
+    }
+
+    fn seen(&self, found: Vec<Value>) {
+        for m in found {
+            self.gate.observe(&m);
+            if self.lists.iter().any(|k| is_response_to(&m, k)) {
+                self.gate.learn_tools(&m);
+            }
+        }
+    }
+}
+
+/// The upstream's answer as the client's: status, the headers that belong
+/// to MCP, and the body streamed as it comes (and watched, if asked).
+fn relayed(up: reqwest::Response, watch: Option<Watch>) -> Response {
+    let (status, headers) = (up.status(), kept(up.headers(), &RESPONSE_HEADERS));
+    let sse = is_sse(up.headers());
+    let body = Body::from_stream(futures_util::stream::unfold(
+        Some((up, watch)),
+        move |state| async move {
+            let (mut up, mut watch) = state?;
+            match up.chunk().await {
+                Ok(Some(b)) => {
+                    if let Some(w) = &mut watch {
+                        w.feed(sse, &b);
+                    }
+                    Some((Ok(b), Some((up, watch))))
+                }
+                Ok(None) => {
+                    if let Some(w) = &mut watch {
+                        w.finish();
+                    }
+                    None
+                }
+                Err(e) => Some((Err(e.without_url()), None)),
+            }
+        },
+    ));
     let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = headers;
@@ -272,51 +386,172 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// `localhost`, `127.0.0.1`, `[::1]`, with or without a port.
-fn is_loopback_host(host_port: &str) -> bool {
-    let host = match host_port.strip_prefix('[') {
+/// The host part of `host[:port]` or `[v6][:port]`.
+fn host_of(host_port: &str) -> &str {
+    match host_port.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host_port.split(':').next().unwrap_or_default(),
-    };
+    }
+}
+
+/// `localhost`, `127.0.0.1`, `[::1]`, with or without a port.
+fn is_loopback_host(host_port: &str) -> bool {
+    let host = host_of(host_port);
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Which messages of a POST body the proxy gates, and what passes.
-struct Sorted {
-    batch: bool,
-    /// `tools/call` requests: (id, message).
-    calls: Vec<(Value, Value)>,
-    /// Everything else, in order.
-    rest: Vec<Value>,
-}
-
-fn sort(msg: Value) -> Sorted {
-    let (batch, messages) = match msg {
-        Value::Array(items) => (true, items),
-        one => (false, vec![one]),
+/// Whether a POST's `Content-Type` says UTF-8 JSON: `application/json`,
+/// with no charset or a UTF-8 one (or no header at all). The body the
+/// upstream gets is the proxy's own serialization, declared as UTF-8 JSON;
+/// a client that meant another charset would have the upstream read
+/// something else than what the proxy gated (e.g. UTF-7 hides a
+/// `tools/call` inside a string).
+fn check_content_type(headers: &HeaderMap) -> Result<(), String> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
     };
-    let mut sorted = Sorted {
-        batch,
-        calls: Vec::new(),
-        rest: Vec::new(),
+    let refuse = |v: &str| {
+        Err(format!(
+            "unsupported content type `{}`: use application/json in UTF-8",
+            signoff_core::display::cell(v, 100)
+        ))
     };
-    for m in messages {
-        let is_call = m.get("method").and_then(Value::as_str) == Some("tools/call");
-        match (is_call, m.get("id").cloned()) {
-            (true, Some(id)) => sorted.calls.push((id, m)),
-            (true, None) => {} // a notification cannot call a tool
-            (false, _) => sorted.rest.push(m),
+    let Ok(text) = value.to_str() else {
+        return refuse("(not ASCII)");
+    };
+    let mut parts = text.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return refuse(text);
+    }
+    for param in parts {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let charset = value.trim().trim_matches('"');
+            if !(charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("utf8")) {
+                return refuse(text);
+            }
         }
     }
-    sorted
+    Ok(())
+}
+
+/// A header value as MCP mirrors a string: as is, or `=?base64?…?=` for
+/// what a header cannot carry. `None` when it does not decode.
+fn mirrored(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    match text
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok()),
+        None => Some(text.to_owned()),
+    }
+}
+
+/// How an argument's value is mirrored into a header, if it can be.
+fn mirror_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The client's `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` headers must
+/// say what the body says (an intermediary or the server may act on them):
+/// on a single message, `Mcp-Method` is its method, and on a `tools/call`,
+/// `Mcp-Name` is the tool and every `Mcp-Param-*` mirrors the argument the
+/// listed tool's schema maps to it (`x-mcp-header`). A batch carries none.
+fn check_mirrors(headers: &HeaderMap, body: &Classified, gate: &Gate) -> Result<(), String> {
+    let mirrors: Vec<(&HeaderName, &HeaderValue)> = headers
+        .iter()
+        .filter(|(n, _)| {
+            let n = n.as_str();
+            n == "mcp-method" || n == "mcp-name" || n.starts_with("mcp-param-")
+        })
+        .collect();
+    if mirrors.is_empty() {
+        return Ok(());
+    }
+    let mismatch = |name: &HeaderName| Err(format!("the {name} header does not match the body"));
+    let msg = match (body.batch, body.messages.first()) {
+        (false, Some(Incoming::Call { msg, .. })) => msg,
+        (false, Some(other)) => {
+            // not gated: only the method must agree
+            let method = other
+                .passed()
+                .and_then(|m| m.get("method"))
+                .and_then(Value::as_str);
+            for (name, value) in &mirrors {
+                if name.as_str() == "mcp-method" && mirrored(value).as_deref() != method {
+                    return mismatch(name);
+                }
+            }
+            return Ok(());
+        }
+        _ => return mismatch(mirrors[0].0),
+    };
+    let tool = msg.pointer("/params/name").and_then(Value::as_str);
+    let arguments = msg.pointer("/params/arguments");
+    let listed = tool.and_then(|t| gate.known_tool(t));
+    for (name, value) in &mirrors {
+        let decoded = mirrored(value);
+        let ok = match name.as_str() {
+            "mcp-method" => decoded.as_deref() == Some("tools/call"),
+            "mcp-name" => decoded.as_deref() == tool,
+            param => {
+                let suffix = param.trim_start_matches("mcp-param-");
+                // the argument the listed tool mirrors into this header
+                let arg = listed.as_ref().and_then(|t| {
+                    t.input_schema
+                        .get("properties")
+                        .and_then(Value::as_object)?
+                        .iter()
+                        .find(|(_, p)| {
+                            p.get("x-mcp-header")
+                                .and_then(Value::as_str)
+                                .is_some_and(|h| h.eq_ignore_ascii_case(suffix))
+                        })
+                        .map(|(k, _)| k.clone())
+                });
+                let expected = arg
+                    .and_then(|a| arguments.and_then(|args| args.get(&a)))
+                    .and_then(mirror_of);
+                decoded.is_some() && decoded == expected
+            }
+        };
+        if !ok {
+            return mismatch(name);
+        }
+    }
+    Ok(())
+}
+
+/// The key a client's calls are scoped by: its MCP session (with its
+/// credentials: a session id alone is not who holds it), else its
+/// connection.
+fn client_scope(headers: &HeaderMap, peer: SocketAddr) -> String {
+    let who = match header_str(headers, "mcp-session-id") {
+        Some(s) => format!("session {s}"),
+        None => format!("connection {peer}"),
+    };
+    let auth = header_str(headers, "authorization").unwrap_or_default();
+    hex::encode(Sha256::digest(format!("{who}\n{auth}").as_bytes()))
 }
 
 impl HttpState {
-    /// DNS rebinding: a page on another site must not reach a local
-    /// listener through the victim's browser. An `Origin`, when sent, must
-    /// be a loopback origin; on a loopback listener `Host` must name a
-    /// loopback host too.
+    /// DNS rebinding: a page on another site must not reach the listener
+    /// through the victim's browser. An `Origin`, when sent, must be a
+    /// loopback origin. `Host` must name a loopback host on a loopback
+    /// listener; on any other it must be an IP address, a loopback name,
+    /// or the name `--listen` gave (a rebinding page's requests carry the
+    /// attacker's name).
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), String> {
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or_default();
@@ -331,21 +566,28 @@ impl HttpState {
                 ));
             }
         }
-        if self.loopback {
-            if let Some(host) = headers.get(header::HOST) {
-                let host = host.to_str().unwrap_or_default();
-                if !is_loopback_host(host) {
-                    return Err(format!(
-                        "forbidden: host `{}` is not this local MCP endpoint",
-                        signoff_core::display::cell(host, 100)
-                    ));
-                }
+        if let Some(host) = headers.get(header::HOST) {
+            let host = host.to_str().unwrap_or_default();
+            let name = host_of(host);
+            let ok = is_loopback_host(host)
+                || (!self.loopback
+                    && (name.parse::<IpAddr>().is_ok()
+                        || self
+                            .listen_name
+                            .as_deref()
+                            .is_some_and(|l| l.eq_ignore_ascii_case(name))));
+            if !ok {
+                return Err(format!(
+                    "forbidden: host `{}` is not this MCP endpoint",
+                    signoff_core::display::cell(host, 100)
+                ));
             }
         }
         Ok(())
     }
 
-    /// Sends one request to the upstream with the client's MCP headers.
+    /// Sends one request to the upstream with the client's MCP headers; a
+    /// POST body goes as UTF-8 JSON.
     async fn send(
         &self,
         method: Method,
@@ -357,63 +599,87 @@ impl HttpState {
             .request(method, self.upstream.clone())
             .headers(kept(client_headers, &REQUEST_HEADERS));
         if let Some(body) = body {
-            req = req.body(body);
+            req = req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
-        req.send().await
+        req.send().await.map_err(reqwest::Error::without_url)
+    }
+
+    /// What a failed send means for a call: never sent (no connection), or
+    /// perhaps reached the server.
+    fn send_failed(&self, e: &reqwest::Error) -> Forwarded {
+        if e.is_connect() {
+            Forwarded::NotSent(why::unreachable(&self.shown, e))
+        } else {
+            Forwarded::Lost(why::failed(&self.shown, e))
+        }
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> Response {
-        rpc_error(
-            StatusCode::BAD_GATEWAY,
-            &Value::Null,
-            -32603,
-            &format!(
-                "the MCP server at {} could not be reached: {e}",
-                self.upstream
-            ),
-        )
+        let text = if e.is_connect() {
+            why::unreachable(&self.shown, e)
+        } else {
+            why::failed(&self.shown, e)
+        };
+        json_response(StatusCode::BAD_GATEWAY, &error_without_id(-32603, &text))
     }
 
-    async fn post(self: Arc<Self>, headers: &HeaderMap, body: &[u8]) -> Response {
-        let msg: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
+    async fn post(self: Arc<Self>, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) -> Response {
+        if let Err(why) = check_content_type(headers) {
+            return json_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &error_without_id(-32700, &why),
+            );
+        }
+        let classified = serde_json::from_slice(body)
             // never forwarded: what the server would make of it is unknown
-            Err(e) => {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    &Value::Null,
-                    -32700,
-                    &format!("parse error: {e}"),
-                )
-            }
+            .map_err(|e| error_without_id(-32700, &format!("parse error: {e}")))
+            .and_then(classify);
+        let classified = match classified {
+            Ok(c) => c,
+            Err(refusal) => return json_response(StatusCode::BAD_REQUEST, &refusal),
         };
-        let session = header_str(headers, "mcp-session-id")
-            .unwrap_or_default()
-            .to_owned();
-        let Sorted {
-            batch,
-            mut calls,
-            rest,
-        } = sort(msg);
-        for m in &rest {
-            if m.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
-                if let Some(id) = m.pointer("/params/requestId") {
-                    self.gate.cancel(&call_key(&session, id));
+        if let Err(why) = check_mirrors(headers, &classified, &self.gate) {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &error_without_id(HEADER_MISMATCH, &why),
+            );
+        }
+        let scope = client_scope(headers, peer);
+        let Classified { batch, messages } = classified;
+        let mut calls = Vec::new();
+        let mut rest = Vec::new();
+        let mut lists = Vec::new();
+        for incoming in messages {
+            match incoming {
+                Incoming::Call { id, msg } => calls.push((id, msg)),
+                Incoming::CallNotification => {}
+                Incoming::List { id, msg } => {
+                    lists.push(id_key(&id));
+                    rest.push(msg);
                 }
+                Incoming::Cancel { request_id, msg } => {
+                    if let Some(id) = &request_id {
+                        self.gate.cancel(&scope, id);
+                    }
+                    rest.push(msg);
+                }
+                Incoming::Pass(msg) => rest.push(msg),
             }
         }
         if calls.is_empty() {
-            if rest.is_empty() {
-                return StatusCode::ACCEPTED.into_response();
-            }
             // re-serialized: the server reads exactly what the proxy read
-            let body = if batch {
-                serde_json::to_vec(&rest)
-            } else {
-                serde_json::to_vec(&rest[0])
+            let body = match (batch, rest.as_slice()) {
+                (_, []) => return StatusCode::ACCEPTED.into_response(),
+                (false, [one]) => one.to_string(),
+                _ => Value::Array(rest).to_string(),
             };
-            return match self.send(Method::POST, headers, body.ok()).await {
-                Ok(up) => relayed(up),
+            return match self
+                .send(Method::POST, headers, Some(body.into_bytes()))
+                .await
+            {
+                Ok(up) => relayed(up, Some(Watch::new(&self.gate, lists))),
                 Err(e) => self.unreachable(&e),
             };
         }
@@ -425,19 +691,17 @@ impl HttpState {
             accept.is_empty() || accept.contains("application/json") || accept.contains("*/*");
         if !batch {
             if let Some((id, msg)) = calls.pop() {
-                return self
-                    .single(headers, &session, id, msg, sse_ok, json_ok)
-                    .await;
+                return self.single(headers, scope, id, msg, sse_ok, json_ok).await;
             }
         }
-        self.batch(headers, &session, calls, rest, sse_ok).await
+        self.batch(headers, scope, calls, rest, lists, sse_ok).await
     }
 
     /// One gated `tools/call`: answered by whatever the call produces first.
     async fn single(
         self: Arc<Self>,
         headers: &HeaderMap,
-        session: &str,
+        scope: String,
         id: Value,
         msg: Value,
         sse_ok: bool,
@@ -455,8 +719,7 @@ impl HttpState {
             }),
             body: Mutex::new(Some(body_tx)),
         });
-        let key = call_key(session, &id);
-        tokio::spawn(Arc::clone(&self.gate).gate_call(call, id, msg, key));
+        tokio::spawn(Arc::clone(&self.gate).gate_call(call, scope, id.clone(), msg));
         match head_rx.await {
             Ok(Head::Stream) => sse_response(channel_body(body_rx)),
             Ok(Head::Upstream { status, headers }) => {
@@ -467,48 +730,67 @@ impl HttpState {
             }
             Ok(Head::Local(msg)) if json_ok || !sse_ok => json_response(StatusCode::OK, &msg),
             Ok(Head::Local(msg)) => sse_response(Body::from(event(&msg))),
-            // cancelled by the client: nothing to say
-            Err(_) => StatusCode::ACCEPTED.into_response(),
+            // cancelled by the client (or the proxy stopped) before it was
+            // forwarded: a request still gets an answer saying so
+            Err(_) => rpc_error(
+                StatusCode::OK,
+                &id,
+                -32800,
+                "the tool call was cancelled before it was forwarded",
+            ),
         }
     }
 
     /// A batch (protocol 2025-03-26) with `tools/call` requests: each call
     /// is gated and forwarded alone, the rest forwarded as one batch; the
     /// client gets every message as an event stream, or the responses as one
-    /// JSON array once all are in.
+    /// JSON array once all are in. Every request of the batch is answered:
+    /// one left without a response (cancelled, or the server sent none)
+    /// gets an error.
     async fn batch(
         self: Arc<Self>,
         headers: &HeaderMap,
-        session: &str,
+        scope: String,
         calls: Vec<(Value, Value)>,
         rest: Vec<Value>,
+        lists: Vec<String>,
         sse_ok: bool,
     ) -> Response {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        let mut expected: Vec<Value> = calls.iter().map(|(id, _)| id.clone()).collect();
+        expected.extend(
+            rest.iter()
+                .filter(|m| m.get("method").is_some())
+                .filter_map(|m| m.get("id").cloned()),
+        );
+        let (tx, rx) = mpsc::unbounded_channel::<Value>();
         for (id, msg) in calls {
             let call = Arc::new(Collect {
                 st: Arc::clone(&self),
                 headers: headers.clone(),
                 out: tx.clone(),
             });
-            let key = call_key(session, &id);
-            tokio::spawn(Arc::clone(&self.gate).gate_call(call, id, msg, key));
+            tokio::spawn(Arc::clone(&self.gate).gate_call(call, scope.clone(), id, msg));
         }
         if !rest.is_empty() {
             let st = Arc::clone(&self);
             let headers = headers.clone();
             let out = tx.clone();
             tokio::spawn(async move {
-                let answered = match serde_json::to_vec(&rest) {
-                    Ok(body) => st.exchange(&headers, body).await,
-                    Err(e) => Err(e.to_string()),
-                };
-                match answered {
-                    Ok(messages) => messages.into_iter().for_each(|m| {
-                        let _ = out.send(m);
-                    }),
-                    Err(why) => {
-                        for id in rest.iter().filter_map(|m| m.get("id")) {
+                let body = Value::Array(rest.clone()).to_string().into_bytes();
+                match st.exchange(&headers, body).await {
+                    Ok(messages) => {
+                        Watch::new(&st.gate, lists).seen(messages.clone());
+                        for m in messages {
+                            let _ = out.send(m);
+                        }
+                    }
+                    Err(failed) => {
+                        let why = failed.why();
+                        for id in rest
+                            .iter()
+                            .filter(|m| m.get("method").is_some())
+                            .filter_map(|m| m.get("id"))
+                        {
                             let _ = out.send(error_response(id, -32603, &why));
                         }
                     }
@@ -516,17 +798,24 @@ impl HttpState {
             });
         }
         drop(tx);
+        let answers = Answers {
+            rx,
+            expected,
+            seen: HashSet::new(),
+            missing: None,
+        };
         if sse_ok {
             return sse_response(Body::from_stream(futures_util::stream::unfold(
-                rx,
-                |mut rx| async move {
-                    let msg = rx.recv().await?;
-                    Some((Ok::<_, std::io::Error>(event(&msg)), rx))
+                answers,
+                |mut a| async move {
+                    let msg = a.next().await?;
+                    Some((Ok::<_, std::io::Error>(event(&msg)), a))
                 },
             )));
         }
+        let mut answers = answers;
         let mut responses = Vec::new();
-        while let Some(msg) = rx.recv().await {
+        while let Some(msg) = answers.next().await {
             // a JSON answer has no room for notifications or server requests
             if msg.get("method").is_none() {
                 responses.push(msg);
@@ -536,41 +825,28 @@ impl HttpState {
     }
 
     /// POSTs `body`, reads the whole answer, returns its messages.
-    async fn exchange(&self, headers: &HeaderMap, body: Vec<u8>) -> Result<Vec<Value>, String> {
+    async fn exchange(&self, headers: &HeaderMap, body: Vec<u8>) -> Result<Vec<Value>, Failed> {
         let mut up = self
             .send(Method::POST, headers, Some(body))
             .await
-            .map_err(|e| {
-                format!(
-                    "the MCP server at {} could not be reached: {e}",
-                    self.upstream
-                )
-            })?;
+            .map_err(|e| Failed::Send(self.send_failed(&e)))?;
         if !up.status().is_success() {
-            return Err(format!(
-                "the MCP server at {} answered HTTP {}",
-                self.upstream,
-                up.status()
-            ));
+            return Err(Failed::Status {
+                status: up.status().as_u16(),
+                why: why::status(&self.shown, up.status()),
+            });
         }
-        let mut messages = Messages::new(is_sse(up.headers()));
-        loop {
-            match up.chunk().await {
-                Ok(Some(chunk)) => messages.feed(&chunk),
-                Ok(None) => break,
-                Err(e) => return Err(format!("the MCP server's answer broke off: {e}")),
-            }
+        let sse = is_sse(up.headers());
+        let read = read_body(&mut up, sse, None, true, None).await;
+        match read.broke {
+            Some(e) => Err(Failed::Send(Forwarded::Lost(why::broke_off(e)))),
+            None => Ok(read.messages),
         }
-        messages.finish();
-        Ok(messages.take())
     }
 
     /// The proxy's own `tools/list`, in the client's session.
     async fn list_tools(&self, client_headers: &HeaderMap) -> Option<Value> {
-        let id = Value::String(format!(
-            "signoff-tools-list-{}",
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        ));
+        let (key, body) = list_request();
         let mut headers = HeaderMap::new();
         for (name, value) in client_headers {
             let n = name.as_str();
@@ -583,27 +859,70 @@ impl HttpState {
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let body = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
         let asked = tokio::time::timeout(
             LIST_WAIT,
             self.exchange(&headers, body.to_string().into_bytes()),
         );
         let messages = asked.await.ok()?.ok()?;
-        let key = id_key(&id);
-        messages
-            .into_iter()
-            .find(|m| m.get("method").is_none() && m.get("id").map(id_key).as_ref() == Some(&key))
+        response_to(messages, &key)
     }
 }
 
-/// How a `notifications/cancelled` names a call: JSON-RPC ids are per
-/// session.
-fn call_key(session: &str, id: &Value) -> String {
-    format!("{session}\n{}", id_key(id))
+/// Why an exchange with the upstream failed.
+enum Failed {
+    /// The request failed (or its answer broke off): what that means for a
+    /// call.
+    Send(Forwarded),
+    /// An HTTP error status.
+    Status { status: u16, why: String },
+}
+
+impl Failed {
+    fn why(&self) -> String {
+        match self {
+            Failed::Send(Forwarded::NotSent(w) | Forwarded::Lost(w) | Forwarded::Unseen(w))
+            | Failed::Status { why: w, .. } => w.clone(),
+            Failed::Send(_) => why::no_response(),
+        }
+    }
+}
+
+/// The messages a batch produces, then an error for each of its requests
+/// that got no response.
+struct Answers {
+    rx: mpsc::UnboundedReceiver<Value>,
+    expected: Vec<Value>,
+    seen: HashSet<String>,
+    missing: Option<std::vec::IntoIter<Value>>,
+}
+
+impl Answers {
+    async fn next(&mut self) -> Option<Value> {
+        if self.missing.is_none() {
+            if let Some(msg) = self.rx.recv().await {
+                if msg.get("method").is_none() {
+                    if let Some(id) = msg.get("id") {
+                        self.seen.insert(id_key(id));
+                    }
+                }
+                return Some(msg);
+            }
+            let missing: Vec<Value> = self
+                .expected
+                .iter()
+                .filter(|id| !self.seen.contains(&id_key(id)))
+                .map(|id| {
+                    error_response(
+                        id,
+                        -32603,
+                        "no response: the call was cancelled, or the server sent none",
+                    )
+                })
+                .collect();
+            self.missing = Some(missing.into_iter());
+        }
+        self.missing.as_mut().and_then(Iterator::next)
+    }
 }
 
 fn is_sse(headers: &reqwest::header::HeaderMap) -> bool {
@@ -617,10 +936,78 @@ fn is_sse(headers: &reqwest::header::HeaderMap) -> bool {
         })
 }
 
+/// What reading an upstream answer came to.
+struct BodyRead {
+    /// The response to the call looked for.
+    found: Option<Value>,
+    /// Every message, when asked to keep them.
+    messages: Vec<Value>,
+    /// Why the body broke off, if it did.
+    broke: Option<String>,
+}
+
+/// Reads an upstream answer to its end: finds the response to `key` (if
+/// given), keeps every message (if `keep`), and relays each chunk to the
+/// client (if `relay`) while the client listens. Once the response is found
+/// and nobody listens, it stops: the rest is nobody's.
+async fn read_body(
+    up: &mut reqwest::Response,
+    sse: bool,
+    key: Option<&str>,
+    keep: bool,
+    relay: Option<&mpsc::Sender<Chunk>>,
+) -> BodyRead {
+    let mut messages = Messages::new(sse);
+    let mut read = BodyRead {
+        found: None,
+        messages: Vec::new(),
+        broke: None,
+    };
+    let mut listening = relay.is_some();
+    let look = |messages: &mut Messages, read: &mut BodyRead| {
+        for m in messages.take() {
+            if read.found.is_none() && key.is_some_and(|k| is_response_to(&m, k)) {
+                read.found = Some(m.clone());
+            }
+            if keep {
+                read.messages.push(m);
+            }
+        }
+    };
+    loop {
+        match up.chunk().await {
+            Ok(Some(chunk)) => {
+                messages.feed(&chunk);
+                look(&mut messages, &mut read);
+                if let (true, Some(tx)) = (listening, relay) {
+                    listening = tx.send(Ok(chunk)).await.is_ok();
+                }
+                if read.found.is_some() && !listening && !keep {
+                    return read;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                if let (true, Some(tx)) = (listening, relay) {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                }
+                read.broke = Some(e.without_url().to_string());
+                return read;
+            }
+        }
+    }
+    messages.finish();
+    look(&mut messages, &mut read);
+    read
+}
+
 /// The JSON-RPC messages of a body, read as it arrives: one JSON value
 /// (object or batch array), or the `data` of each server-sent event.
 struct Messages {
     sse: bool,
+    /// More than [`MAX_HELD`] came without a message: the rest is relayed
+    /// but not read.
+    overflow: bool,
     buf: Vec<u8>,
     data: String,
     out: Vec<Value>,
@@ -630,6 +1017,7 @@ impl Messages {
     fn new(sse: bool) -> Self {
         Messages {
             sse,
+            overflow: false,
             buf: Vec::new(),
             data: String::new(),
             out: Vec::new(),
@@ -637,6 +1025,15 @@ impl Messages {
     }
 
     fn feed(&mut self, chunk: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.buf.len() + self.data.len() + chunk.len() > MAX_HELD {
+            self.overflow = true;
+            self.buf = Vec::new();
+            self.data = String::new();
+            return;
+        }
         self.buf.extend_from_slice(chunk);
         if !self.sse {
             return;
@@ -679,6 +1076,9 @@ impl Messages {
 
     /// The body ended.
     fn finish(&mut self) {
+        if self.overflow {
+            return;
+        }
         if self.sse {
             let rest = std::mem::take(&mut self.buf);
             if !rest.is_empty() {
@@ -693,13 +1093,6 @@ impl Messages {
     fn take(&mut self) -> Vec<Value> {
         std::mem::take(&mut self.out)
     }
-}
-
-/// Picks the response to `id` out of the messages as they come.
-fn response_to(messages: Vec<Value>, key: &str) -> Option<Value> {
-    messages
-        .into_iter()
-        .find(|m| m.get("method").is_none() && m.get("id").map(id_key).as_deref() == Some(key))
 }
 
 /// What a single gated call answers the client with.
@@ -777,41 +1170,16 @@ impl HttpCall {
     /// Relays the upstream's answer chunk by chunk (to `self.body` while the
     /// client listens) and watches it for the response to `key`.
     async fn pump(&self, mut up: reqwest::Response, key: &str) -> Forwarded {
-        let mut messages = Messages::new(is_sse(up.headers()));
-        let mut found = None;
         let tx = self.sender();
-        let mut listening = tx.is_some();
-        loop {
-            match up.chunk().await {
-                Ok(Some(chunk)) => {
-                    messages.feed(&chunk);
-                    if found.is_none() {
-                        found = response_to(messages.take(), key);
-                    }
-                    // once the client is gone the answer is still read, for the outcome
-                    if let (true, Some(tx)) = (listening, &tx) {
-                        listening = tx.send(Ok(chunk)).await.is_ok();
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    if let (true, Some(tx)) = (listening, &tx) {
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    }
-                    return match found {
-                        Some(r) => Forwarded::Answered(r),
-                        None => Forwarded::Unseen(format!("the server's answer broke off: {e}")),
-                    };
-                }
-            }
-        }
-        messages.finish();
-        match found.or_else(|| response_to(messages.take(), key)) {
-            Some(r) => Forwarded::Answered(r),
-            None => Forwarded::Unseen(
-                "the server ended its answer without the response (it may come on a resumed stream)"
-                    .into(),
-            ),
+        let sse = is_sse(up.headers());
+        let read = read_body(&mut up, sse, Some(key), false, tx.as_ref()).await;
+        match (read.found, read.broke) {
+            (Some(r), _) => Forwarded::Answered(r),
+            (None, Some(e)) => Forwarded::Unseen(why::broke_off(e)),
+            (None, None) => Forwarded::Unseen(format!(
+                "{} (it may come on a resumed stream)",
+                why::no_response()
+            )),
         }
     }
 }
@@ -853,15 +1221,10 @@ impl Channel for HttpCall {
 
     async fn forward(&self, request: Value) -> Forwarded {
         let key = request.get("id").map(id_key).unwrap_or_default();
-        let body = serde_json::to_vec(&request).ok();
-        let up = match self.st.send(Method::POST, &self.headers, body).await {
+        let body = request.to_string().into_bytes();
+        let up = match self.st.send(Method::POST, &self.headers, Some(body)).await {
             Ok(up) => up,
-            Err(e) => {
-                return Forwarded::NotSent(format!(
-                    "the MCP server at {} could not be reached: {e}",
-                    self.st.upstream
-                ))
-            }
+            Err(e) => return self.st.send_failed(&e),
         };
         let status = up.status();
         let streaming = {
@@ -879,16 +1242,20 @@ impl Channel for HttpCall {
             let answered = self.pump(up, &key).await;
             self.close();
             if !status.is_success() {
-                return Forwarded::Refused(format!("the MCP server answered HTTP {status}"));
+                return Forwarded::Refused {
+                    status: status.as_u16(),
+                    why: why::status(&self.st.shown, status),
+                };
             }
             return answered;
         }
         // the proxy's event stream is open: the answer continues it
         if !status.is_success() {
-            return Forwarded::NotSent(format!(
-                "the MCP server at {} answered HTTP {status}",
-                self.st.upstream
-            ));
+            let why = why::status(&self.st.shown, status);
+            return match status.is_server_error() {
+                true => Forwarded::Lost(why),
+                false => Forwarded::NotSent(why),
+            };
         }
         if is_sse(up.headers()) {
             let answered = self.pump(up, &key).await;
@@ -897,28 +1264,21 @@ impl Channel for HttpCall {
             return answered;
         }
         // a JSON answer becomes events
-        let mut messages = Messages::new(false);
         let mut up = up;
-        loop {
-            match up.chunk().await {
-                Ok(Some(chunk)) => messages.feed(&chunk),
-                Ok(None) => break,
-                Err(e) => {
-                    return Forwarded::NotSent(format!("the MCP server's answer broke off: {e}"))
-                }
-            }
+        let read = read_body(&mut up, false, Some(&key), true, None).await;
+        if let Some(e) = read.broke {
+            return Forwarded::Lost(why::broke_off(e));
         }
-        messages.finish();
-        let all = messages.take();
+        let Some(found) = read.found else {
+            // the client still waits on the stream: it gets the tool error
+            return Forwarded::Lost(why::no_response());
+        };
         self.state().mode = Mode::Done;
-        for m in &all {
+        for m in &read.messages {
             self.send(Ok(event(m))).await;
         }
         self.close();
-        match response_to(all, &key) {
-            Some(r) => Forwarded::Answered(r),
-            None => Forwarded::Unseen("the server's answer held no response to the call".into()),
-        }
+        Forwarded::Answered(found)
     }
 
     async fn list_tools(&self) -> Option<Value> {
@@ -945,20 +1305,25 @@ impl Channel for Collect {
 
     async fn forward(&self, request: Value) -> Forwarded {
         let key = request.get("id").map(id_key).unwrap_or_default();
-        let body = match serde_json::to_vec(&request) {
-            Ok(b) => b,
-            Err(e) => return Forwarded::NotSent(e.to_string()),
-        };
-        let messages = match self.st.exchange(&self.headers, body).await {
+        let messages = match self
+            .st
+            .exchange(&self.headers, request.to_string().into_bytes())
+            .await
+        {
             Ok(m) => m,
-            Err(why) => return Forwarded::NotSent(why),
+            // nothing reached the client: it still needs an answer
+            Err(Failed::Send(f)) => return f,
+            Err(Failed::Status { status, why }) if status >= 500 => return Forwarded::Lost(why),
+            Err(Failed::Status { why, .. }) => return Forwarded::NotSent(why),
         };
-        for m in &messages {
-            let _ = self.out.send(m.clone());
+        Watch::new(&self.st.gate, Vec::new()).seen(messages.clone());
+        let found = response_to(messages.iter().cloned(), &key);
+        for m in messages {
+            let _ = self.out.send(m);
         }
-        match response_to(messages, &key) {
+        match found {
             Some(r) => Forwarded::Answered(r),
-            None => Forwarded::Unseen("the server's answer held no response to the call".into()),
+            None => Forwarded::Lost(why::no_response()),
         }
     }
 
@@ -970,6 +1335,7 @@ impl Channel for Collect {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn loopback_hosts_and_origins() {
@@ -1016,16 +1382,140 @@ mod tests {
         assert!(response_to(m.take(), &id_key(&json!("b"))).is_some());
     }
 
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
     #[test]
-    fn only_calls_with_an_id_are_gated() {
-        let s = sort(json!([
-            {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},
-            {"jsonrpc":"2.0","method":"tools/call","params":{"name":"b"}},
-            {"jsonrpc":"2.0","id":2,"method":"tools/list"}
-        ]));
-        assert!(s.batch);
-        assert_eq!(s.calls.len(), 1);
-        assert_eq!(s.rest.len(), 1);
-        assert_eq!(s.rest[0]["method"], "tools/list");
+    fn only_utf8_json_is_accepted() {
+        for ok in [
+            None,
+            Some("application/json"),
+            Some("Application/JSON; charset=UTF-8"),
+            Some("application/json;charset=\"utf-8\""),
+        ] {
+            let h = ok
+                .map(|v| headers(&[("content-type", v)]))
+                .unwrap_or_default();
+            assert!(check_content_type(&h).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "application/json; charset=utf-7",
+            "application/json; charset=utf-16le",
+            "text/plain",
+            "application/jsonx",
+        ] {
+            let why = check_content_type(&headers(&[("content-type", bad)])).unwrap_err();
+            assert!(why.contains(bad), "{why}");
+        }
+    }
+
+    fn state(loopback: bool, listen_name: Option<&str>) -> HttpState {
+        let spec = McpSpec {
+            name: "t".into(),
+            server: McpServer::Url("http://127.0.0.1:1/mcp".into()),
+            resource_args: Vec::new(),
+            environment: None,
+            wait: Duration::from_secs(1),
+        };
+        let client = Client::new("http://127.0.0.1:1", "so_unused").unwrap();
+        HttpState {
+            gate: Arc::new(Gate::new(spec, client)),
+            upstream: reqwest::Url::parse("http://127.0.0.1:1/mcp").unwrap(),
+            shown: "http://127.0.0.1:1/mcp".into(),
+            http: reqwest::Client::new(),
+            loopback,
+            listen_name: listen_name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn origins_and_hosts_on_every_listener() {
+        let local = state(true, None);
+        assert!(local
+            .check_origin(&headers(&[("host", "127.0.0.1:8931")]))
+            .is_ok());
+        assert!(local
+            .check_origin(&headers(&[
+                ("host", "localhost"),
+                ("origin", "http://localhost:3000")
+            ]))
+            .is_ok());
+        for bad in [
+            &[("host", "evil.example.com")][..],
+            &[("host", "10.0.0.1:8931")],
+            &[("host", "localhost"), ("origin", "null")],
+            &[("host", "localhost"), ("origin", "http://evil.example.com")],
+            &[("host", "localhost"), ("origin", "file://")],
+        ] {
+            assert!(local.check_origin(&headers(bad)).is_err(), "{bad:?}");
+        }
+        // a non-loopback listener: addresses and the --listen name, never
+        // another name (a rebinding page's)
+        let wide = state(false, Some("buildbox.internal"));
+        for ok in [
+            "10.0.0.5:8931",
+            "[fd00::1]:8931",
+            "buildbox.internal:8931",
+            "localhost",
+        ] {
+            assert!(wide.check_origin(&headers(&[("host", ok)])).is_ok(), "{ok}");
+        }
+        for bad in ["evil.example.com:8931", "buildbox.internal.evil.com"] {
+            assert!(
+                wide.check_origin(&headers(&[("host", bad)])).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(wide
+            .check_origin(&headers(&[
+                ("host", "10.0.0.5"),
+                ("origin", "http://evil.example.com")
+            ]))
+            .is_err());
+    }
+
+    #[test]
+    fn mirrored_headers_must_say_what_the_body_says() {
+        let st = state(true, None);
+        st.gate.learn_tools(&json!({"result": {"tools": [{
+            "name": "query",
+            "inputSchema": {"type": "object", "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "sql": {"type": "string"}
+            }}
+        }]}}));
+        let call = |args: Value| {
+            classify(json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+                "params":{"name":"query","arguments":args}}))
+            .unwrap()
+        };
+        let body = call(json!({"region": "eu-west1", "sql": "select 1"}));
+        let ok = headers(&[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "query"),
+            ("mcp-param-region", "eu-west1"),
+        ]);
+        assert!(check_mirrors(&ok, &body, &st.gate).is_ok());
+        let b64 = headers(&[("mcp-param-region", "=?base64?ZXUtd2VzdDE=?=")]);
+        assert!(check_mirrors(&b64, &body, &st.gate).is_ok());
+        for bad in [
+            &[("mcp-method", "ping")][..],
+            &[("mcp-name", "other")],
+            &[("mcp-param-region", "us-east1")],
+            &[("mcp-param-sql", "select 1")],
+        ] {
+            let why = check_mirrors(&headers(bad), &body, &st.gate).unwrap_err();
+            assert!(why.contains(bad[0].0), "{why}");
+        }
+        let ping = classify(json!({"jsonrpc":"2.0","id":1,"method":"ping"})).unwrap();
+        assert!(check_mirrors(&headers(&[("mcp-method", "ping")]), &ping, &st.gate).is_ok());
+        assert!(check_mirrors(&headers(&[("mcp-method", "tools/call")]), &ping, &st.gate).is_err());
+        let batch = classify(json!([{"jsonrpc":"2.0","id":1,"method":"ping"}])).unwrap();
+        assert!(check_mirrors(&headers(&[("mcp-method", "ping")]), &batch, &st.gate).is_err());
     }
 }

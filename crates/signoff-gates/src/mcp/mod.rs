@@ -36,7 +36,7 @@ use signoff_core::wire::{OutcomeBody, RequestView, SubmitRequest};
 use signoff_core::{ActionRequest, Digest, PrincipalRef, RequestStatus};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -74,7 +74,19 @@ impl McpSpec {
             McpServer::Command(command) => {
                 json!({ "name": self.name, "command": shell_join(command) })
             }
-            McpServer::Url(url) => json!({ "name": self.name, "url": url }),
+            McpServer::Url(url) => {
+                let (shown, query) = split_query(url);
+                match query {
+                    // a query can hold a key: reviewers see that there is one,
+                    // the digest still binds it
+                    Some(q) => json!({
+                        "name": self.name,
+                        "url": shown,
+                        "url_query_sha256": hex::encode(Sha256::digest(q.as_bytes())),
+                    }),
+                    None => json!({ "name": self.name, "url": url }),
+                }
+            }
         }
     }
 
@@ -108,6 +120,15 @@ impl McpSpec {
             }
         }
         format!("mcp:{}", self.name)
+    }
+}
+
+/// `url` as it may be shown (its query, which can hold a key, replaced by
+/// `?…`), and the query.
+pub(crate) fn split_query(url: &str) -> (String, Option<&str>) {
+    match url.split_once('?') {
+        Some((base, query)) => (format!("{base}?…"), Some(query)),
+        None => (url.to_owned(), None),
     }
 }
 
@@ -251,20 +272,95 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How long the proxy waits for the tools list it asks for itself.
 const LIST_WAIT: Duration = Duration::from_secs(5);
 
+/// How often, at most, the proxy asks the server for its tools again
+/// because a call names a tool it has not seen listed.
+const RELIST: Duration = Duration::from_secs(60);
+
+/// Gated calls one proxy handles at once; more are refused (each holds a
+/// task and a connection to the gateway while it waits).
+const MAX_CALLS: usize = 256;
+
+/// Requests still waiting for a decision that a retry can resume; the
+/// oldest are forgotten first (the request itself lives on the gateway).
+const MAX_PENDING: usize = 4096;
+
+/// How long a waiting request without an expiry is remembered for a retry.
+const PENDING_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a stopping proxy gives calls mid-forward before it records
+/// their outcome as unknown, and then gives the records.
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
+
+/// `tools/call` parameters the proxy cannot bind into a request (their
+/// meaning is not the tool's arguments: task augmentation, answers to the
+/// server's input requests and its opaque state), so calls carrying them
+/// are refused rather than forwarded ungated or silently changed.
+const UNGATED_PARAMS: [&str; 3] = ["task", "inputResponses", "requestState"];
+
 /// What became of a call the proxy sent on to the server.
 pub(crate) enum Forwarded {
     /// The server's response to the call, already relayed to the client.
     Answered(Value),
-    /// The call never ran on the server (it could not be sent, or the
-    /// server refused it before reading it): the client still needs an
-    /// answer. Says why.
+    /// The call provably never left the proxy (no connection to the server,
+    /// or the server refused it before reading it): the client still needs
+    /// an answer. Says why.
     NotSent(String),
-    /// The call reached the server but its response was not seen here (it
-    /// may come on a stream the client resumes). Says why.
+    /// The call may have reached the server, and the client has no answer
+    /// yet: it gets a tool error saying the outcome is unknown. Says why.
+    Lost(String),
+    /// The call reached the server, whatever the server sent was relayed to
+    /// the client, but the response was not seen here (it may come on a
+    /// stream the client resumes). Says why.
     Unseen(String),
-    /// The server refused the call (an HTTP error status, relayed to the
-    /// client as it was). Says why.
-    Refused(String),
+    /// The server refused the call with an HTTP error status, relayed to
+    /// the client as it was.
+    Refused {
+        /// The status.
+        status: u16,
+        /// Why, in words.
+        why: String,
+    },
+}
+
+/// What the proxy says when talking to the server went wrong: every
+/// transport words it the same.
+pub(crate) mod why {
+    use std::fmt::Display;
+
+    /// No connection to the server.
+    pub(crate) fn unreachable(server: &str, e: impl Display) -> String {
+        format!("the MCP server at {server} could not be reached: {e}")
+    }
+
+    /// The request was sent (or may have been) but failed.
+    pub(crate) fn failed(server: &str, e: impl Display) -> String {
+        format!("the request to the MCP server at {server} failed: {e}")
+    }
+
+    /// An HTTP error status.
+    pub(crate) fn status(server: &str, status: impl Display) -> String {
+        format!("the MCP server at {server} answered HTTP {status}")
+    }
+
+    /// The body broke off.
+    pub(crate) fn broke_off(e: impl Display) -> String {
+        format!("the MCP server's answer broke off: {e}")
+    }
+
+    /// The answer ended without the response.
+    pub(crate) fn no_response() -> String {
+        "the MCP server's answer held no response to the call".into()
+    }
+
+    /// The stdio server went away.
+    pub(crate) fn stopped() -> String {
+        "the MCP server stopped before answering".into()
+    }
+
+    /// The proxy itself stopped.
+    pub(crate) fn proxy_stopped() -> String {
+        "signoff mcp stopped before the MCP server answered".into()
+    }
 }
 
 /// The client's side of gated calls, as one transport reaches it: the stdio
@@ -274,7 +370,8 @@ pub(crate) trait Channel: Send + Sync + 'static {
     /// the client, if this channel can carry one.
     fn notify(&self, msg: Value);
 
-    /// Answers a call with a message the proxy made (the call did not run).
+    /// Answers a call with a message the proxy made (the call did not run,
+    /// or its outcome is unknown).
     fn reply(&self, msg: Value) -> impl Future<Output = ()> + Send;
 
     /// Sends the approved `request` to the server, relays what the server
@@ -292,33 +389,221 @@ fn response(id: &Value, result: Value) -> Value {
 }
 
 /// A JSON-RPC error response.
-fn error_response(id: &Value, code: i64, message: &str) -> Value {
+pub(crate) fn error_response(id: &Value, code: i64, message: &str) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+}
+
+/// A JSON-RPC error that answers no request (a body that is no message):
+/// the response carries no id.
+pub(crate) fn error_without_id(code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "error": { "code": code, "message": message } })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn id_key(id: &Value) -> String {
+/// A JSON-RPC id as a map key.
+pub(crate) fn id_key(id: &Value) -> String {
     signoff_core::jcs::value_to_string(id)
 }
 
+/// An id for a request the proxy sends the server itself (its own
+/// `tools/list`, a forwarded call on stdio): unique, so that it cannot be
+/// mistaken for any id of the client's.
+pub(crate) fn proxy_id(kind: &str) -> Value {
+    Value::String(format!("signoff-{kind}-{}", ulid::Ulid::new()))
+}
+
+/// The proxy's own `tools/list` request, under an id of its own: the key
+/// its response comes back under, and the request.
+pub(crate) fn list_request() -> (String, Value) {
+    let id = proxy_id("tools-list");
+    let key = id_key(&id);
+    let request = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
+    (key, request)
+}
+
+/// Whether `msg` is the response to the request whose id is `key`
+/// ([`id_key`]).
+pub(crate) fn is_response_to(msg: &Value, key: &str) -> bool {
+    msg.get("method").is_none() && msg.get("id").map(id_key).as_deref() == Some(key)
+}
+
+/// The response to the request `key` among `messages`.
+pub(crate) fn response_to(messages: impl IntoIterator<Item = Value>, key: &str) -> Option<Value> {
+    messages.into_iter().find(|m| is_response_to(m, key))
+}
+
+/// One message of what a client sent, as the proxy treats it.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A `tools/call` request: gated.
+    Call {
+        /// Its JSON-RPC id.
+        id: Value,
+        /// The request.
+        msg: Value,
+    },
+    /// A `tools/call` notification: it cannot call a tool (nothing could
+    /// answer it), so it goes nowhere.
+    CallNotification,
+    /// A `tools/list` request: passed on; its result describes the tools.
+    List {
+        /// Its JSON-RPC id.
+        id: Value,
+        /// The request.
+        msg: Value,
+    },
+    /// A `notifications/cancelled`: it cancels the gated call it names, and
+    /// is passed on.
+    Cancel {
+        /// The id of the request it cancels.
+        request_id: Option<Value>,
+        /// The notification.
+        msg: Value,
+    },
+    /// Anything else: passed on as the proxy read it.
+    Pass(Value),
+}
+
+impl Incoming {
+    /// The message to pass on to the server, unless the proxy keeps it.
+    pub(crate) fn passed(&self) -> Option<&Value> {
+        match self {
+            Incoming::List { msg, .. } | Incoming::Cancel { msg, .. } | Incoming::Pass(msg) => {
+                Some(msg)
+            }
+            Incoming::Call { .. } | Incoming::CallNotification => None,
+        }
+    }
+}
+
+/// A client's body (a stdio line, a POST), sorted.
+#[derive(Debug)]
+pub(crate) struct Classified {
+    /// It was a batch (an array).
+    pub batch: bool,
+    /// Its messages, in order.
+    pub messages: Vec<Incoming>,
+}
+
+/// Sorts what a client sent. Only a JSON object, or a non-empty array of
+/// objects, is a JSON-RPC message or batch; anything else (a nested array
+/// could hide a `tools/call` from a gate that looks one level deep) is
+/// refused whole: `Err` holds the error response, and nothing of it may be
+/// forwarded.
+pub(crate) fn classify(msg: Value) -> Result<Classified, Value> {
+    let invalid = |why: &str| error_without_id(-32600, &format!("invalid request: {why}"));
+    let (batch, items) = match msg {
+        Value::Array(items) if items.is_empty() => return Err(invalid("an empty batch")),
+        Value::Array(items) => (true, items),
+        one @ Value::Object(_) => (false, vec![one]),
+        _ => return Err(invalid("not a JSON-RPC message or batch")),
+    };
+    let mut messages = Vec::with_capacity(items.len());
+    for (n, m) in items.into_iter().enumerate() {
+        if !m.is_object() {
+            return Err(invalid(&format!(
+                "batch element {n} is not a JSON-RPC message (an object)"
+            )));
+        }
+        let id = m.get("id").cloned();
+        messages.push(match (m.get("method").and_then(Value::as_str), id) {
+            (Some("tools/call"), Some(id)) => Incoming::Call { id, msg: m },
+            (Some("tools/call"), None) => Incoming::CallNotification,
+            (Some("tools/list"), Some(id)) => Incoming::List { id, msg: m },
+            (Some("notifications/cancelled"), None) => Incoming::Cancel {
+                request_id: m.pointer("/params/requestId").cloned(),
+                msg: m,
+            },
+            _ => Incoming::Pass(m),
+        });
+    }
+    Ok(Classified { batch, messages })
+}
+
+/// The parameters forwarded for an approved call: exactly the tool, the
+/// arguments that were hashed, and the client's progress token (which only
+/// tags the server's progress notifications). Nothing else of what the
+/// client sent reaches the server.
+pub(crate) fn forwarded_params(
+    tool: &str,
+    arguments: &Map<String, Value>,
+    progress_token: Option<&Value>,
+) -> Value {
+    let mut params = Map::new();
+    params.insert("name".into(), Value::String(tool.to_owned()));
+    params.insert("arguments".into(), Value::Object(arguments.clone()));
+    if let Some(token) = progress_token {
+        params.insert("_meta".into(), json!({ "progressToken": token }));
+    }
+    Value::Object(params)
+}
+
+/// A request that still waits for a decision, for a retry to resume.
+struct Pending {
+    request: String,
+    /// When it expires on the gateway (seconds since the epoch), if it does.
+    expires: Option<i64>,
+    since: Instant,
+}
+
+impl Pending {
+    fn live(&self, now_s: i64) -> bool {
+        match self.expires {
+            Some(e) => e > now_s,
+            None => self.since.elapsed() < PENDING_TTL,
+        }
+    }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// How one client's call is known in the gate's maps: the client's scope
+/// (its session) and a key within it.
+fn scoped(scope: &str, key: &str) -> String {
+    format!("{scope}\n{key}")
+}
+
+/// Counts a gated call as active while it lives.
+struct Active(Arc<Gate>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What the gated calls of one proxy share, whatever transport they came
-/// on.
+/// on. Calls are scoped per client ([`Gate::gate_call`]'s `scope`): one
+/// client can neither resume nor cancel another's call.
 pub(crate) struct Gate {
     spec: McpSpec,
     client: Client,
     /// What the server listed, by tool name.
     tools: Mutex<HashMap<String, Tool>>,
-    /// Requests still waiting for a decision, by [`ToolCall::retry_key`].
-    pending: Mutex<HashMap<String, String>>,
-    /// Gated calls the client may cancel, by the channel's key for the
-    /// call's JSON-RPC id.
+    /// The server said its tools changed: list them again.
+    tools_stale: AtomicBool,
+    /// When the proxy last asked for the tools itself.
+    listed_at: Mutex<Option<Instant>>,
+    /// Requests still waiting for a decision, by scope and
+    /// [`ToolCall::retry_key`].
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Gated calls the client may cancel, by scope and JSON-RPC id.
     cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// Who the token is, asked once: allowed calls are claimed in the
     /// submission's round trip ([`Session::claim_at_once`]).
     principal: tokio::sync::OnceCell<PrincipalRef>,
+    /// Gated calls under way.
+    active: AtomicUsize,
+    /// The proxy is stopping.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gate {
@@ -327,9 +612,13 @@ impl Gate {
             spec,
             client,
             tools: Mutex::default(),
+            tools_stale: AtomicBool::new(false),
+            listed_at: Mutex::default(),
             pending: Mutex::default(),
             cancels: Mutex::default(),
             principal: tokio::sync::OnceCell::new(),
+            active: AtomicUsize::new(0),
+            stop: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -362,36 +651,139 @@ impl Gate {
         }
     }
 
-    /// A client's `notifications/cancelled` for the call known as `key`.
-    pub(crate) fn cancel(&self, key: &str) {
-        if let Some(cancel) = lock(&self.cancels).remove(key) {
+    /// Watches a message from the server for what the gate keeps: a
+    /// `notifications/tools/list_changed` makes the next call list again.
+    pub(crate) fn observe(&self, msg: &Value) {
+        if msg.get("method").and_then(Value::as_str) == Some("notifications/tools/list_changed") {
+            self.tools_stale.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// What the server listed for `tool`, if known.
+    pub(crate) fn known_tool(&self, tool: &str) -> Option<Tool> {
+        lock(&self.tools).get(tool).cloned()
+    }
+
+    /// A client's `notifications/cancelled` for its call `id`.
+    pub(crate) fn cancel(&self, scope: &str, id: &Value) {
+        if let Some(cancel) = lock(&self.cancels).remove(&scoped(scope, &id_key(id))) {
             let _ = cancel.send(());
         }
     }
 
-    /// What the server listed for `tool`, asking it once if the client never
-    /// listed the tools itself.
+    /// What the server listed for `tool`, asking it when the proxy has
+    /// never asked, the server said its tools changed, or (at most every
+    /// [`RELIST`]) the tool is not among those listed.
     async fn listed<C: Channel>(&self, ch: &C, tool: &str) -> Option<Tool> {
-        if lock(&self.tools).is_empty() {
+        let known = self.known_tool(tool);
+        let stale = self.tools_stale.load(Ordering::SeqCst);
+        if known.is_some() && !stale {
+            return known;
+        }
+        let due = {
+            let mut at = lock(&self.listed_at);
+            let due = stale || at.is_none_or(|t| t.elapsed() >= RELIST);
+            if due {
+                *at = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.tools_stale.store(false, Ordering::SeqCst);
             // a server that does not answer only costs the description and
             // hints, never the call
             if let Some(answer) = ch.list_tools().await {
                 self.learn_tools(&answer);
             }
         }
-        lock(&self.tools).get(tool).cloned()
+        self.known_tool(tool).or(known)
+    }
+
+    /// The request a retry of `key` resumes, if it still waits.
+    fn pending_request(&self, key: &str) -> Option<String> {
+        let mut pending = lock(&self.pending);
+        let now = now_s();
+        match pending.get(key) {
+            Some(p) if p.live(now) => Some(p.request.clone()),
+            Some(_) => {
+                pending.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_pending(&self, key: &str, view: &RequestView) {
+        let mut pending = lock(&self.pending);
+        let now = now_s();
+        if pending.len() >= MAX_PENDING {
+            pending.retain(|_, p| p.live(now));
+        }
+        if pending.len() >= MAX_PENDING {
+            let oldest = pending
+                .iter()
+                .min_by_key(|(_, p)| p.since)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                pending.remove(&k);
+            }
+        }
+        pending.insert(
+            key.to_owned(),
+            Pending {
+                request: view.id.clone(),
+                expires: view.expires_at.map(|t| t.as_second()),
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// Stops the gate: calls mid-forward stop waiting for the server (their
+    /// outcome is recorded as unknown), calls waiting for a decision are
+    /// interrupted; waits up to `bound` for every call to finish.
+    pub(crate) async fn stop(&self, bound: Duration) {
+        self.stop.send_replace(true);
+        let deadline = Instant::now() + bound;
+        while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Resolves once the gate stops.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
     }
 
     /// Gates one `tools/call` request `msg` (JSON-RPC id `id`) that came on
-    /// `ch`, answering the client in every case but a cancellation.
-    /// `cancel_key` is how a `notifications/cancelled` names it.
+    /// `ch` from the client `scope`, answering the client in every case but
+    /// a cancellation.
     pub(crate) async fn gate_call<C: Channel>(
         self: Arc<Self>,
         ch: Arc<C>,
+        scope: String,
         id: Value,
         msg: Value,
-        cancel_key: String,
     ) {
+        if self.active.fetch_add(1, Ordering::SeqCst) >= MAX_CALLS {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            let why = format!("signoff is already gating {MAX_CALLS} tool calls; try again later");
+            ch.reply(error_response(&id, -32603, &why)).await;
+            return;
+        }
+        let _active = Active(Arc::clone(&self));
+        if let Some(field) = UNGATED_PARAMS
+            .iter()
+            .find(|f| msg.pointer("/params").and_then(|p| p.get(**f)).is_some())
+        {
+            let why = format!(
+                "signoff cannot gate a tools/call with `{field}` (it cannot bind it to the approval), so the call was not forwarded; call the tool without it"
+            );
+            ch.reply(error_response(&id, -32602, &why)).await;
+            return;
+        }
         let params: CallToolRequestParams =
             match serde_json::from_value(msg.get("params").cloned().unwrap_or(Value::Null)) {
                 Ok(p) => p,
@@ -405,6 +797,24 @@ impl Gate {
                     return;
                 }
             };
+        let cancel_key = scoped(&scope, &id_key(&id));
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        let in_use = {
+            let mut cancels = lock(&self.cancels);
+            let in_use = cancels.contains_key(&cancel_key);
+            if !in_use {
+                cancels.insert(cancel_key.clone(), cancel_tx);
+            }
+            in_use
+        };
+        if in_use {
+            let why = format!(
+                "request id {} is already in use by a tool call in flight",
+                display::cell(&id.to_string(), 100)
+            );
+            ch.reply(error_response(&id, -32600, &why)).await;
+            return;
+        }
         let progress_token = msg.pointer("/params/_meta/progressToken").cloned();
         let tool = params.name.to_string();
         let call = ToolCall {
@@ -422,24 +832,26 @@ impl Gate {
             gate: Some("mcp".into()),
             claim_digest: None,
         };
-        let key = call.retry_key();
-        let resumed = lock(&self.pending).get(&key).cloned();
-        let start = match &resumed {
-            Some(rid) => Start::Resume { id: rid.clone() },
+        let key = scoped(&scope, &call.retry_key());
+        let start = match self.pending_request(&key) {
+            Some(rid) => Start::Resume { id: rid },
             None => Start::submit(body.clone()),
         };
-        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-        lock(&self.cancels).insert(cancel_key.clone(), cancel_tx);
+        let stopped = self.stopped();
         let interrupt = async move {
-            if cancel_rx.await.is_err() {
-                std::future::pending::<()>().await;
+            tokio::select! {
+                r = cancel_rx => if r.is_err() { std::future::pending::<()>().await },
+                () = stopped => {}
             }
         };
         let action = Forward {
             ch: Arc::clone(&ch),
             body: body.clone(),
-            params,
+            tool: call.tool.clone(),
+            arguments: call.arguments.clone(),
+            progress_token: progress_token.clone(),
             id: id.clone(),
+            stopped: Box::pin(self.stopped()),
         };
         let mut requirement = None::<String>;
         // progress must increase across the observer's notes and the heartbeat
@@ -454,7 +866,7 @@ impl Gate {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
                     // only while a request waits for reviewers
-                    let Some(rid) = lock(&gate.pending).get(&key).cloned() else {
+                    let Some(rid) = lock(&gate.pending).get(&key).map(|p| p.request.clone()) else {
                         continue;
                     };
                     let n = sent.fetch_add(1, Ordering::Relaxed) + 1;
@@ -472,14 +884,25 @@ impl Gate {
                     }));
                 }
             })
+            .abort_handle()
         });
         let finished = {
             let sent = Arc::clone(&sent);
             let gate = Arc::clone(&self);
             let ch = Arc::clone(&ch);
             let key = key.clone();
+            let heartbeat = heartbeat.clone();
             let requirement = &mut requirement;
             let mut observer = move |event: &Progress| {
+                if let Progress::Claimed(_) = event {
+                    // it runs now: no more "still waiting", and the server's
+                    // own progress is the client's to hear
+                    lock(&gate.pending).remove(&key);
+                    if let Some(h) = &heartbeat {
+                        h.abort();
+                    }
+                    return;
+                }
                 let (view, note) = match event {
                     Progress::Submitted(v) => (Some(v), None),
                     Progress::ReviewLanded { review, .. } => (
@@ -491,7 +914,7 @@ impl Gate {
                 };
                 if let Some(v) = view {
                     if v.status == RequestStatus::Pending {
-                        lock(&gate.pending).insert(key.clone(), v.id.clone());
+                        gate.remember_pending(&key, v);
                         *requirement = v.verdict.requirement.as_ref().map(|r| r.to_string());
                     }
                 }
@@ -527,10 +950,10 @@ impl Gate {
             h.abort();
         }
         lock(&self.cancels).remove(&cancel_key);
-        let keep_pending = matches!(finished, SessionEnd::GaveUp { .. });
-        if !keep_pending {
+        if !matches!(finished, SessionEnd::GaveUp { .. }) {
             lock(&self.pending).remove(&key);
         }
+        // a cancelled call is not answered (the transport ends it)
         if let Some(result) = answer(&finished, requirement.as_deref()) {
             ch.reply(response(&id, result)).await;
         }
@@ -597,13 +1020,36 @@ fn answer(end: &SessionEnd<()>, requirement: Option<&str>) -> Option<Value> {
     Some(tool_error(display::one_line(&text)))
 }
 
+/// Milliseconds, saturating.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The outcome of a call that may have reached the server but whose
+/// response the proxy did not see.
+fn unknown_outcome(tool: &str, duration: Duration, why: &str) -> OutcomeBody {
+    OutcomeBody {
+        exit_code: None,
+        signal: None,
+        duration_ms: millis(duration),
+        output_sha256: None,
+        summary: Some(display::one_line(&format!(
+            "tools/call {tool}: outcome unknown, the call may have reached the server: {why}"
+        ))),
+    }
+}
+
 /// Forwarding one call to the server through its channel, as the
 /// session's action.
 struct Forward<C> {
     ch: Arc<C>,
     body: SubmitRequest,
-    params: CallToolRequestParams,
+    tool: String,
+    arguments: Map<String, Value>,
+    progress_token: Option<Value>,
     id: Value,
+    /// Resolves when the proxy stops.
+    stopped: std::pin::Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
 }
 
 impl<C: Channel> Forward<C> {
@@ -625,7 +1071,10 @@ impl<C: Channel> Forward<C> {
             .reply(response(&self.id, tool_error(why.clone())))
             .await;
         Execution {
-            outcome: OutcomeBody::not_run(None, why),
+            outcome: OutcomeBody::not_run(
+                None,
+                format!("tools/call {}: not run: {why}", self.tool),
+            ),
             output: (),
         }
     }
@@ -638,14 +1087,14 @@ impl<C: Channel> GateAction for Forward<C> {
         Ok(Self::action_digest(&self.body, principal))
     }
 
-    async fn run(self, claimed: &RequestView) -> Execution<()> {
+    async fn run(mut self, claimed: &RequestView) -> Execution<()> {
         // what is about to be sent, hashed again from the parameters
         // themselves: it must be the approved call
-        let tool = self.params.name.to_string();
-        let arguments = self.params.arguments.clone().unwrap_or_default();
+        let tool = self.tool.clone();
         let same = tool == claimed.request.context["mcp"]["tool"]
-            && Some(signoff_core::jcs::value_to_string(&Value::Object(arguments)).as_str())
-                == claimed.request.context["arguments_json"].as_str()
+            && Some(
+                signoff_core::jcs::value_to_string(&Value::Object(self.arguments.clone())).as_str(),
+            ) == claimed.request.context["arguments_json"].as_str()
             && Self::action_digest(&self.body, &claimed.request.principal) == claimed.digest;
         if !same {
             return self.not_forwarded(format!(
@@ -657,12 +1106,15 @@ impl<C: Channel> GateAction for Forward<C> {
             "jsonrpc": "2.0",
             "id": self.id,
             "method": "tools/call",
-            "params": self.params,
+            "params": forwarded_params(&tool, &self.arguments, self.progress_token.as_ref()),
         });
         let started = Instant::now();
         // the channel relays the server's answer to the client first; the
         // outcome is reported after
-        let forwarded = self.ch.forward(request).await;
+        let forwarded = tokio::select! {
+            f = self.ch.forward(request) => f,
+            () = &mut self.stopped => Forwarded::Lost(why::proxy_stopped()),
+        };
         let duration = started.elapsed();
         let response = match forwarded {
             Forwarded::Answered(response) => response,
@@ -671,21 +1123,31 @@ impl<C: Channel> GateAction for Forward<C> {
                     .not_forwarded(format!("{why} (request {})", claimed.id))
                     .await
             }
-            Forwarded::Refused(why) => {
+            Forwarded::Lost(why) => {
+                let text = format!(
+                    "signoff forwarded this tool call, but {why}: whether it ran is unknown (request {}). Check its effect before calling it again.",
+                    claimed.id
+                );
+                self.ch
+                    .reply(response(&self.id, tool_error(display::one_line(&text))))
+                    .await;
                 return Execution {
-                    outcome: OutcomeBody::not_run(None, format!("tools/call {tool}: {why}")),
+                    outcome: unknown_outcome(&tool, duration, &why),
+                    output: (),
+                };
+            }
+            Forwarded::Refused { status, why } if status < 500 => {
+                return Execution {
+                    outcome: OutcomeBody::not_run(
+                        None,
+                        format!("tools/call {tool}: not run: {why}"),
+                    ),
                     output: (),
                 }
             }
-            Forwarded::Unseen(why) => {
+            Forwarded::Refused { why, .. } | Forwarded::Unseen(why) => {
                 return Execution {
-                    outcome: OutcomeBody {
-                        exit_code: None,
-                        signal: None,
-                        duration_ms: duration.as_millis() as u64,
-                        output_sha256: None,
-                        summary: Some(format!("tools/call {tool}: {why}")),
-                    },
+                    outcome: unknown_outcome(&tool, duration, &why),
                     output: (),
                 }
             }
@@ -719,7 +1181,7 @@ impl<C: Channel> GateAction for Forward<C> {
             outcome: OutcomeBody {
                 exit_code: Some(i32::from(is_error)),
                 signal: None,
-                duration_ms: duration.as_millis() as u64,
+                duration_ms: millis(duration),
                 output_sha256: Some(hex::encode(Sha256::digest(hashed.as_bytes()))),
                 summary: Some(summary),
             },
@@ -885,5 +1347,90 @@ mod tests {
         let text = answer(&waiting, Some("sre:1")).unwrap()["content"][0]["text"].clone();
         let text = text.as_str().unwrap();
         assert!(text.contains("from sre:1") && text.contains("r2"), "{text}");
+    }
+
+    #[test]
+    fn only_objects_and_batches_of_objects_are_messages() {
+        let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}});
+        for bad in [
+            json!([[call.clone()]]),
+            json!([call.clone(), [call.clone()]]),
+            json!(["x"]),
+            json!([]),
+            json!("tools/call"),
+            json!(7),
+            Value::Null,
+        ] {
+            let refusal = classify(bad.clone()).expect_err(&bad.to_string());
+            assert_eq!(refusal["error"]["code"], -32600, "{bad}");
+            assert!(refusal.get("id").is_none(), "no id to answer: {refusal}");
+        }
+        let sorted = classify(json!([
+            call,
+            {"jsonrpc":"2.0","method":"tools/call","params":{"name":"b"}},
+            {"jsonrpc":"2.0","id":2,"method":"tools/list"},
+            {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}},
+            {"jsonrpc":"2.0","id":3,"method":"ping"}
+        ]))
+        .unwrap();
+        assert!(sorted.batch);
+        let kinds: Vec<&str> = sorted
+            .messages
+            .iter()
+            .map(|m| match m {
+                Incoming::Call { .. } => "call",
+                Incoming::CallNotification => "dropped",
+                Incoming::List { .. } => "list",
+                Incoming::Cancel { request_id, .. } => {
+                    assert_eq!(request_id, &Some(json!(1)));
+                    "cancel"
+                }
+                Incoming::Pass(_) => "pass",
+            })
+            .collect();
+        assert_eq!(kinds, ["call", "dropped", "list", "cancel", "pass"]);
+        assert!(
+            !classify(json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+                .unwrap()
+                .batch
+        );
+    }
+
+    #[test]
+    fn forwarded_params_are_the_hashed_ones() {
+        let args = args(json!({"path": "/a"}));
+        assert_eq!(
+            forwarded_params("write", &args, Some(&json!("t1"))),
+            json!({"name": "write", "arguments": {"path": "/a"}, "_meta": {"progressToken": "t1"}})
+        );
+        assert_eq!(
+            forwarded_params("write", &Map::new(), None),
+            json!({"name": "write", "arguments": {}})
+        );
+    }
+
+    #[test]
+    fn responses_are_matched_by_id_and_proxy_ids_are_unique() {
+        let key = id_key(&json!(7));
+        assert!(is_response_to(&json!({"id": 7, "result": {}}), &key));
+        assert!(!is_response_to(&json!({"id": 7, "method": "ping"}), &key));
+        assert!(!is_response_to(&json!({"id": "7", "result": {}}), &key));
+        assert_ne!(proxy_id("call"), proxy_id("call"));
+    }
+
+    #[test]
+    fn a_query_in_the_upstream_url_is_not_shown() {
+        let mut s = spec();
+        s.server = McpServer::Url("https://mcp.example/mcp?key=s3cret".into());
+        let id = s.server_identity();
+        assert_eq!(id["url"], "https://mcp.example/mcp?…");
+        assert!(!id.to_string().contains("s3cret"), "{id}");
+        let mut other = s.clone();
+        other.server = McpServer::Url("https://mcp.example/mcp?key=other".into());
+        assert_ne!(
+            id,
+            other.server_identity(),
+            "the digest still binds the query"
+        );
     }
 }

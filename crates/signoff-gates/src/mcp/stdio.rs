@@ -2,28 +2,35 @@
 //! server and relays JSON-RPC lines between it and the agent.
 
 use super::{
-    error_response, id_key, lock, Channel, Forwarded, Gate, McpError, McpServer, McpSpec, LIST_WAIT,
+    classify, error_without_id, id_key, is_response_to, list_request, lock, proxy_id, why, Channel,
+    Forwarded, Gate, Incoming, McpError, McpServer, McpSpec, GRACE, LIST_WAIT,
 };
 use crate::exec::shell_join;
-use serde_json::{json, Value};
+use serde_json::Value;
 use signoff_client::Client;
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
+
+/// Client `tools/list` requests remembered at once; past this the oldest
+/// answers go unread (the gate lists for itself when it must).
+const MAX_LISTING: usize = 1024;
 
 /// The relay between one client and one server process.
 struct Proxy {
     gate: Arc<Gate>,
     to_client: mpsc::UnboundedSender<String>,
     to_server: mpsc::UnboundedSender<String>,
-    /// Responses the proxy waits for, by JSON-RPC id (canonical JSON).
+    /// Responses the proxy waits for, by JSON-RPC id (canonical JSON): its
+    /// own requests, sent under ids of its own ([`proxy_id`]).
     awaited: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     /// Client `tools/list` requests whose results describe the tools.
     listing: Mutex<HashMap<String, ()>>,
-    next_id: AtomicU64,
+    /// Calls being forwarded: the client's id (canonical JSON) to the id the
+    /// server knows the call by.
+    forwarded: Mutex<HashMap<String, Value>>,
 }
 
 impl Proxy {
@@ -45,45 +52,54 @@ impl Proxy {
         if line.trim().is_empty() {
             return;
         }
-        let msg: Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                // never forwarded: what the server would make of it is unknown
-                self.send_client(&error_response(
-                    &Value::Null,
-                    -32700,
-                    &format!("parse error: {e}"),
-                ));
+        let parsed = serde_json::from_str(line)
+            // never forwarded: what the server would make of it is unknown
+            .map_err(|e| error_without_id(-32700, &format!("parse error: {e}")))
+            .and_then(classify);
+        let messages = match parsed {
+            Ok(c) => c.messages,
+            Err(refusal) => {
+                self.send_client(&refusal);
                 return;
             }
         };
-        let messages = match msg {
-            Value::Array(batch) => batch,
-            one => vec![one],
-        };
-        for msg in messages {
-            let method = msg.get("method").and_then(Value::as_str);
-            let id = msg.get("id").cloned();
-            match (method, id) {
-                (Some("tools/call"), Some(id)) => {
+        // a batch's calls are gated one by one and the rest passed on one by
+        // one: the client gets every response on its own line either way
+        for incoming in messages {
+            match incoming {
+                Incoming::Call { id, msg } => {
                     let gate = Arc::clone(&self.gate);
                     let ch = Arc::clone(self);
-                    let key = id_key(&id);
-                    tokio::spawn(async move { gate.gate_call(ch, id, msg, key).await });
+                    tokio::spawn(gate.gate_call(ch, String::new(), id, msg));
                 }
-                (Some("tools/call"), None) => {} // a notification cannot call a tool
-                (Some("tools/list"), Some(id)) => {
-                    lock(&self.listing).insert(id_key(&id), ());
+                Incoming::CallNotification => {}
+                Incoming::List { id, msg } => {
+                    {
+                        let mut listing = lock(&self.listing);
+                        if listing.len() >= MAX_LISTING {
+                            listing.clear();
+                        }
+                        listing.insert(id_key(&id), ());
+                    }
                     let _ = self.to_server.send(msg.to_string());
                 }
-                (Some("notifications/cancelled"), None) => {
-                    if let Some(id) = msg.pointer("/params/requestId") {
-                        self.gate.cancel(&id_key(id));
+                Incoming::Cancel {
+                    request_id,
+                    mut msg,
+                } => {
+                    if let Some(id) = &request_id {
+                        self.gate.cancel("", id);
+                        // a call mid-forward is known to the server by the proxy's id
+                        if let Some(theirs) = lock(&self.forwarded).get(&id_key(id)) {
+                            if let Some(slot) = msg.pointer_mut("/params/requestId") {
+                                *slot = theirs.clone();
+                            }
+                        }
                     }
                     let _ = self.to_server.send(msg.to_string());
                 }
                 // re-serialized: the server sees exactly what the proxy read
-                _ => {
+                Incoming::Pass(msg) => {
                     let _ = self.to_server.send(msg.to_string());
                 }
             }
@@ -98,9 +114,9 @@ impl Proxy {
         }
         let parsed: Option<Value> = serde_json::from_str(&line).ok();
         if let Some(msg) = &parsed {
-            if msg.get("method").is_none() {
-                if let Some(id) = msg.get("id") {
-                    let key = id_key(id);
+            self.gate.observe(msg);
+            if let Some(key) = msg.get("id").map(id_key) {
+                if is_response_to(msg, &key) {
                     if let Some(waiter) = lock(&self.awaited).remove(&key) {
                         let _ = waiter.send(msg.clone());
                         return;
@@ -124,26 +140,33 @@ impl Channel for Proxy {
         self.send_client(&msg);
     }
 
-    async fn forward(&self, request: Value) -> Forwarded {
-        match self.ask_server(request).await {
-            Some(response) => {
+    async fn forward(&self, mut request: Value) -> Forwarded {
+        // under an id of the proxy's: a response the client provokes with an
+        // id of its own (a ping reusing the call's id) is never taken for
+        // the call's
+        let theirs = request.get("id").cloned().unwrap_or(Value::Null);
+        let ours = proxy_id("call");
+        request["id"] = ours.clone();
+        let key = id_key(&theirs);
+        lock(&self.forwarded).insert(key.clone(), ours);
+        let answered = self.ask_server(request).await;
+        lock(&self.forwarded).remove(&key);
+        match answered {
+            Some(mut response) => {
+                response["id"] = theirs;
                 self.send_client(&response);
                 Forwarded::Answered(response)
             }
-            None => Forwarded::NotSent("the MCP server stopped before answering".into()),
+            None => Forwarded::Lost(why::stopped()),
         }
     }
 
     async fn list_tools(&self) -> Option<Value> {
-        let id = format!(
-            "signoff-tools-list-{}",
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        );
-        let request = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
+        let (key, request) = list_request();
         match tokio::time::timeout(LIST_WAIT, self.ask_server(request)).await {
             Ok(answer) => answer,
             Err(_) => {
-                lock(&self.awaited).remove(&id_key(&Value::String(id)));
+                lock(&self.awaited).remove(&key);
                 None
             }
         }
@@ -217,13 +240,14 @@ pub async fn run_stdio(
     };
     let (to_client, client_rx) = mpsc::unbounded_channel();
     let (to_server, server_rx) = mpsc::unbounded_channel();
+    let gate = Arc::new(Gate::new(spec, client));
     let proxy = Arc::new(Proxy {
-        gate: Arc::new(Gate::new(spec, client)),
+        gate: Arc::clone(&gate),
         to_client,
         to_server,
         awaited: Mutex::default(),
         listing: Mutex::default(),
-        next_id: AtomicU64::new(1),
+        forwarded: Mutex::default(),
     });
     let client_writer = tokio::spawn(write_lines(client_rx, client_out, std::future::pending()));
     // the server's stdin closes when the client's does, though calls still
@@ -261,6 +285,9 @@ pub async fn run_stdio(
         _ = from_server => {}
     }
     let status = child.wait().await;
+    // calls still mid-forward have lost their server: their outcomes are
+    // recorded (as unknown) before the proxy exits
+    gate.stop(GRACE).await;
     client_writer.abort();
     Ok(status.ok().and_then(|s| s.code()).unwrap_or(1))
 }
