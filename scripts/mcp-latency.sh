@@ -17,27 +17,11 @@ if [ -z "$bin" ]; then
 fi
 deps="$(scripts/mcp-test-deps.sh)"
 work="$(mktemp -d)"
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/policies"
-cat > "$work/policies/everything.cedar" <<'CEDAR'
-@id("everything-allowed")
-permit(principal, action in Action::"mcp.everything", resource);
-CEDAR
-cat > "$work/signoff.toml" <<TOML
-listen = "127.0.0.1:0"
-database = "sqlite://$work/signoff.db"
-policies = "$work/policies"
-TOML
-"$bin" principal add user olga --role admin --config "$work/signoff.toml" >/dev/null
-token="$("$bin" principal add agent bench --owner olga --gate mcp --config "$work/signoff.toml")"
-"$bin" serve --config "$work/signoff.toml" >"$work/serve.out" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 100); do
-  url="$(sed -n 's/^signoff listening on \(http[^ ]*\).*/\1/p' "$work/serve.out")"
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { cat "$work/serve.log" >&2; exit 1; }
+trap 'kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+server=""
+. scripts/bench-gateway.sh
+start_gateway "$bin" "$work" '@id("everything-allowed")
+permit(principal, action in Action::"mcp.everything", resource);' --gate mcp
 everything="$deps/node_modules/.bin/mcp-server-everything"
 py="$deps/venv/bin/python"
 echo "binary: $bin; gateway: $url (SQLite); N=$n echo calls after 20 warm-up calls"

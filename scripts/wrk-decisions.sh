@@ -16,25 +16,11 @@ bin="${4:-${CARGO_TARGET_DIR:-target}/release/signoff}"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
 [ -x "$bin" ] || { echo "no binary at $bin (cargo build --release --bin signoff)" >&2; exit 2; }
 work="$(mktemp -d -p "$base" wrk-decisions.XXXXXX)"
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-mkdir -p "$work/policies"
-printf '@id("allow-all")\npermit(principal, action, resource);\n' > "$work/policies/allow.cedar"
-cat > "$work/signoff.toml" <<TOML
-listen = "127.0.0.1:0"
-database = "sqlite://$work/signoff.db"
-policies = "$work/policies"
-TOML
-"$bin" principal add user olga --role admin --config "$work/signoff.toml" >/dev/null
-token="$("$bin" principal add agent bench --owner olga --config "$work/signoff.toml")"
-"$bin" serve --config "$work/signoff.toml" >"$work/serve.out" 2>"$work/serve.log" &
-server=$!
-url=""
-for _ in $(seq 100); do
-  url="$(sed -n 's/^signoff listening on \(http[^ ]*\).*/\1/p' "$work/serve.out")"
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { cat "$work/serve.log" >&2; exit 1; }
+trap 'kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
+server=""
+. scripts/bench-gateway.sh
+start_gateway "$bin" "$work" '@id("allow-all")
+permit(principal, action, resource);'
 cat > "$work/post.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"action":"db.read","resource":"load/customers","environment":"prod","justification":"load test"}'

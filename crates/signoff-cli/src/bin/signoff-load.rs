@@ -164,8 +164,7 @@ async fn run(args: Args) -> Result<()> {
         let (http, endpoint, token, body) =
             (http.clone(), endpoint.clone(), token.clone(), body.clone());
         workers.push(tokio::spawn(async move {
-            let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
-            let mut errors = 0u64;
+            let mut tally = Tally::default();
             loop {
                 let start = Instant::now();
                 if start >= end {
@@ -190,23 +189,17 @@ async fn run(args: Args) -> Result<()> {
                     Ok(_) => false,
                     Err(_) => false,
                 };
-                if start >= warmup_end {
-                    if ok {
-                        latencies.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                    } else {
-                        errors += 1;
-                    }
-                }
+                tally.record(start, warmup_end, ok);
             }
-            (latencies, errors)
+            tally
         }));
     }
     let mut all = Vec::new();
     let mut errors = 0;
     for w in workers {
-        let (l, e) = w.await?;
-        all.extend(l);
-        errors += e;
+        let tally = w.await?;
+        all.extend(tally.latencies);
+        errors += tally.errors;
     }
     all.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -261,6 +254,30 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// What one load client saw.
+#[derive(Default)]
+struct Tally {
+    /// Latencies (µs) of allowed decisions sent after the warm-up.
+    latencies: Vec<u32>,
+    /// Anything else sent after the warm-up.
+    errors: u64,
+}
+
+impl Tally {
+    fn record(&mut self, start: Instant, warmup_end: Instant, allowed: bool) {
+        if start < warmup_end {
+            return;
+        }
+        if allowed {
+            let micros = start.elapsed().as_micros();
+            self.latencies
+                .push(u32::try_from(micros).unwrap_or(u32::MAX));
+        } else {
+            self.errors += 1;
+        }
+    }
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         (a / b * 100.0).round() / 100.0
@@ -277,7 +294,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// request is prepared once, each response is read up to its
 /// `Content-Length` and only its status and decision are looked at.
 mod raw {
-    use super::contains;
+    use super::{contains, Tally};
     use anyhow::{bail, Context, Result};
     use std::sync::Arc;
     use std::time::Instant;
@@ -319,9 +336,8 @@ mod raw {
         idempotency: bool,
         warmup_end: Instant,
         end: Instant,
-    ) -> (Vec<u32>, u64) {
-        let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
-        let mut errors = 0u64;
+    ) -> Tally {
+        let mut tally = Tally::default();
         let mut conn: Option<TcpStream> = None;
         let mut request = Vec::with_capacity(1024);
         let mut buf = Vec::with_capacity(8192);
@@ -346,15 +362,9 @@ mod raw {
                     false
                 }
             };
-            if start >= warmup_end {
-                if ok {
-                    latencies.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                } else {
-                    errors += 1;
-                }
-            }
+            tally.record(start, warmup_end, ok);
         }
-        (latencies, errors)
+        tally
     }
 
     /// One request and its response (body left in `buf`); returns the status.
