@@ -215,6 +215,33 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Progress>) -> Progress {
         .expect("session ended without this event")
 }
 
+/// A session of `probe` submitting `t.export` (two approvals needed), in
+/// the background, claiming at once as `claim_as` if given; its progress
+/// comes through the receiver.
+fn spawn_export(
+    client: &Client,
+    probe: &Probe,
+    claim_as: Option<PrincipalRef>,
+) -> (
+    tokio::task::JoinHandle<SessionEnd<&'static str>>,
+    mpsc::UnboundedReceiver<Progress>,
+) {
+    let (mut observer, rx) = events();
+    let (client, probe) = (client.clone(), probe.clone());
+    let session = tokio::spawn(async move {
+        Session::new(&client)
+            .claim_at_once(claim_as)
+            .run(
+                Start::submit(body("t.export")),
+                probe,
+                &mut observer,
+                never(),
+            )
+            .await
+    });
+    (session, rx)
+}
+
 fn never() -> std::future::Pending<()> {
     std::future::pending()
 }
@@ -261,20 +288,7 @@ async fn each_review_is_reported_as_it_lands_then_the_action_runs() {
     let gw = Gateway::start().await;
     let client = gw.client("bot");
     let probe = Probe::new(body("t.export"));
-    let (mut observer, mut rx) = events();
-    let session = {
-        let (client, probe) = (client.clone(), probe.clone());
-        tokio::spawn(async move {
-            Session::new(&client)
-                .run(
-                    Start::submit(body("t.export")),
-                    probe,
-                    &mut observer,
-                    never(),
-                )
-                .await
-        })
-    };
+    let (session, mut rx) = spawn_export(&client, &probe, None);
     let Progress::Submitted(view) = next(&mut rx).await else {
         panic!("first event is not Submitted")
     };
@@ -345,20 +359,7 @@ async fn denials_end_the_session_with_who_and_why() {
     }
 
     let probe = Probe::new(body("t.export"));
-    let (mut observer, mut rx) = events();
-    let session = {
-        let (client, probe) = (client.clone(), probe.clone());
-        tokio::spawn(async move {
-            Session::new(&client)
-                .run(
-                    Start::submit(body("t.export")),
-                    probe,
-                    &mut observer,
-                    never(),
-                )
-                .await
-        })
-    };
+    let (session, mut rx) = spawn_export(&client, &probe, None);
     let Progress::Submitted(view) = next(&mut rx).await else {
         panic!()
     };
@@ -773,22 +774,7 @@ async fn claiming_at_once_still_waits_for_the_approvals_a_policy_asks_for() {
     let client = gw.client("bot");
     let me = client.whoami().await.unwrap().principal.reference();
     let probe = Probe::new(body("t.export"));
-    let (mut observer, mut rx) = events();
-    let session = {
-        let client = client.clone();
-        let probe = probe.clone();
-        tokio::spawn(async move {
-            Session::new(&client)
-                .claim_at_once(Some(me))
-                .run(
-                    Start::submit(body("t.export")),
-                    probe,
-                    &mut observer,
-                    never(),
-                )
-                .await
-        })
-    };
+    let (session, mut rx) = spawn_export(&client, &probe, Some(me));
     let Progress::Submitted(view) = next(&mut rx).await else {
         panic!("no submission")
     };
