@@ -152,6 +152,40 @@ fn a_reload_on_one_replica_is_enforced_by_the_other() {
 }
 
 #[test]
+fn a_claim_at_once_is_decided_by_the_set_every_replica_enforces() {
+    let a = Gateway::start(Backend::Postgres);
+    let b = a.replica();
+    let read = || json!({"action": "test.read", "resource": "customers", "environment": "prod"});
+    // the digest a gate would compute for this body (the gateway computes
+    // the same one)
+    let digest = a.submit("bot", read())["digest"].clone();
+    let with_claim = || {
+        let mut body = read();
+        body["claim_digest"] = digest.clone();
+        body
+    };
+    let claimed = a.submit("bot", with_claim());
+    assert_eq!(claimed["status"], "executing", "{claimed:#}");
+
+    // B forbids reads; A is asked at once, before its follower converges:
+    // a submission that claims is decided by the active set, not A's copy
+    std::fs::write(
+        b.policies.join("zz-no-reads.cedar"),
+        "@id(\"no-reads\")\n@reason(\"reads are frozen\")\nforbid(principal, action == Action::\"test.read\", resource);\n",
+    )
+    .unwrap();
+    b.post_as("root", "/v1/policy/reload", json!({}))
+        .expect(200);
+    let refused = a.submit("bot", with_claim());
+    assert_eq!(refused["status"], "denied", "{refused:#}");
+    assert_eq!(
+        refused["verdict"]["policy_ids"],
+        json!(["no-reads"]),
+        "{refused:#}"
+    );
+}
+
+#[test]
 fn a_catalog_change_on_one_replica_decides_on_the_other() {
     let a = Gateway::start(Backend::Postgres);
     std::fs::write(
