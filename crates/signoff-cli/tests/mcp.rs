@@ -1446,3 +1446,276 @@ fn the_http_proxy_stops_with_a_stream_open() {
     );
     drop(stream);
 }
+
+/// scripts/mcp_modern_server.py (the official Python SDK's server) over
+/// stdio: the command.
+fn modern_server_cmd() -> Vec<String> {
+    vec![
+        plain(&deps().join("venv/bin/python")),
+        plain(&repo().join("scripts/mcp_modern_server.py")),
+    ]
+}
+
+/// scripts/mcp_modern_server.py in Streamable HTTP mode; its endpoint URL.
+fn modern_server_over_http() -> (Running, String) {
+    let port = free_port();
+    let mut cmd = modern_server_cmd();
+    let child = Command::new(cmd.remove(0))
+        .args(cmd)
+        .args(["--http", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start scripts/mcp_modern_server.py --http");
+    let running = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the modern server did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (running, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// A gateway for the notes server behind the proxy (`mcp.notes.*`): reads
+/// and tagging are allowed; writes wait for one SRE; deleting is allowed to
+/// ask the user why, and the continuation that carries the answer waits
+/// for one SRE; wiping every note is forbidden.
+fn notes_gateway() -> Gateway {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
+    std::fs::write(
+        gw.policies.join("notes.cedar"),
+        r#"
+@id("notes-routine")
+permit(principal, action in [Action::"mcp.notes.read_note", Action::"mcp.notes.tag_note"], resource);
+
+@id("notes-writes-wait")
+@approval("sre:1")
+permit(principal, action == Action::"mcp.notes.write_note", resource);
+
+@id("notes-delete-asks")
+permit(principal, action == Action::"mcp.notes.delete_note", resource)
+unless { context has input_responses_json };
+
+@id("notes-delete-answered-waits")
+@approval("sre:1")
+@reason("a note is deleted for the reason the user gave")
+permit(principal, action == Action::"mcp.notes.delete_note", resource)
+when { context has input_responses_json && context has request_state };
+
+@id("notes-no-wipe")
+@reason("wiping every note is never allowed")
+forbid(principal, action == Action::"mcp.notes.wipe_notes", resource);
+"#,
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+    gw
+}
+
+/// What the `modern` scenario gives through the proxy, against what it
+/// gave bare, and what the gateway recorded.
+fn check_modern(gw: &Gateway, out: &Value, bare: &Value) {
+    // the same protocol both ways: negotiated by server/discover
+    assert_eq!(bare["protocol_version"], "2026-07-28", "{bare:#}");
+    assert_eq!(out["protocol_version"], "2026-07-28", "{out:#}");
+    assert_eq!(out["discovered_versions"], bare["discovered_versions"]);
+    // every call that ran gave what it gives bare
+    assert_eq!(out["final"], bare["final"], "through the proxy vs bare");
+    let fin = &out["final"];
+    assert_eq!(fin["server"], "modern-notes", "{out:#}");
+    assert_eq!(fin["read"]["text"], "hello from the notes server");
+    assert_eq!(fin["write"]["text"], "wrote 'plan' (7 chars)", "{out:#}");
+    assert_eq!(fin["read_written"]["text"], "ship it");
+    assert_eq!(fin["delete_first_leg"]["resultType"], "input_required");
+    assert_eq!(fin["delete_first_leg"]["has_state"], true);
+    assert_eq!(
+        fin["delete"]["text"], "deleted 'plan' (existed: True) because 'stale draft'",
+        "{out:#}"
+    );
+    assert_eq!(fin["read_deleted"]["text"], "no note 'plan'");
+    assert_eq!(fin["tag"]["text"], "tagged 'welcome' with 'urgent'");
+    assert_eq!(fin["resources"], serde_json::json!(["notes://index"]));
+    assert_eq!(fin["resource_read"], serde_json::json!(["welcome"]));
+    assert_eq!(fin["prompts"], serde_json::json!(["summarize"]));
+    // bare nothing waits, and the forbidden call runs
+    assert!(bare["gated"]["write"].get("request").is_none(), "{bare:#}");
+    assert_eq!(bare["forbidden"]["text"], "wiped 1 notes", "{bare:#}");
+
+    // the write waited (a 2026-07-28 result: resultType), was approved, the
+    // retry ran it
+    let write = &out["gated"]["write"];
+    assert_eq!(write["first"]["isError"], true, "{out:#}");
+    assert_eq!(write["first"]["resultType"], "complete", "{out:#}");
+    let text = write["first"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("waiting for approval from sre:1") && text.contains("has NOT run"),
+        "{text}"
+    );
+    assert_eq!(write["approved_status"], 200, "{out:#}");
+    let view = gw.request(write["request"].as_str().unwrap());
+    assert_eq!(view["status"], "executed", "{view:#}");
+    assert_eq!(view["action"], "mcp.notes.write_note");
+    let ctx = &view["context"];
+    assert_eq!(ctx["mcp"]["protocol_version"], "2026-07-28", "{ctx:#}");
+    assert!(
+        ctx["envelope_json"]
+            .as_str()
+            .unwrap()
+            .contains("\"io.modelcontextprotocol/clientCapabilities\""),
+        "the envelope is bound: {ctx:#}"
+    );
+    assert_eq!(
+        ctx["mcp"]["description"], "Writes a note, replacing one with the same title",
+        "reviewers see the tool's description: {ctx:#}"
+    );
+    assert!(ctx.get("input_responses_json").is_none(), "{ctx:#}");
+
+    // the multi-round trip: the first leg was allowed and asked; the
+    // continuation was its own request, with the user's answer and the
+    // server's state bound and shown; it waited, was approved, and the
+    // retry with the same answer and state ran it
+    let deletes = requests_for(gw, "mcp.notes.delete_note");
+    assert_eq!(deletes.len(), 2, "first leg and continuation: {deletes:#?}");
+    let cont_id = out["gated"]["delete"]["request"].as_str().expect("waited");
+    let first_leg = deletes.iter().find(|r| r["id"] != cont_id).unwrap();
+    let first_leg = poll_outcome(gw, first_leg["id"].as_str().unwrap());
+    assert_eq!(first_leg["status"], "executed", "{first_leg:#}");
+    assert!(first_leg["context"].get("request_state").is_none());
+    let summary = first_leg["outcome"]["summary"].as_str().unwrap();
+    assert!(summary.contains("asked the client for input"), "{summary}");
+    let waiting = &out["gated"]["delete"]["first"];
+    assert_eq!(waiting["isError"], true, "{out:#}");
+    assert!(
+        waiting["text"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for approval from sre:1"),
+        "{out:#}"
+    );
+    assert_eq!(out["gated"]["delete"]["approved_status"], 200);
+    let cont = poll_outcome(gw, cont_id);
+    assert_eq!(cont["status"], "executed", "{cont:#}");
+    assert_eq!(cont["outcome"]["exit_code"], 0, "{cont:#}");
+    assert_eq!(cont["reviews"][0]["reviewer"], "alice", "{cont:#}");
+    let ctx = &cont["context"];
+    let key = out["delete_answer_keys"][0].as_str().unwrap();
+    let answers: Value =
+        serde_json::from_str(ctx["input_responses_json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        answers[key],
+        serde_json::json!({"action": "accept", "content": {"reason": "stale draft"}}),
+        "{ctx:#}"
+    );
+    assert_eq!(ctx["input_responses"][key]["content"]["reason"], "stale draft");
+    assert!(
+        ctx["request_state"].as_str().is_some_and(|s| !s.is_empty()),
+        "{ctx:#}"
+    );
+    let shown = ctx["continuation"].as_str().unwrap();
+    assert!(
+        shown.contains("answers from the client (user input)")
+            && shown.contains("stale draft")
+            && shown.contains("the server's own state"),
+        "{shown}"
+    );
+    assert_eq!(ctx["mcp"]["protocol_version"], "2026-07-28");
+
+    // the SDK-driven round trip: two requests, both allowed, both ran
+    let tags = requests_for(gw, "mcp.notes.tag_note");
+    assert_eq!(tags.len(), 2, "{tags:#?}");
+    for t in &tags {
+        assert_eq!(t["status"], "executed", "{t:#}");
+    }
+    assert_eq!(
+        tags.iter()
+            .filter(|t| t["context"].get("input_responses_json").is_some())
+            .count(),
+        1
+    );
+
+    // forbidden: a readable tool error naming the policy, in 2026-07-28 form
+    let forbidden = &out["forbidden"];
+    assert_eq!(forbidden["isError"], true, "{out:#}");
+    assert_eq!(forbidden["resultType"], "complete", "{out:#}");
+    assert!(
+        forbidden["text"].as_str().unwrap().contains("notes-no-wipe"),
+        "{out:#}"
+    );
+}
+
+/// Protocol revision 2026-07-28 over stdio: the SDK's client and server,
+/// bare and behind `signoff mcp`, give the same results; the proxy gates
+/// every leg of a multi-round-trip call.
+#[test]
+fn modern_protocol_over_stdio_behind_the_proxy() {
+    let gw = notes_gateway();
+    let mut bare_args = vec!["modern".to_owned(), "--".into()];
+    bare_args.extend(modern_server_cmd());
+    let bare = drive(&gw, &bare_args);
+    let mut args = vec!["modern".to_owned(), "--".into()];
+    args.extend(proxied("notes", modern_server_cmd()));
+    let out = drive(&gw, &args);
+    check_modern(&gw, &out, &bare);
+}
+
+/// Protocol revision 2026-07-28 over Streamable HTTP (no initialize, no
+/// session: every POST carries its version, method and name as headers):
+/// the same as over stdio, and headers that disagree with the body are
+/// refused.
+#[test]
+fn modern_protocol_over_http_behind_the_proxy() {
+    let gw = notes_gateway();
+    let (_bare_server, bare_url) = modern_server_over_http();
+    let bare = drive(&gw, &["modern".into(), "--".into(), "--url".into(), bare_url]);
+    let (_server, upstream) = modern_server_over_http();
+    let (_proxy, url) = http_proxy(&gw, "notes", &upstream, "1s");
+    let out = drive(
+        &gw,
+        &["modern".into(), "--".into(), "--url".into(), url.clone()],
+    );
+    check_modern(&gw, &out, &bare);
+
+    // a 2026-07-28 call whose headers say something else than its body:
+    // refused before it is gated or forwarded
+    let before = requests_for(&gw, "mcp.notes.read_note").len();
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"title":"welcome"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let headers = |version: &'static str, name: &'static str| {
+        vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", version),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", name),
+        ]
+    };
+    for (version, name) in [("2025-11-25", "read_note"), ("2026-07-28", "write_note")] {
+        let (status, _, body) = raw(&url, "POST", &headers(version, name), call.as_bytes(), false);
+        assert_eq!(status, 400, "{version} {name}: {body}");
+        assert_eq!(messages_of(&body)[0]["error"]["code"], -32020, "{body}");
+    }
+    assert_eq!(requests_for(&gw, "mcp.notes.read_note").len(), before);
+    // the same call with agreeing headers runs
+    let (status, _, body) = raw(
+        &url,
+        "POST",
+        &headers("2026-07-28", "read_note"),
+        call.as_bytes(),
+        false,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer = response_in(&messages_of(&body), 1);
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "hello from the notes server",
+        "{answer}"
+    );
+}

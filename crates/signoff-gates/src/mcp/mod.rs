@@ -165,6 +165,9 @@ const ENVELOPE_PREFIX: &str = "io.modelcontextprotocol/";
 /// The envelope key naming the protocol version of a request.
 pub(crate) const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
+/// The first protocol version whose results say their `resultType`.
+const FIRST_RESULT_TYPE_VERSION: &str = "2026-07-28";
+
 /// One tool call, as the gate describes, hashes and forwards it.
 #[derive(Debug, Clone, Default)]
 pub struct ToolCall {
@@ -319,9 +322,13 @@ impl ToolCall {
     }
 
     /// Whether the client speaks a protocol version whose results carry a
-    /// `resultType` (2026-07-28 on): it sent the per-request envelope.
+    /// `resultType` (2026-07-28 on), as its envelope says.
     fn wants_result_type(&self) -> bool {
-        self.envelope.contains_key(PROTOCOL_VERSION_KEY)
+        // versions are dates: they order as strings
+        self.envelope
+            .get(PROTOCOL_VERSION_KEY)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v >= FIRST_RESULT_TYPE_VERSION)
     }
 }
 
@@ -1627,6 +1634,11 @@ mod tests {
         assert!(cont.bound_by(&cont.context(&spec())));
         assert!(cont.wants_result_type());
         assert!(!call.wants_result_type());
+        let older = ToolCall {
+            envelope: args(json!({"io.modelcontextprotocol/protocolVersion": "2025-11-25"})),
+            ..ToolCall::default()
+        };
+        assert!(!older.wants_result_type());
     }
 
     #[test]
