@@ -985,8 +985,9 @@ fn requests_for(gw: &Gateway, action: &str) -> Vec<Value> {
 }
 
 /// The HTTP proxy in front of a server that records every byte it gets:
-/// what is refused never reaches it, a gated call reaches it with exactly
-/// the approved parameters and UTF-8 JSON, and a call that may have reached
+/// what is refused never reaches it, a gated call (a multi-round-trip
+/// continuation too) reaches it with exactly the approved parameters and
+/// UTF-8 JSON, and a call that may have reached
 /// it without an answer is recorded as of unknown outcome.
 #[test]
 fn http_proxy_forwards_only_what_it_gated() {
@@ -1090,21 +1091,13 @@ fn http_proxy_forwards_only_what_it_gated() {
             "{bad}: {body}"
         );
     }
-    // M3: what the proxy cannot bind into the approval is refused
-    for field in [
-        r#""task":{"ttl":1000}"#,
-        r#""inputResponses":{}"#,
-        r#""requestState":"s""#,
-    ] {
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"test_simple_text","arguments":{{}},{field}}}}}"#
-        );
-        let (status, _, answer) = post(&[], &body);
-        assert_eq!(status, 200, "{answer}");
-        let answer = &messages_of(&answer)[0];
-        assert_eq!(answer["error"]["code"], -32602, "{answer}");
-        assert!(answer.to_string().contains("cannot gate"), "{answer}");
-    }
+    // M3: what the proxy does not gate (task augmentation) is refused
+    let body = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"task":{"ttl":1000}}}"#;
+    let (status, _, answer) = post(&[], body);
+    assert_eq!(status, 200, "{answer}");
+    let answer = &messages_of(&answer)[0];
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(answer.to_string().contains("cannot gate"), "{answer}");
     // headers that mirror the body must agree with it
     let (status, _, body) = post(&[("Mcp-Method", "tools/call"), ("Mcp-Name", "other")], call);
     assert_eq!(status, 400, "{body}");
@@ -1165,6 +1158,50 @@ fn http_proxy_forwards_only_what_it_gated() {
         &serde_json::json!({"name": "test_simple_text", "arguments": {}, "_meta": {"progressToken": "p6"}}),
     );
 
+    // a multi-round-trip continuation: the client's answers, the server's
+    // state and the protocol envelope are bound into the request and
+    // forwarded exactly; other `_meta` keys and unknown fields are not
+    let continuation = r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"inputResponses":{"ask":{"action":"accept","content":{"reason":"because"}}},"requestState":"opaque-1","_meta":{"progressToken":"p12","io.modelcontextprotocol/protocolVersion":"2025-06-18","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"smuggled":1},"extra":true}}"#;
+    let (status, _, body) = post(&[], continuation);
+    assert_eq!(status, 200, "{body}");
+    let answer = response_in(&messages_of(&body), 12);
+    assert!(answer["result"]["content"].is_array(), "{body}");
+    let got = recorded(&record);
+    let params = &serde_json::from_str::<Value>(got.last().unwrap()["body"].as_str().unwrap())
+        .unwrap()["params"];
+    assert_eq!(
+        params,
+        &serde_json::json!({
+            "name": "test_simple_text", "arguments": {},
+            "inputResponses": {"ask": {"action": "accept", "content": {"reason": "because"}}},
+            "requestState": "opaque-1",
+            "_meta": {
+                "progressToken": "p12",
+                "io.modelcontextprotocol/protocolVersion": "2025-06-18",
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}
+            }
+        }),
+    );
+    let view = &requests_for(&gw, "mcp.guard.test_simple_text")[0];
+    let ctx = &view["context"];
+    assert_eq!(ctx["request_state"], "opaque-1", "{view:#}");
+    assert_eq!(
+        ctx["input_responses_json"],
+        r#"{"ask":{"action":"accept","content":{"reason":"because"}}}"#,
+        "{view:#}"
+    );
+    assert!(
+        !ctx["envelope_json"].as_str().unwrap().contains("smuggled"),
+        "{view:#}"
+    );
+    // the version in the body is the header's
+    let (status, _, body) = post(
+        &[("MCP-Protocol-Version", "2025-11-25")],
+        &continuation.replace("\"id\":12", "\"id\":13"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(messages_of(&body)[0]["error"]["code"], -32020, "{body}");
+
     // a batch: the call gated and forwarded alone, every request answered
     let batch = format!(
         r#"[{},{{"jsonrpc":"2.0","id":8,"method":"ping"}}]"#,
@@ -1219,6 +1256,7 @@ fn http_proxy_forwards_only_what_it_gated() {
     assert_eq!(
         names,
         [
+            "test_simple_text",
             "test_simple_text",
             "test_simple_text",
             "test_drop_connection",
@@ -1281,7 +1319,8 @@ fn poll_outcome(gw: &Gateway, id: &str) -> Value {
 /// With `cat` as the server and a gateway that allows every call, the
 /// client sees exactly what the proxy forwards (cat echoes it) and answers
 /// for the server: a forwarded call goes under an id of the proxy's own,
-/// with exactly the approved parameters; a response with the client's id
+/// with exactly the approved parameters (a continuation's answers and
+/// state and the protocol envelope included, nothing else); a response with the client's id
 /// (to its own ping) is not taken for the call's; the server's answer
 /// comes back under the client's id; a call the server never answers is
 /// recorded as of unknown outcome when the proxy ends.
@@ -1314,15 +1353,30 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
     let mut send = |v: Value| {
         stdin.write_all(format!("{v}\n").as_bytes()).unwrap();
     };
+    // a 2026-07-28 continuation (a multi-round-trip call's second leg)
+    let envelope = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}
+    });
+    let mut meta = envelope.clone();
+    meta["progressToken"] = "p8".into();
+    meta["other"] = 1.into();
     send(
         serde_json::json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{
-        "name":"t","arguments":{"a":1},"_meta":{"progressToken":"p8","other":1},"extra":true}}),
+        "name":"t","arguments":{"a":1},"inputResponses":{"q":{"action":"accept","content":{"x":"y"}}},
+        "requestState":"state-1","_meta":meta,"extra":true}}),
     );
-    // the proxy lists the tools first; the client answers for the server
+    // the proxy lists the tools first, in the call's protocol envelope; the
+    // client answers for the server
     let list = next();
     assert_eq!(list["method"], "tools/list", "{list}");
     assert!(
         list["id"].as_str().unwrap().starts_with("signoff-"),
+        "{list}"
+    );
+    assert_eq!(
+        list["params"],
+        serde_json::json!({"_meta": envelope}),
         "{list}"
     );
     send(serde_json::json!({"jsonrpc":"2.0","id":list["id"],"result":{"tools":[]}}));
@@ -1333,9 +1387,13 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
         ours.as_str().unwrap().starts_with("signoff-call-"),
         "{forwarded}"
     );
+    let mut forwarded_meta = envelope.clone();
+    forwarded_meta["progressToken"] = "p8".into();
     assert_eq!(
         forwarded["params"],
-        serde_json::json!({"name":"t","arguments":{"a":1},"_meta":{"progressToken":"p8"}})
+        serde_json::json!({"name":"t","arguments":{"a":1},
+            "inputResponses":{"q":{"action":"accept","content":{"x":"y"}}},
+            "requestState":"state-1","_meta":forwarded_meta})
     );
     // a ping reusing the call's id, and its answer: not the call's
     send(serde_json::json!({"jsonrpc":"2.0","id":8,"method":"ping"}));
@@ -1616,7 +1674,10 @@ fn check_modern(gw: &Gateway, out: &Value, bare: &Value) {
         serde_json::json!({"action": "accept", "content": {"reason": "stale draft"}}),
         "{ctx:#}"
     );
-    assert_eq!(ctx["input_responses"][key]["content"]["reason"], "stale draft");
+    assert_eq!(
+        ctx["input_responses"][key]["content"]["reason"],
+        "stale draft"
+    );
     assert!(
         ctx["request_state"].as_str().is_some_and(|s| !s.is_empty()),
         "{ctx:#}"
@@ -1648,7 +1709,10 @@ fn check_modern(gw: &Gateway, out: &Value, bare: &Value) {
     assert_eq!(forbidden["isError"], true, "{out:#}");
     assert_eq!(forbidden["resultType"], "complete", "{out:#}");
     assert!(
-        forbidden["text"].as_str().unwrap().contains("notes-no-wipe"),
+        forbidden["text"]
+            .as_str()
+            .unwrap()
+            .contains("notes-no-wipe"),
         "{out:#}"
     );
 }
@@ -1676,7 +1740,10 @@ fn modern_protocol_over_stdio_behind_the_proxy() {
 fn modern_protocol_over_http_behind_the_proxy() {
     let gw = notes_gateway();
     let (_bare_server, bare_url) = modern_server_over_http();
-    let bare = drive(&gw, &["modern".into(), "--".into(), "--url".into(), bare_url]);
+    let bare = drive(
+        &gw,
+        &["modern".into(), "--".into(), "--url".into(), bare_url],
+    );
     let (_server, upstream) = modern_server_over_http();
     let (_proxy, url) = http_proxy(&gw, "notes", &upstream, "1s");
     let out = drive(
@@ -1699,7 +1766,13 @@ fn modern_protocol_over_http_behind_the_proxy() {
         ]
     };
     for (version, name) in [("2025-11-25", "read_note"), ("2026-07-28", "write_note")] {
-        let (status, _, body) = raw(&url, "POST", &headers(version, name), call.as_bytes(), false);
+        let (status, _, body) = raw(
+            &url,
+            "POST",
+            &headers(version, name),
+            call.as_bytes(),
+            false,
+        );
         assert_eq!(status, 400, "{version} {name}: {body}");
         assert_eq!(messages_of(&body)[0]["error"]["code"], -32020, "{body}");
     }

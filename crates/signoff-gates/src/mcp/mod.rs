@@ -284,11 +284,18 @@ impl ToolCall {
     /// tool, arguments, continuation fields and envelope.
     fn bound_by(&self, context: &Map<String, Value>) -> bool {
         let text = |k: &str| context.get(k).and_then(Value::as_str);
-        context.get("mcp").and_then(|m| m.get("tool")).and_then(Value::as_str)
+        context
+            .get("mcp")
+            .and_then(|m| m.get("tool"))
+            .and_then(Value::as_str)
             == Some(self.tool.as_str())
             && text("arguments_json") == Some(canonical_object(&self.arguments).as_str())
             && text("input_responses_json")
-                == self.input_responses.as_ref().map(canonical_object).as_deref()
+                == self
+                    .input_responses
+                    .as_ref()
+                    .map(canonical_object)
+                    .as_deref()
             && text("request_state") == self.request_state.as_deref()
             && text("envelope_json")
                 == (!self.envelope.is_empty())
@@ -1615,7 +1622,9 @@ mod tests {
         let cont = ToolCall {
             tool: "delete".into(),
             arguments: args(json!({"title": "a"})),
-            input_responses: Some(args(json!({"ask": {"action": "accept", "content": {"reason": "x"}}}))),
+            input_responses: Some(args(
+                json!({"ask": {"action": "accept", "content": {"reason": "x"}}}),
+            )),
             request_state: Some("v1.abc".into()),
             envelope: envelope_of(&msg),
             listed: None,
@@ -1623,13 +1632,13 @@ mod tests {
         assert_eq!(
             cont.forwarded_params(Some(&json!("p"))),
             json!({"name": "delete", "arguments": {"title": "a"},
-                "inputResponses": {"ask": {"action": "accept", "content": {"reason": "x"}}},
-                "requestState": "v1.abc",
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
-                    "progressToken": "p"
-                }})
+            "inputResponses": {"ask": {"action": "accept", "content": {"reason": "x"}}},
+            "requestState": "v1.abc",
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+                "progressToken": "p"
+            }})
         );
         assert!(cont.bound_by(&cont.context(&spec())));
         assert!(cont.wants_result_type());
@@ -1666,7 +1675,10 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("\"reason\":\"cleanup\""));
-        assert!(ctx["envelope_json"].as_str().unwrap().contains("2026-07-28"));
+        assert!(ctx["envelope_json"]
+            .as_str()
+            .unwrap()
+            .contains("2026-07-28"));
         // every field is its own call: another request, another retry key
         let calls = [
             first.clone(),
@@ -1688,21 +1700,41 @@ mod tests {
         }
         // the first leg has no continuation keys at all
         let plain = first.context(&s);
-        for k in ["input_responses", "input_responses_json", "request_state", "continuation"] {
+        for k in [
+            "input_responses",
+            "input_responses_json",
+            "request_state",
+            "continuation",
+        ] {
             assert!(plain.get(k).is_none(), "{k}");
         }
         // reviewers see whose input it is, escaped and folded
         let long = ToolCall {
-            input_responses: Some(args(json!({"ask": {"action": "accept", "content": {"reason": "\u{1b}[2Jgo"}}}))),
+            input_responses: Some(args(
+                json!({"ask": {"action": "accept", "content": {"reason": "\u{1b}[2Jgo"}}}),
+            )),
             request_state: Some("s".repeat(400)),
             ..first
         };
         let shown = render_continuation(&long).unwrap();
-        assert!(shown.contains("answers from the client (user input)"), "{shown}");
+        assert!(
+            shown.contains("answers from the client (user input)"),
+            "{shown}"
+        );
         assert!(shown.contains("the server's own state"), "{shown}");
         assert!(shown.contains("(402 chars)"), "{shown}");
         assert!(!shown.contains('\u{1b}'), "{shown}");
         assert!(shown.chars().count() < 600, "{shown}");
+    }
+
+    #[test]
+    fn the_proxys_own_listing_carries_the_calls_envelope() {
+        let (_, plain) = list_request(&Map::new());
+        assert_eq!(plain["params"], json!({}), "older versions: as before");
+        let envelope = args(json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"}));
+        let (key, modern) = list_request(&envelope);
+        assert_eq!(modern["params"], json!({"_meta": envelope}));
+        assert_eq!(key, id_key(&modern["id"]));
     }
 
     #[test]
