@@ -122,6 +122,7 @@ async def everything(cmd):
         async with ClientSession(r, w) as s:
             init = await s.initialize()
             out["server"] = init.server_info.name
+            out["protocol_version"] = init.protocol_version
             tools = (await s.list_tools()).tools
             out["tools"] = sorted(t.name for t in tools)
             out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)

@@ -211,6 +211,8 @@ fn everything_server_passes_through() {
         vec![server_bin("mcp-server-everything")],
     ));
     let out = drive(&gw, &args);
+    // the SDK's handshake-era client: the newest version with `initialize`
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
     assert!(out["tools"].as_array().unwrap().len() > 3, "{out:#}");
     assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
     assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
@@ -567,6 +569,7 @@ fn remote_server_behind_the_http_proxy() {
         &["remote".into(), "--".into(), "--url".into(), url.clone()],
     );
 
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
     // pass-through: tools, prompts, resources, the server's own progress
     let tools = out["tools"].to_string();
     assert!(
