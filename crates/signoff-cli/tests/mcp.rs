@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on setup failures
 //! The agent gates against real parts: `signoff mcp` in front of the
 //! reference MCP servers (`@modelcontextprotocol/server-filesystem` and
-//! `server-everything` from npm), driven by the official Python MCP SDK
-//! (scripts/mcp_drive.py); `signoff hook claude-code` fed recorded
+//! `server-everything` from npm) and of a protocol 2026-07-28 server
+//! written with the official Python MCP SDK (scripts/mcp_modern_server.py),
+//! driven by that SDK's clients (scripts/mcp_drive.py); `signoff hook claude-code` fed recorded
 //! PreToolUse payloads (tests/fixtures/claude-code). The npm and PyPI parts
 //! are installed by scripts/mcp-test-deps.sh into target/mcp-deps.
 

@@ -19,9 +19,9 @@
 //! continuation of a multi-round-trip call (2026-07-28), the client's
 //! `inputResponses` and the server's `requestState`; the request forwarded
 //! after the claim is serialized from exactly the parameters that were
-//! hashed. A call still waiting when the client's
-//! patience (`--wait`) runs out answers with a tool result naming the
-//! request; calling the tool again with the same arguments resumes it.
+//! hashed. A call still waiting when the client's patience (`--wait`) runs
+//! out answers with a tool result naming the request; calling the tool
+//! again with the same arguments resumes it.
 
 mod http;
 mod stdio;
