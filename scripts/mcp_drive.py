@@ -7,13 +7,17 @@ Python MCP SDK, for the MCP gate's end-to-end tests and latency figures.
   mcp_drive.py latency N -- CMD ARGS...        N allowed calls, timed
   mcp_drive.py remote -- --url URL             server-everything behind the
                                                HTTP proxy (`signoff mcp --listen`)
+  mcp_drive.py modern -- CMD ARGS...           protocol 2026-07-28 against
+                                               scripts/mcp_modern_server.py,
+                                               multi-round-trip calls included
 
 After `--`, `--url URL` connects with the Streamable HTTP client instead of
 starting CMD over stdio (every scenario but fs).
 
 Scenarios print one JSON object on stdout; the Rust test asserts on it.
-The fs and remote scenarios approve waiting calls themselves through the
-gateway's API (SIGNOFF_URL, REVIEWER_TOKEN), as a reviewer would.
+The fs, remote and modern scenarios approve waiting calls themselves
+through the gateway's API (SIGNOFF_URL, REVIEWER_TOKEN), as a reviewer
+would.
 """
 import asyncio
 import json
@@ -24,7 +28,8 @@ import sys
 import time
 import urllib.request
 
-from mcp import ClientSession, StdioServerParameters
+from mcp import Client, ClientSession, StdioServerParameters
+from mcp import types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -117,6 +122,7 @@ async def everything(cmd):
         async with ClientSession(r, w) as s:
             init = await s.initialize()
             out["server"] = init.server_info.name
+            out["protocol_version"] = init.protocol_version
             tools = (await s.list_tools()).tools
             out["tools"] = sorted(t.name for t in tools)
             out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)
@@ -232,6 +238,112 @@ async def remote(cmd):
     print(json.dumps(out))
 
 
+def shown_modern(result):
+    """A 2026-07-28 tool result: its text, error flag and resultType."""
+    return dict(shown(result), resultType=result.result_type)
+
+
+async def until_approved(call, record):
+    """Runs `call`; if signoff answers that it waits for approval, approves
+    the request as a reviewer and runs the same call again. What happened
+    goes into `record`; the final result is returned. Bare (no proxy), the
+    first result is the final one."""
+    first = shown_modern(await call())
+    record["first"] = first
+    rid = request_id(first["text"]) if first["isError"] else None
+    if rid and "waiting for approval" in first["text"]:
+        record["request"] = rid
+        record["approved_status"] = approve(rid)
+        return shown_modern(await call())
+    return first
+
+
+async def modern(cmd):
+    """scripts/mcp_modern_server.py with the SDK's client negotiating
+    (`mode="auto"`: server/discover, then 2026-07-28). `final` holds what
+    the calls that ran gave, to compare bare and proxied; `gated` what the
+    proxy did on the way (nothing bare)."""
+    out = {"gated": {}}
+    final = {}
+    asked = []
+
+    async def elicit(context, params):
+        asked.append(params.message)
+        if "tag" in params.message:
+            return types.ElicitResult(action="accept", content={"tag": "urgent"})
+        return types.ElicitResult(action="accept", content={"reason": "stale draft"})
+
+    if cmd[:1] == ["--url"]:
+        server = cmd[1]
+    else:
+        server = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
+    async with Client(server, mode="auto", elicitation_callback=elicit) as c:
+        out["protocol_version"] = c.protocol_version
+        discovered = c.session.discover_result
+        out["discovered_versions"] = list(discovered.supported_versions) if discovered else None
+        final["server"] = c.server_info.name if c.server_info else None
+        final["tools"] = sorted(t.name for t in (await c.list_tools()).tools)
+        final["read"] = shown_modern(await c.call_tool("read_note", {"title": "welcome"}))
+
+        # needs approval: waits, approved, the retry with the same arguments runs
+        write = {"title": "plan", "body": "ship it"}
+        out["gated"]["write"] = {}
+        final["write"] = await until_approved(
+            lambda: c.call_tool("write_note", write), out["gated"]["write"]
+        )
+        final["read_written"] = shown_modern(await c.call_tool("read_note", {"title": "plan"}))
+
+        # multi-round trip, driven by hand: the first leg asks, the
+        # continuation (the user's answer and the server's state) waits for
+        # approval, the retry with the same answer and state runs
+        first = await c.session.call_tool(
+            "delete_note", {"title": "plan"}, allow_input_required=True
+        )
+        final["delete_first_leg"] = {
+            "resultType": first.result_type,
+            "asks": sorted(
+                req.params.message for req in (getattr(first, "input_requests", None) or {}).values()
+            ),
+            "has_state": bool(getattr(first, "request_state", None)),
+        }
+        if isinstance(first, types.InputRequiredResult):
+            answers = {
+                key: types.ElicitResult(action="accept", content={"reason": "stale draft"})
+                for key in first.input_requests
+            }
+            out["delete_answer_keys"] = sorted(answers)
+
+            async def continuation():
+                return await c.session.call_tool(
+                    "delete_note",
+                    {"title": "plan"},
+                    input_responses=answers,
+                    request_state=first.request_state,
+                    allow_input_required=True,
+                )
+
+            out["gated"]["delete"] = {}
+            final["delete"] = await until_approved(continuation, out["gated"]["delete"])
+        final["read_deleted"] = shown_modern(await c.call_tool("read_note", {"title": "plan"}))
+
+        # multi-round trip driven by the SDK: both legs allowed, transparent
+        final["tag"] = shown_modern(await c.call_tool("tag_note", {"title": "welcome"}))
+        final["asked"] = asked
+
+        resources = (await c.list_resources()).resources
+        final["resources"] = sorted(str(r.uri) for r in resources)
+        read = await c.read_resource("notes://index")
+        final["resource_read"] = [getattr(x, "text", None) for x in read.contents]
+        final["prompts"] = sorted(p.name for p in (await c.list_prompts()).prompts)
+        got = await c.get_prompt("summarize", {"title": "welcome"})
+        final["prompt"] = [m.content.text for m in got.messages]
+
+        # last: forbidden through the proxy (bare, it wipes the notes)
+        out["forbidden"] = shown_modern(await c.call_tool("wipe_notes", {}))
+    out["final"] = final
+    print(json.dumps(out))
+
+
 def main():
     argv = sys.argv[1:]
     if "--" not in argv:
@@ -244,6 +356,8 @@ def main():
         asyncio.run(everything(cmd))
     elif head[0] == "remote":
         asyncio.run(remote(cmd))
+    elif head[0] == "modern":
+        asyncio.run(modern(cmd))
     elif head[0] == "latency":
         asyncio.run(latency(int(head[1]), cmd))
     else:

@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on setup failures
 //! The agent gates against real parts: `signoff mcp` in front of the
 //! reference MCP servers (`@modelcontextprotocol/server-filesystem` and
-//! `server-everything` from npm), driven by the official Python MCP SDK
-//! (scripts/mcp_drive.py); `signoff hook claude-code` fed recorded
+//! `server-everything` from npm) and of a protocol 2026-07-28 server
+//! written with the official Python MCP SDK (scripts/mcp_modern_server.py),
+//! driven by that SDK's clients (scripts/mcp_drive.py); `signoff hook claude-code` fed recorded
 //! PreToolUse payloads (tests/fixtures/claude-code). The npm and PyPI parts
 //! are installed by scripts/mcp-test-deps.sh into target/mcp-deps.
 
@@ -211,6 +212,8 @@ fn everything_server_passes_through() {
         vec![server_bin("mcp-server-everything")],
     ));
     let out = drive(&gw, &args);
+    // the SDK's handshake-era client: the newest version with `initialize`
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
     assert!(out["tools"].as_array().unwrap().len() > 3, "{out:#}");
     assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
     assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
@@ -567,6 +570,7 @@ fn remote_server_behind_the_http_proxy() {
         &["remote".into(), "--".into(), "--url".into(), url.clone()],
     );
 
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
     // pass-through: tools, prompts, resources, the server's own progress
     let tools = out["tools"].to_string();
     assert!(
@@ -985,8 +989,9 @@ fn requests_for(gw: &Gateway, action: &str) -> Vec<Value> {
 }
 
 /// The HTTP proxy in front of a server that records every byte it gets:
-/// what is refused never reaches it, a gated call reaches it with exactly
-/// the approved parameters and UTF-8 JSON, and a call that may have reached
+/// what is refused never reaches it, a gated call (a multi-round-trip
+/// continuation too) reaches it with exactly the approved parameters and
+/// UTF-8 JSON, and a call that may have reached
 /// it without an answer is recorded as of unknown outcome.
 #[test]
 fn http_proxy_forwards_only_what_it_gated() {
@@ -1090,21 +1095,13 @@ fn http_proxy_forwards_only_what_it_gated() {
             "{bad}: {body}"
         );
     }
-    // M3: what the proxy cannot bind into the approval is refused
-    for field in [
-        r#""task":{"ttl":1000}"#,
-        r#""inputResponses":{}"#,
-        r#""requestState":"s""#,
-    ] {
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"test_simple_text","arguments":{{}},{field}}}}}"#
-        );
-        let (status, _, answer) = post(&[], &body);
-        assert_eq!(status, 200, "{answer}");
-        let answer = &messages_of(&answer)[0];
-        assert_eq!(answer["error"]["code"], -32602, "{answer}");
-        assert!(answer.to_string().contains("cannot gate"), "{answer}");
-    }
+    // M3: what the proxy does not gate (task augmentation) is refused
+    let body = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"task":{"ttl":1000}}}"#;
+    let (status, _, answer) = post(&[], body);
+    assert_eq!(status, 200, "{answer}");
+    let answer = &messages_of(&answer)[0];
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(answer.to_string().contains("cannot gate"), "{answer}");
     // headers that mirror the body must agree with it
     let (status, _, body) = post(&[("Mcp-Method", "tools/call"), ("Mcp-Name", "other")], call);
     assert_eq!(status, 400, "{body}");
@@ -1165,6 +1162,50 @@ fn http_proxy_forwards_only_what_it_gated() {
         &serde_json::json!({"name": "test_simple_text", "arguments": {}, "_meta": {"progressToken": "p6"}}),
     );
 
+    // a multi-round-trip continuation: the client's answers, the server's
+    // state and the protocol envelope are bound into the request and
+    // forwarded exactly; other `_meta` keys and unknown fields are not
+    let continuation = r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"inputResponses":{"ask":{"action":"accept","content":{"reason":"because"}}},"requestState":"opaque-1","_meta":{"progressToken":"p12","io.modelcontextprotocol/protocolVersion":"2025-06-18","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"smuggled":1},"extra":true}}"#;
+    let (status, _, body) = post(&[], continuation);
+    assert_eq!(status, 200, "{body}");
+    let answer = response_in(&messages_of(&body), 12);
+    assert!(answer["result"]["content"].is_array(), "{body}");
+    let got = recorded(&record);
+    let params = &serde_json::from_str::<Value>(got.last().unwrap()["body"].as_str().unwrap())
+        .unwrap()["params"];
+    assert_eq!(
+        params,
+        &serde_json::json!({
+            "name": "test_simple_text", "arguments": {},
+            "inputResponses": {"ask": {"action": "accept", "content": {"reason": "because"}}},
+            "requestState": "opaque-1",
+            "_meta": {
+                "progressToken": "p12",
+                "io.modelcontextprotocol/protocolVersion": "2025-06-18",
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}
+            }
+        }),
+    );
+    let view = &requests_for(&gw, "mcp.guard.test_simple_text")[0];
+    let ctx = &view["context"];
+    assert_eq!(ctx["request_state"], "opaque-1", "{view:#}");
+    assert_eq!(
+        ctx["input_responses_json"],
+        r#"{"ask":{"action":"accept","content":{"reason":"because"}}}"#,
+        "{view:#}"
+    );
+    assert!(
+        !ctx["envelope_json"].as_str().unwrap().contains("smuggled"),
+        "{view:#}"
+    );
+    // the version in the body is the header's
+    let (status, _, body) = post(
+        &[("MCP-Protocol-Version", "2025-11-25")],
+        &continuation.replace("\"id\":12", "\"id\":13"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(messages_of(&body)[0]["error"]["code"], -32020, "{body}");
+
     // a batch: the call gated and forwarded alone, every request answered
     let batch = format!(
         r#"[{},{{"jsonrpc":"2.0","id":8,"method":"ping"}}]"#,
@@ -1219,6 +1260,7 @@ fn http_proxy_forwards_only_what_it_gated() {
     assert_eq!(
         names,
         [
+            "test_simple_text",
             "test_simple_text",
             "test_simple_text",
             "test_drop_connection",
@@ -1281,7 +1323,8 @@ fn poll_outcome(gw: &Gateway, id: &str) -> Value {
 /// With `cat` as the server and a gateway that allows every call, the
 /// client sees exactly what the proxy forwards (cat echoes it) and answers
 /// for the server: a forwarded call goes under an id of the proxy's own,
-/// with exactly the approved parameters; a response with the client's id
+/// with exactly the approved parameters (a continuation's answers and
+/// state and the protocol envelope included, nothing else); a response with the client's id
 /// (to its own ping) is not taken for the call's; the server's answer
 /// comes back under the client's id; a call the server never answers is
 /// recorded as of unknown outcome when the proxy ends.
@@ -1314,15 +1357,30 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
     let mut send = |v: Value| {
         stdin.write_all(format!("{v}\n").as_bytes()).unwrap();
     };
+    // a 2026-07-28 continuation (a multi-round-trip call's second leg)
+    let envelope = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}
+    });
+    let mut meta = envelope.clone();
+    meta["progressToken"] = "p8".into();
+    meta["other"] = 1.into();
     send(
         serde_json::json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{
-        "name":"t","arguments":{"a":1},"_meta":{"progressToken":"p8","other":1},"extra":true}}),
+        "name":"t","arguments":{"a":1},"inputResponses":{"q":{"action":"accept","content":{"x":"y"}}},
+        "requestState":"state-1","_meta":meta,"extra":true}}),
     );
-    // the proxy lists the tools first; the client answers for the server
+    // the proxy lists the tools first, in the call's protocol envelope; the
+    // client answers for the server
     let list = next();
     assert_eq!(list["method"], "tools/list", "{list}");
     assert!(
         list["id"].as_str().unwrap().starts_with("signoff-"),
+        "{list}"
+    );
+    assert_eq!(
+        list["params"],
+        serde_json::json!({"_meta": envelope}),
         "{list}"
     );
     send(serde_json::json!({"jsonrpc":"2.0","id":list["id"],"result":{"tools":[]}}));
@@ -1333,9 +1391,13 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
         ours.as_str().unwrap().starts_with("signoff-call-"),
         "{forwarded}"
     );
+    let mut forwarded_meta = envelope.clone();
+    forwarded_meta["progressToken"] = "p8".into();
     assert_eq!(
         forwarded["params"],
-        serde_json::json!({"name":"t","arguments":{"a":1},"_meta":{"progressToken":"p8"}})
+        serde_json::json!({"name":"t","arguments":{"a":1},
+            "inputResponses":{"q":{"action":"accept","content":{"x":"y"}}},
+            "requestState":"state-1","_meta":forwarded_meta})
     );
     // a ping reusing the call's id, and its answer: not the call's
     send(serde_json::json!({"jsonrpc":"2.0","id":8,"method":"ping"}));
@@ -1445,4 +1507,292 @@ fn the_http_proxy_stops_with_a_stream_open() {
         "it gave the stream its grace"
     );
     drop(stream);
+}
+
+/// scripts/mcp_modern_server.py (the official Python SDK's server) over
+/// stdio: the command.
+fn modern_server_cmd() -> Vec<String> {
+    vec![
+        plain(&deps().join("venv/bin/python")),
+        plain(&repo().join("scripts/mcp_modern_server.py")),
+    ]
+}
+
+/// scripts/mcp_modern_server.py in Streamable HTTP mode; its endpoint URL.
+fn modern_server_over_http() -> (Running, String) {
+    let port = free_port();
+    let mut cmd = modern_server_cmd();
+    let child = Command::new(cmd.remove(0))
+        .args(cmd)
+        .args(["--http", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start scripts/mcp_modern_server.py --http");
+    let running = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the modern server did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (running, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// A gateway for the notes server behind the proxy (`mcp.notes.*`): reads
+/// and tagging are allowed; writes wait for one SRE; deleting is allowed to
+/// ask the user why, and the continuation that carries the answer waits
+/// for one SRE; wiping every note is forbidden.
+fn notes_gateway() -> Gateway {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
+    std::fs::write(
+        gw.policies.join("notes.cedar"),
+        r#"
+@id("notes-routine")
+permit(principal, action in [Action::"mcp.notes.read_note", Action::"mcp.notes.tag_note"], resource);
+
+@id("notes-writes-wait")
+@approval("sre:1")
+permit(principal, action == Action::"mcp.notes.write_note", resource);
+
+@id("notes-delete-asks")
+permit(principal, action == Action::"mcp.notes.delete_note", resource)
+unless { context has input_responses_json };
+
+@id("notes-delete-answered-waits")
+@approval("sre:1")
+@reason("a note is deleted for the reason the user gave")
+permit(principal, action == Action::"mcp.notes.delete_note", resource)
+when { context has input_responses_json && context has request_state };
+
+@id("notes-no-wipe")
+@reason("wiping every note is never allowed")
+forbid(principal, action == Action::"mcp.notes.wipe_notes", resource);
+"#,
+    )
+    .unwrap();
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    gw.add_principal(
+        "coder",
+        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    );
+    gw
+}
+
+/// What the `modern` scenario gives through the proxy, against what it
+/// gave bare, and what the gateway recorded.
+fn check_modern(gw: &Gateway, out: &Value, bare: &Value) {
+    // the same protocol both ways: negotiated by server/discover
+    assert_eq!(bare["protocol_version"], "2026-07-28", "{bare:#}");
+    assert_eq!(out["protocol_version"], "2026-07-28", "{out:#}");
+    assert_eq!(out["discovered_versions"], bare["discovered_versions"]);
+    // every call that ran gave what it gives bare
+    assert_eq!(out["final"], bare["final"], "through the proxy vs bare");
+    let fin = &out["final"];
+    assert_eq!(fin["server"], "modern-notes", "{out:#}");
+    assert_eq!(fin["read"]["text"], "hello from the notes server");
+    assert_eq!(fin["write"]["text"], "wrote 'plan' (7 chars)", "{out:#}");
+    assert_eq!(fin["read_written"]["text"], "ship it");
+    assert_eq!(fin["delete_first_leg"]["resultType"], "input_required");
+    assert_eq!(fin["delete_first_leg"]["has_state"], true);
+    assert_eq!(
+        fin["delete"]["text"], "deleted 'plan' (existed: True) because 'stale draft'",
+        "{out:#}"
+    );
+    assert_eq!(fin["read_deleted"]["text"], "no note 'plan'");
+    assert_eq!(fin["tag"]["text"], "tagged 'welcome' with 'urgent'");
+    assert_eq!(fin["resources"], serde_json::json!(["notes://index"]));
+    assert_eq!(fin["resource_read"], serde_json::json!(["welcome"]));
+    assert_eq!(fin["prompts"], serde_json::json!(["summarize"]));
+    // bare nothing waits, and the forbidden call runs
+    assert!(bare["gated"]["write"].get("request").is_none(), "{bare:#}");
+    assert_eq!(bare["forbidden"]["text"], "wiped 1 notes", "{bare:#}");
+
+    // the write waited (a 2026-07-28 result: resultType), was approved, the
+    // retry ran it
+    let write = &out["gated"]["write"];
+    assert_eq!(write["first"]["isError"], true, "{out:#}");
+    assert_eq!(write["first"]["resultType"], "complete", "{out:#}");
+    let text = write["first"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("waiting for approval from sre:1") && text.contains("has NOT run"),
+        "{text}"
+    );
+    assert_eq!(write["approved_status"], 200, "{out:#}");
+    let view = gw.request(write["request"].as_str().unwrap());
+    assert_eq!(view["status"], "executed", "{view:#}");
+    assert_eq!(view["action"], "mcp.notes.write_note");
+    let ctx = &view["context"];
+    assert_eq!(ctx["mcp"]["protocol_version"], "2026-07-28", "{ctx:#}");
+    assert!(
+        ctx["envelope_json"]
+            .as_str()
+            .unwrap()
+            .contains("\"io.modelcontextprotocol/clientCapabilities\""),
+        "the envelope is bound: {ctx:#}"
+    );
+    assert_eq!(
+        ctx["mcp"]["description"], "Writes a note, replacing one with the same title",
+        "reviewers see the tool's description: {ctx:#}"
+    );
+    assert!(ctx.get("input_responses_json").is_none(), "{ctx:#}");
+
+    // the multi-round trip: the first leg was allowed and asked; the
+    // continuation was its own request, with the user's answer and the
+    // server's state bound and shown; it waited, was approved, and the
+    // retry with the same answer and state ran it
+    let deletes = requests_for(gw, "mcp.notes.delete_note");
+    assert_eq!(deletes.len(), 2, "first leg and continuation: {deletes:#?}");
+    let cont_id = out["gated"]["delete"]["request"].as_str().expect("waited");
+    let first_leg = deletes.iter().find(|r| r["id"] != cont_id).unwrap();
+    let first_leg = poll_outcome(gw, first_leg["id"].as_str().unwrap());
+    assert_eq!(first_leg["status"], "executed", "{first_leg:#}");
+    assert!(first_leg["context"].get("request_state").is_none());
+    let summary = first_leg["outcome"]["summary"].as_str().unwrap();
+    assert!(summary.contains("asked the client for input"), "{summary}");
+    let waiting = &out["gated"]["delete"]["first"];
+    assert_eq!(waiting["isError"], true, "{out:#}");
+    assert!(
+        waiting["text"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for approval from sre:1"),
+        "{out:#}"
+    );
+    assert_eq!(out["gated"]["delete"]["approved_status"], 200);
+    let cont = poll_outcome(gw, cont_id);
+    assert_eq!(cont["status"], "executed", "{cont:#}");
+    assert_eq!(cont["outcome"]["exit_code"], 0, "{cont:#}");
+    assert_eq!(cont["reviews"][0]["reviewer"], "alice", "{cont:#}");
+    let ctx = &cont["context"];
+    let key = out["delete_answer_keys"][0].as_str().unwrap();
+    let answers: Value =
+        serde_json::from_str(ctx["input_responses_json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        answers[key],
+        serde_json::json!({"action": "accept", "content": {"reason": "stale draft"}}),
+        "{ctx:#}"
+    );
+    assert_eq!(
+        ctx["input_responses"][key]["content"]["reason"],
+        "stale draft"
+    );
+    assert!(
+        ctx["request_state"].as_str().is_some_and(|s| !s.is_empty()),
+        "{ctx:#}"
+    );
+    let shown = ctx["continuation"].as_str().unwrap();
+    assert!(
+        shown.contains("answers from the client (user input)")
+            && shown.contains("stale draft")
+            && shown.contains("the server's own state"),
+        "{shown}"
+    );
+    assert_eq!(ctx["mcp"]["protocol_version"], "2026-07-28");
+
+    // the SDK-driven round trip: two requests, both allowed, both ran
+    let tags = requests_for(gw, "mcp.notes.tag_note");
+    assert_eq!(tags.len(), 2, "{tags:#?}");
+    for t in &tags {
+        assert_eq!(t["status"], "executed", "{t:#}");
+    }
+    assert_eq!(
+        tags.iter()
+            .filter(|t| t["context"].get("input_responses_json").is_some())
+            .count(),
+        1
+    );
+
+    // forbidden: a readable tool error naming the policy, in 2026-07-28 form
+    let forbidden = &out["forbidden"];
+    assert_eq!(forbidden["isError"], true, "{out:#}");
+    assert_eq!(forbidden["resultType"], "complete", "{out:#}");
+    assert!(
+        forbidden["text"]
+            .as_str()
+            .unwrap()
+            .contains("notes-no-wipe"),
+        "{out:#}"
+    );
+}
+
+/// Protocol revision 2026-07-28 over stdio: the SDK's client and server,
+/// bare and behind `signoff mcp`, give the same results; the proxy gates
+/// every leg of a multi-round-trip call.
+#[test]
+fn modern_protocol_over_stdio_behind_the_proxy() {
+    let gw = notes_gateway();
+    let mut bare_args = vec!["modern".to_owned(), "--".into()];
+    bare_args.extend(modern_server_cmd());
+    let bare = drive(&gw, &bare_args);
+    let mut args = vec!["modern".to_owned(), "--".into()];
+    args.extend(proxied("notes", modern_server_cmd()));
+    let out = drive(&gw, &args);
+    check_modern(&gw, &out, &bare);
+}
+
+/// Protocol revision 2026-07-28 over Streamable HTTP (no initialize, no
+/// session: every POST carries its version, method and name as headers):
+/// the same as over stdio, and headers that disagree with the body are
+/// refused.
+#[test]
+fn modern_protocol_over_http_behind_the_proxy() {
+    let gw = notes_gateway();
+    let (_bare_server, bare_url) = modern_server_over_http();
+    let bare = drive(
+        &gw,
+        &["modern".into(), "--".into(), "--url".into(), bare_url],
+    );
+    let (_server, upstream) = modern_server_over_http();
+    let (_proxy, url) = http_proxy(&gw, "notes", &upstream, "1s");
+    let out = drive(
+        &gw,
+        &["modern".into(), "--".into(), "--url".into(), url.clone()],
+    );
+    check_modern(&gw, &out, &bare);
+
+    // a 2026-07-28 call whose headers say something else than its body:
+    // refused before it is gated or forwarded
+    let before = requests_for(&gw, "mcp.notes.read_note").len();
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"title":"welcome"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let headers = |version: &'static str, name: &'static str| {
+        vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", version),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", name),
+        ]
+    };
+    for (version, name) in [("2025-11-25", "read_note"), ("2026-07-28", "write_note")] {
+        let (status, _, body) = raw(
+            &url,
+            "POST",
+            &headers(version, name),
+            call.as_bytes(),
+            false,
+        );
+        assert_eq!(status, 400, "{version} {name}: {body}");
+        assert_eq!(messages_of(&body)[0]["error"]["code"], -32020, "{body}");
+    }
+    assert_eq!(requests_for(&gw, "mcp.notes.read_note").len(), before);
+    // the same call with agreeing headers runs
+    let (status, _, body) = raw(
+        &url,
+        "POST",
+        &headers("2026-07-28", "read_note"),
+        call.as_bytes(),
+        false,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer = response_in(&messages_of(&body), 1);
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "hello from the notes server",
+        "{answer}"
+    );
 }

@@ -83,7 +83,7 @@ pub fn submit_body(input: &HookInput, environment: Option<String>) -> SubmitRequ
     let call = ToolCall {
         tool: input.tool_name.clone(),
         arguments: input.tool_input.clone(),
-        listed: None,
+        ..ToolCall::default()
     };
     let mut claude = Map::new();
     claude.insert("tool".into(), Value::String(input.tool_name.clone()));

@@ -26,7 +26,7 @@
 use super::{
     classify, error_response, error_without_id, id_key, is_response_to, list_request, response_to,
     split_query, why, Channel, Classified, Forwarded, Gate, Incoming, McpError, McpServer, McpSpec,
-    GRACE, LIST_WAIT,
+    GRACE, LIST_WAIT, PROTOCOL_VERSION_KEY,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -468,7 +468,23 @@ fn mirror_of(v: &Value) -> Option<String> {
 /// on a single message, `Mcp-Method` is its method, and on a `tools/call`,
 /// `Mcp-Name` is the tool and every `Mcp-Param-*` mirrors the argument the
 /// listed tool's schema maps to it (`x-mcp-header`). A batch carries none.
+/// A `tools/call` whose `_meta` names its protocol version (2026-07-28 on)
+/// must name the one its `MCP-Protocol-Version` header does: the version
+/// the digest binds is the one the server acts on.
 fn check_mirrors(headers: &HeaderMap, body: &Classified, gate: &Gate) -> Result<(), String> {
+    if let (false, Some(Incoming::Call { msg, .. })) = (body.batch, body.messages.first()) {
+        let bound = msg
+            .pointer("/params/_meta")
+            .and_then(|m| m.get(PROTOCOL_VERSION_KEY));
+        if let (Some(bound), Some(header)) = (bound, headers.get("mcp-protocol-version")) {
+            if bound.as_str() != header.to_str().ok() {
+                return Err(
+                    "the mcp-protocol-version header does not match the protocol version in the body's _meta"
+                        .into(),
+                );
+            }
+        }
+    }
     let mirrors: Vec<(&HeaderName, &HeaderValue)> = headers
         .iter()
         .filter(|(n, _)| {
@@ -845,8 +861,12 @@ impl HttpState {
     }
 
     /// The proxy's own `tools/list`, in the client's session.
-    async fn list_tools(&self, client_headers: &HeaderMap) -> Option<Value> {
-        let (key, body) = list_request();
+    async fn list_tools(
+        &self,
+        client_headers: &HeaderMap,
+        envelope: &serde_json::Map<String, Value>,
+    ) -> Option<Value> {
+        let (key, body) = list_request(envelope);
         let mut headers = HeaderMap::new();
         for (name, value) in client_headers {
             let n = name.as_str();
@@ -1281,8 +1301,8 @@ impl Channel for HttpCall {
         Forwarded::Answered(found)
     }
 
-    async fn list_tools(&self) -> Option<Value> {
-        self.st.list_tools(&self.headers).await
+    async fn list_tools(&self, envelope: &serde_json::Map<String, Value>) -> Option<Value> {
+        self.st.list_tools(&self.headers, envelope).await
     }
 }
 
@@ -1327,8 +1347,8 @@ impl Channel for Collect {
         }
     }
 
-    async fn list_tools(&self) -> Option<Value> {
-        self.st.list_tools(&self.headers).await
+    async fn list_tools(&self, envelope: &serde_json::Map<String, Value>) -> Option<Value> {
+        self.st.list_tools(&self.headers, envelope).await
     }
 }
 
@@ -1517,5 +1537,15 @@ mod tests {
         assert!(check_mirrors(&headers(&[("mcp-method", "tools/call")]), &ping, &st.gate).is_err());
         let batch = classify(json!([{"jsonrpc":"2.0","id":1,"method":"ping"}])).unwrap();
         assert!(check_mirrors(&headers(&[("mcp-method", "ping")]), &batch, &st.gate).is_err());
+        // 2026-07-28: the version the body binds is the header's
+        let modern = classify(json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+            "params":{"name":"query","arguments":{},
+                "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}))
+        .unwrap();
+        let v = |version: &str| headers(&[("mcp-protocol-version", version)]);
+        assert!(check_mirrors(&v("2026-07-28"), &modern, &st.gate).is_ok());
+        let why = check_mirrors(&v("2025-11-25"), &modern, &st.gate).unwrap_err();
+        assert!(why.contains("mcp-protocol-version"), "{why}");
+        assert!(check_mirrors(&v("2025-11-25"), &body, &st.gate).is_ok());
     }
 }

@@ -13,11 +13,15 @@
 //! version rmcp knows without negotiating one itself.
 //!
 //! A gated call runs the shared [`crate::session`]: the digest covers the
-//! tool, the server's identity (name and command) and the full arguments,
-//! and the request forwarded after the claim is serialized from exactly the
-//! parameters that were hashed. A call still waiting when the client's
-//! patience (`--wait`) runs out answers with a tool result naming the
-//! request; calling the tool again with the same arguments resumes it.
+//! tool, the server's identity (name and command), the full arguments, the
+//! client's protocol envelope (the `io.modelcontextprotocol/` keys of
+//! `_meta`: protocol version, capabilities, client info) and, on the
+//! continuation of a multi-round-trip call (2026-07-28), the client's
+//! `inputResponses` and the server's `requestState`; the request forwarded
+//! after the claim is serialized from exactly the parameters that were
+//! hashed. A call still waiting when the client's patience (`--wait`) runs
+//! out answers with a tool result naming the request; calling the tool
+//! again with the same arguments resumes it.
 
 mod http;
 mod stdio;
@@ -151,13 +155,36 @@ pub fn action_segment(s: &str) -> String {
     }
 }
 
+/// The `_meta` keys of a request that the protocol reserves for its own
+/// per-request envelope (2026-07-28: protocol version, client capabilities,
+/// client info, log level): bound and forwarded. Other `_meta` keys are
+/// neither (only `progressToken` is forwarded, unbound: it only tags
+/// progress notifications).
+const ENVELOPE_PREFIX: &str = "io.modelcontextprotocol/";
+
+/// The envelope key naming the protocol version of a request.
+pub(crate) const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// The first protocol version whose results say their `resultType`.
+const FIRST_RESULT_TYPE_VERSION: &str = "2026-07-28";
+
 /// One tool call, as the gate describes, hashes and forwards it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ToolCall {
     /// The tool.
     pub tool: String,
     /// The full arguments.
     pub arguments: Map<String, Value>,
+    /// On the continuation of a multi-round-trip call: the client's answers
+    /// to the server's input requests (what the user or the client's model
+    /// said), as sent.
+    pub input_responses: Option<Map<String, Value>>,
+    /// On the continuation of a multi-round-trip call: the server's opaque
+    /// state, echoed back by the client, as sent.
+    pub request_state: Option<String>,
+    /// The client's per-request protocol envelope: the `_meta` keys under
+    /// `io.modelcontextprotocol/`.
+    pub envelope: Map<String, Value>,
     /// What `tools/list` said about the tool, if the server listed it.
     pub listed: Option<Tool>,
 }
@@ -166,11 +193,18 @@ impl ToolCall {
     /// The request's context: the call, the server, the tool's description
     /// and the server's own hints (untrusted), a readable rendering of the
     /// arguments, and the arguments themselves — as canonical JSON, so the
-    /// digest covers every byte the server will receive.
+    /// digest covers every byte the server will receive. A continuation
+    /// adds the client's answers and the server's state (and a readable
+    /// rendering of both, `continuation`); a request with a protocol
+    /// envelope adds it (`envelope_json`, and the version as
+    /// `mcp.protocol_version`). Calls without them have no such keys.
     pub fn context(&self, spec: &McpSpec) -> Map<String, Value> {
         let mut mcp = Map::new();
         mcp.insert("server".into(), spec.server_identity());
         mcp.insert("tool".into(), Value::String(self.tool.clone()));
+        if let Some(v) = self.envelope.get(PROTOCOL_VERSION_KEY) {
+            mcp.insert("protocol_version".into(), v.clone());
+        }
         if let Some(tool) = &self.listed {
             if let Some(d) = &tool.description {
                 mcp.insert("description".into(), Value::String(d.to_string()));
@@ -200,20 +234,127 @@ impl ToolCall {
         );
         ctx.insert(
             "arguments_json".into(),
-            Value::String(signoff_core::jcs::value_to_string(&Value::Object(
-                self.arguments.clone(),
-            ))),
+            Value::String(canonical_object(&self.arguments)),
         );
+        if let Some(answers) = &self.input_responses {
+            ctx.insert(
+                "input_responses".into(),
+                policy_safe(&Value::Object(answers.clone())),
+            );
+            ctx.insert(
+                "input_responses_json".into(),
+                Value::String(canonical_object(answers)),
+            );
+        }
+        if let Some(state) = &self.request_state {
+            ctx.insert("request_state".into(), Value::String(state.clone()));
+        }
+        if let Some(shown) = render_continuation(self) {
+            ctx.insert("continuation".into(), Value::String(shown));
+        }
+        if !self.envelope.is_empty() {
+            ctx.insert(
+                "envelope_json".into(),
+                Value::String(canonical_object(&self.envelope)),
+            );
+        }
         ctx
     }
 
-    /// The key a retry with the same tool and arguments is recognised by.
+    /// The key a retry of the same call is recognised by: the tool, the
+    /// arguments and, when there are any, the continuation's fields and the
+    /// envelope (a call without them keys as it always did).
     fn retry_key(&self) -> String {
-        let v = json!({ "tool": self.tool, "arguments": self.arguments });
+        let mut v = json!({ "tool": self.tool, "arguments": self.arguments });
+        if let Some(answers) = &self.input_responses {
+            v["inputResponses"] = Value::Object(answers.clone());
+        }
+        if let Some(state) = &self.request_state {
+            v["requestState"] = Value::String(state.clone());
+        }
+        if !self.envelope.is_empty() {
+            v["envelope"] = Value::Object(self.envelope.clone());
+        }
         hex::encode(Sha256::digest(
             signoff_core::jcs::value_to_string(&v).as_bytes(),
         ))
     }
+
+    /// Whether `context` (a claimed request's) binds exactly this call's
+    /// tool, arguments, continuation fields and envelope.
+    fn bound_by(&self, context: &Map<String, Value>) -> bool {
+        let text = |k: &str| context.get(k).and_then(Value::as_str);
+        context
+            .get("mcp")
+            .and_then(|m| m.get("tool"))
+            .and_then(Value::as_str)
+            == Some(self.tool.as_str())
+            && text("arguments_json") == Some(canonical_object(&self.arguments).as_str())
+            && text("input_responses_json")
+                == self
+                    .input_responses
+                    .as_ref()
+                    .map(canonical_object)
+                    .as_deref()
+            && text("request_state") == self.request_state.as_deref()
+            && text("envelope_json")
+                == (!self.envelope.is_empty())
+                    .then(|| canonical_object(&self.envelope))
+                    .as_deref()
+    }
+
+    /// The parameters forwarded for this call once approved: exactly the
+    /// tool, the arguments, the continuation's fields and the envelope that
+    /// were hashed, and the client's progress token (which only tags the
+    /// server's progress notifications). Nothing else of what the client
+    /// sent reaches the server.
+    pub(crate) fn forwarded_params(&self, progress_token: Option<&Value>) -> Value {
+        let mut params = Map::new();
+        params.insert("name".into(), Value::String(self.tool.clone()));
+        params.insert("arguments".into(), Value::Object(self.arguments.clone()));
+        if let Some(answers) = &self.input_responses {
+            params.insert("inputResponses".into(), Value::Object(answers.clone()));
+        }
+        if let Some(state) = &self.request_state {
+            params.insert("requestState".into(), Value::String(state.clone()));
+        }
+        let mut meta = self.envelope.clone();
+        if let Some(token) = progress_token {
+            meta.insert("progressToken".into(), token.clone());
+        }
+        if !meta.is_empty() {
+            params.insert("_meta".into(), Value::Object(meta));
+        }
+        Value::Object(params)
+    }
+
+    /// Whether the client speaks a protocol version whose results carry a
+    /// `resultType` (2026-07-28 on), as its envelope says.
+    fn wants_result_type(&self) -> bool {
+        // versions are dates: they order as strings
+        self.envelope
+            .get(PROTOCOL_VERSION_KEY)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v >= FIRST_RESULT_TYPE_VERSION)
+    }
+}
+
+/// The protocol envelope of a request's `_meta`: its
+/// `io.modelcontextprotocol/` keys.
+pub(crate) fn envelope_of(msg: &Value) -> Map<String, Value> {
+    msg.pointer("/params/_meta")
+        .and_then(Value::as_object)
+        .map(|meta| {
+            meta.iter()
+                .filter(|(k, _)| k.starts_with(ENVELOPE_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn canonical_object(map: &Map<String, Value>) -> String {
+    signoff_core::jcs::value_to_string(&Value::Object(map.clone()))
 }
 
 /// Cedar has no null and no floats: the arguments as policies see them,
@@ -242,27 +383,52 @@ fn policy_safe(v: &Value) -> Value {
 /// Longest argument value shown in full to reviewers.
 const SHOWN: usize = 200;
 
+/// `key=value`: one line, control characters escaped, a long value folded.
+fn render_pair(k: &str, v: &Value) -> String {
+    let text = match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    let n = text.chars().count();
+    let shown = display::cell(&text, SHOWN);
+    if n > SHOWN {
+        format!("{}={shown} ({n} chars)", display::one_line(k))
+    } else {
+        format!("{}={shown}", display::one_line(k))
+    }
+}
+
 /// `tool(path="/data/a.txt", content="…" (1234 chars))`: one line, control
 /// characters escaped, long values folded.
 pub fn render_call(call: &ToolCall) -> String {
     let args: Vec<String> = call
         .arguments
         .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => format!("{s:?}"),
-                other => other.to_string(),
-            };
-            let n = text.chars().count();
-            let shown = display::cell(&text, SHOWN);
-            if n > SHOWN {
-                format!("{}={shown} ({n} chars)", display::one_line(k))
-            } else {
-                format!("{}={shown}", display::one_line(k))
-            }
-        })
+        .map(|(k, v)| render_pair(k, v))
         .collect();
     format!("{}({})", display::one_line(&call.tool), args.join(", "))
+}
+
+/// What a continuation adds to the call, for reviewers: the client's
+/// answers (what the user, or the client's model, gave the server) and the
+/// server's own state, each marked as whose it is, folded and escaped like
+/// arguments. `None` for a call that is no continuation.
+pub fn render_continuation(call: &ToolCall) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(answers) = &call.input_responses {
+        let shown: Vec<String> = answers.iter().map(|(k, v)| render_pair(k, v)).collect();
+        parts.push(format!(
+            "answers from the client (user input) to the server's questions: {{{}}}",
+            shown.join(", ")
+        ));
+    }
+    if let Some(state) = &call.request_state {
+        parts.push(format!(
+            "the server's own state, echoed by the client (opaque): {}",
+            render_pair("requestState", &Value::String(state.clone()))
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// How often a client that asked for progress hears that its call still
@@ -291,11 +457,12 @@ const PENDING_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// their outcome as unknown, and then gives the records.
 pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
-/// `tools/call` parameters the proxy cannot bind into a request (their
-/// meaning is not the tool's arguments: task augmentation, answers to the
-/// server's input requests and its opaque state), so calls carrying them
-/// are refused rather than forwarded ungated or silently changed.
-const UNGATED_PARAMS: [&str; 3] = ["task", "inputResponses", "requestState"];
+/// `tools/call` parameters the proxy does not gate, so calls carrying them
+/// are refused rather than forwarded ungated or silently changed: task
+/// augmentation (`task`) makes the server answer with a task at once and
+/// run the tool later, its result fetched by other requests the proxy does
+/// not watch, so the outcome it would record is not the tool's.
+const UNGATED_PARAMS: [&str; 1] = ["task"];
 
 /// What became of a call the proxy sent on to the server.
 pub(crate) enum Forwarded {
@@ -378,9 +545,13 @@ pub(crate) trait Channel: Send + Sync + 'static {
     /// answers to the client, and says what became of it.
     fn forward(&self, request: Value) -> impl Future<Output = Forwarded> + Send;
 
-    /// Asks the server for its tools itself: the `tools/list` response, or
-    /// `None` when none came within [`LIST_WAIT`].
-    fn list_tools(&self) -> impl Future<Output = Option<Value>> + Send;
+    /// Asks the server for its tools itself, in the protocol `envelope` of
+    /// the call being gated: the `tools/list` response, or `None` when none
+    /// came within [`LIST_WAIT`].
+    fn list_tools(
+        &self,
+        envelope: &Map<String, Value>,
+    ) -> impl Future<Output = Option<Value>> + Send;
 }
 
 /// A JSON-RPC response.
@@ -415,12 +586,19 @@ pub(crate) fn proxy_id(kind: &str) -> Value {
     Value::String(format!("signoff-{kind}-{}", ulid::Ulid::new()))
 }
 
-/// The proxy's own `tools/list` request, under an id of its own: the key
-/// its response comes back under, and the request.
-pub(crate) fn list_request() -> (String, Value) {
+/// The proxy's own `tools/list` request, under an id of its own and with
+/// the protocol envelope of the call it describes (a 2026-07-28 server
+/// refuses a request without one): the key its response comes back under,
+/// and the request.
+pub(crate) fn list_request(envelope: &Map<String, Value>) -> (String, Value) {
     let id = proxy_id("tools-list");
     let key = id_key(&id);
-    let request = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": {} });
+    let params = if envelope.is_empty() {
+        json!({})
+    } else {
+        json!({ "_meta": envelope })
+    };
+    let request = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params });
     (key, request)
 }
 
@@ -521,24 +699,6 @@ pub(crate) fn classify(msg: Value) -> Result<Classified, Value> {
         });
     }
     Ok(Classified { batch, messages })
-}
-
-/// The parameters forwarded for an approved call: exactly the tool, the
-/// arguments that were hashed, and the client's progress token (which only
-/// tags the server's progress notifications). Nothing else of what the
-/// client sent reaches the server.
-pub(crate) fn forwarded_params(
-    tool: &str,
-    arguments: &Map<String, Value>,
-    progress_token: Option<&Value>,
-) -> Value {
-    let mut params = Map::new();
-    params.insert("name".into(), Value::String(tool.to_owned()));
-    params.insert("arguments".into(), Value::Object(arguments.clone()));
-    if let Some(token) = progress_token {
-        params.insert("_meta".into(), json!({ "progressToken": token }));
-    }
-    Value::Object(params)
 }
 
 /// A request that still waits for a decision, for a retry to resume.
@@ -674,7 +834,12 @@ impl Gate {
     /// What the server listed for `tool`, asking it when the proxy has
     /// never asked, the server said its tools changed, or (at most every
     /// [`RELIST`]) the tool is not among those listed.
-    async fn listed<C: Channel>(&self, ch: &C, tool: &str) -> Option<Tool> {
+    async fn listed<C: Channel>(
+        &self,
+        ch: &C,
+        tool: &str,
+        envelope: &Map<String, Value>,
+    ) -> Option<Tool> {
         let known = self.known_tool(tool);
         let stale = self.tools_stale.load(Ordering::SeqCst);
         if known.is_some() && !stale {
@@ -692,7 +857,7 @@ impl Gate {
             self.tools_stale.store(false, Ordering::SeqCst);
             // a server that does not answer only costs the description and
             // hints, never the call
-            if let Some(answer) = ch.list_tools().await {
+            if let Some(answer) = ch.list_tools(envelope).await {
                 self.learn_tools(&answer);
             }
         }
@@ -817,11 +982,19 @@ impl Gate {
         }
         let progress_token = msg.pointer("/params/_meta/progressToken").cloned();
         let tool = params.name.to_string();
+        let envelope = envelope_of(&msg);
         let call = ToolCall {
-            listed: self.listed(&*ch, &tool).await,
+            listed: self.listed(&*ch, &tool, &envelope).await,
             arguments: params.arguments.clone().unwrap_or_default(),
+            input_responses: params
+                .input_responses
+                .clone()
+                .map(|answers| answers.into_iter().collect()),
+            request_state: params.request_state.clone(),
+            envelope,
             tool,
         };
+        let modern = call.wants_result_type();
         let body = SubmitRequest {
             action: self.spec.action(&call.tool),
             resource: self.spec.resource(&call.tool, &call.arguments),
@@ -847,8 +1020,10 @@ impl Gate {
         let action = Forward {
             ch: Arc::clone(&ch),
             body: body.clone(),
-            tool: call.tool.clone(),
-            arguments: call.arguments.clone(),
+            call: ToolCall {
+                listed: None,
+                ..call.clone()
+            },
             progress_token: progress_token.clone(),
             id: id.clone(),
             stopped: Box::pin(self.stopped()),
@@ -954,7 +1129,7 @@ impl Gate {
             lock(&self.pending).remove(&key);
         }
         // a cancelled call is not answered (the transport ends it)
-        if let Some(result) = answer(&finished, requirement.as_deref()) {
+        if let Some(result) = answer(&finished, requirement.as_deref(), modern) {
             ch.reply(response(&id, result)).await;
         }
         if let SessionEnd::Ran {
@@ -968,17 +1143,20 @@ impl Gate {
     }
 }
 
-/// A tool result with `text`, flagged as an error.
-fn tool_error(text: String) -> Value {
+/// A tool result with `text`, flagged as an error. `modern`: the client
+/// speaks 2026-07-28 or later, where a result says its `resultType`
+/// (older versions have none).
+fn tool_error(text: String, modern: bool) -> Value {
     let mut r = CallToolResult::error(vec![ContentBlock::text(text)]);
-    // older protocol versions have no resultType; every version accepts its absence
-    r.result_type = None;
+    if !modern {
+        r.result_type = None;
+    }
     serde_json::to_value(r).unwrap_or_else(|_| json!({ "content": [], "isError": true }))
 }
 
 /// What the client gets when the call did not run (`None` when it ran —
 /// the server's own response was forwarded — or the client cancelled it).
-fn answer(end: &SessionEnd<()>, requirement: Option<&str>) -> Option<Value> {
+fn answer(end: &SessionEnd<()>, requirement: Option<&str>, modern: bool) -> Option<Value> {
     let naming = |id: Option<&str>| id.map(|i| format!(" (request {i})")).unwrap_or_default();
     let id = end.request_id();
     let text = match end {
@@ -1017,7 +1195,7 @@ fn answer(end: &SessionEnd<()>, requirement: Option<&str>) -> Option<Value> {
             naming(id)
         ),
     };
-    Some(tool_error(display::one_line(&text)))
+    Some(tool_error(display::one_line(&text), modern))
 }
 
 /// Milliseconds, saturating.
@@ -1044,8 +1222,8 @@ fn unknown_outcome(tool: &str, duration: Duration, why: &str) -> OutcomeBody {
 struct Forward<C> {
     ch: Arc<C>,
     body: SubmitRequest,
-    tool: String,
-    arguments: Map<String, Value>,
+    /// The call as it was bound (and will be forwarded).
+    call: ToolCall,
     progress_token: Option<Value>,
     id: Value,
     /// Resolves when the proxy stops.
@@ -1067,13 +1245,14 @@ impl<C: Channel> Forward<C> {
     }
 
     async fn not_forwarded(&self, why: String) -> Execution<()> {
+        let modern = self.call.wants_result_type();
         self.ch
-            .reply(response(&self.id, tool_error(why.clone())))
+            .reply(response(&self.id, tool_error(why.clone(), modern)))
             .await;
         Execution {
             outcome: OutcomeBody::not_run(
                 None,
-                format!("tools/call {}: not run: {why}", self.tool),
+                format!("tools/call {}: not run: {why}", self.call.tool),
             ),
             output: (),
         }
@@ -1090,11 +1269,8 @@ impl<C: Channel> GateAction for Forward<C> {
     async fn run(mut self, claimed: &RequestView) -> Execution<()> {
         // what is about to be sent, hashed again from the parameters
         // themselves: it must be the approved call
-        let tool = self.tool.clone();
-        let same = tool == claimed.request.context["mcp"]["tool"]
-            && Some(
-                signoff_core::jcs::value_to_string(&Value::Object(self.arguments.clone())).as_str(),
-            ) == claimed.request.context["arguments_json"].as_str()
+        let tool = self.call.tool.clone();
+        let same = self.call.bound_by(&claimed.request.context)
             && Self::action_digest(&self.body, &claimed.request.principal) == claimed.digest;
         if !same {
             return self.not_forwarded(format!(
@@ -1106,7 +1282,7 @@ impl<C: Channel> GateAction for Forward<C> {
             "jsonrpc": "2.0",
             "id": self.id,
             "method": "tools/call",
-            "params": forwarded_params(&tool, &self.arguments, self.progress_token.as_ref()),
+            "params": self.call.forwarded_params(self.progress_token.as_ref()),
         });
         let started = Instant::now();
         // the channel relays the server's answer to the client first; the
@@ -1129,7 +1305,10 @@ impl<C: Channel> GateAction for Forward<C> {
                     claimed.id
                 );
                 self.ch
-                    .reply(response(&self.id, tool_error(display::one_line(&text))))
+                    .reply(response(
+                        &self.id,
+                        tool_error(display::one_line(&text), self.call.wants_result_type()),
+                    ))
                     .await;
                 return Execution {
                     outcome: unknown_outcome(&tool, duration, &why),
@@ -1157,8 +1336,15 @@ impl<C: Channel> GateAction for Forward<C> {
             Some(r) => r.get("isError").and_then(Value::as_bool).unwrap_or(false),
             None => true,
         };
+        // a first leg of a multi-round-trip call answers with the server's
+        // questions, not content: they are what it produced
+        let asks = result
+            .filter(|r| r.get("resultType").and_then(Value::as_str) == Some("input_required"));
         let hashed = result
-            .and_then(|r| r.get("content"))
+            .and_then(|r| match asks {
+                Some(_) => r.get("inputRequests"),
+                None => r.get("content"),
+            })
             .map(signoff_core::jcs::value_to_string)
             .or_else(|| {
                 response
@@ -1167,6 +1353,13 @@ impl<C: Channel> GateAction for Forward<C> {
             })
             .unwrap_or_default();
         let summary = match (result, response.get("error")) {
+            (Some(r), _) if asks.is_some() => format!(
+                "tools/call {tool}: asked the client for input ({} request(s)) after {} ms",
+                r.get("inputRequests")
+                    .and_then(Value::as_object)
+                    .map_or(0, Map::len),
+                duration.as_millis()
+            ),
             (Some(_), _) => format!(
                 "tools/call {tool}: isError={is_error} after {} ms",
                 duration.as_millis()
@@ -1275,7 +1468,7 @@ mod tests {
         let call = |v: Value| ToolCall {
             tool: "write_file".into(),
             arguments: args(v),
-            listed: None,
+            ..ToolCall::default()
         };
         let a = call(json!({"path": "/data/a", "content": "x", "ratio": 0.5, "n": null}));
         let b = call(json!({"path": "/data/a", "content": "y", "ratio": 0.5, "n": null}));
@@ -1303,7 +1496,7 @@ mod tests {
         let call = ToolCall {
             tool: "write_file".into(),
             arguments: args(json!({"path": "/data/\u{1b}[2Ja", "content": "z".repeat(500)})),
-            listed: None,
+            ..ToolCall::default()
         };
         let shown = render_call(&call);
         assert!(shown.starts_with("write_file("), "{shown}");
@@ -1324,6 +1517,7 @@ mod tests {
             tool: "delete".into(),
             arguments: Map::new(),
             listed: Some(tool),
+            ..ToolCall::default()
         };
         let ctx = call.context(&spec());
         assert_eq!(ctx["mcp"]["server_hints"]["destructiveHint"], true);
@@ -1337,14 +1531,16 @@ mod tests {
             status: RequestStatus::Denied,
             reason: "denied by policy no-rm: never".into(),
         };
-        let v = answer(&end, None).unwrap();
+        let v = answer(&end, None, false).unwrap();
         assert_eq!(v["isError"], true);
+        assert!(v.get("resultType").is_none(), "older versions have none");
+        assert_eq!(answer(&end, None, true).unwrap()["resultType"], "complete");
         assert!(v["content"][0]["text"].as_str().unwrap().contains("no-rm"));
         let waiting: SessionEnd<()> = SessionEnd::GaveUp {
             id: "r2".into(),
             waited: Duration::from_secs(1),
         };
-        let text = answer(&waiting, Some("sre:1")).unwrap()["content"][0]["text"].clone();
+        let text = answer(&waiting, Some("sre:1"), false).unwrap()["content"][0]["text"].clone();
         let text = text.as_str().unwrap();
         assert!(text.contains("from sre:1") && text.contains("r2"), "{text}");
     }
@@ -1398,15 +1594,147 @@ mod tests {
 
     #[test]
     fn forwarded_params_are_the_hashed_ones() {
-        let args = args(json!({"path": "/a"}));
+        let call = ToolCall {
+            tool: "write".into(),
+            arguments: args(json!({"path": "/a"})),
+            ..ToolCall::default()
+        };
         assert_eq!(
-            forwarded_params("write", &args, Some(&json!("t1"))),
+            call.forwarded_params(Some(&json!("t1"))),
             json!({"name": "write", "arguments": {"path": "/a"}, "_meta": {"progressToken": "t1"}})
         );
+        let bare = ToolCall {
+            tool: "write".into(),
+            ..ToolCall::default()
+        };
         assert_eq!(
-            forwarded_params("write", &Map::new(), None),
+            bare.forwarded_params(None),
             json!({"name": "write", "arguments": {}})
         );
+        // a 2026-07-28 continuation: the answers, the state and the
+        // envelope go on, nothing else of `_meta`
+        let msg = json!({"params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+            "smuggled": 1,
+            "progressToken": "p"
+        }}});
+        let cont = ToolCall {
+            tool: "delete".into(),
+            arguments: args(json!({"title": "a"})),
+            input_responses: Some(args(
+                json!({"ask": {"action": "accept", "content": {"reason": "x"}}}),
+            )),
+            request_state: Some("v1.abc".into()),
+            envelope: envelope_of(&msg),
+            listed: None,
+        };
+        assert_eq!(
+            cont.forwarded_params(Some(&json!("p"))),
+            json!({"name": "delete", "arguments": {"title": "a"},
+            "inputResponses": {"ask": {"action": "accept", "content": {"reason": "x"}}},
+            "requestState": "v1.abc",
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+                "progressToken": "p"
+            }})
+        );
+        assert!(cont.bound_by(&cont.context(&spec())));
+        assert!(cont.wants_result_type());
+        assert!(!call.wants_result_type());
+        let older = ToolCall {
+            envelope: args(json!({"io.modelcontextprotocol/protocolVersion": "2025-11-25"})),
+            ..ToolCall::default()
+        };
+        assert!(!older.wants_result_type());
+    }
+
+    #[test]
+    fn a_continuation_binds_the_answers_the_state_and_the_envelope() {
+        let s = spec();
+        let first = ToolCall {
+            tool: "delete".into(),
+            arguments: args(json!({"title": "a"})),
+            envelope: args(json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"})),
+            ..ToolCall::default()
+        };
+        let answered = |reason: &str, state: &str| ToolCall {
+            input_responses: Some(args(
+                json!({"ask": {"action": "accept", "content": {"reason": reason, "n": 0.5}}}),
+            )),
+            request_state: Some(state.into()),
+            ..first.clone()
+        };
+        let a = answered("cleanup", "v1.s");
+        let ctx = a.context(&s);
+        assert_eq!(ctx["mcp"]["protocol_version"], "2026-07-28");
+        assert_eq!(ctx["request_state"], "v1.s");
+        assert_eq!(ctx["input_responses"]["ask"]["content"]["n"], "0.5");
+        assert!(ctx["input_responses_json"]
+            .as_str()
+            .unwrap()
+            .contains("\"reason\":\"cleanup\""));
+        assert!(ctx["envelope_json"]
+            .as_str()
+            .unwrap()
+            .contains("2026-07-28"));
+        // every field is its own call: another request, another retry key
+        let calls = [
+            first.clone(),
+            a.clone(),
+            answered("other", "v1.s"),
+            answered("cleanup", "v1.t"),
+            ToolCall {
+                envelope: Map::new(),
+                ..a.clone()
+            },
+        ];
+        for (i, x) in calls.iter().enumerate() {
+            for y in &calls[i + 1..] {
+                assert_ne!(x.context(&s), y.context(&s));
+                assert_ne!(x.retry_key(), y.retry_key());
+                assert!(!x.bound_by(&y.context(&s)));
+            }
+            assert!(x.bound_by(&x.context(&s)));
+        }
+        // the first leg has no continuation keys at all
+        let plain = first.context(&s);
+        for k in [
+            "input_responses",
+            "input_responses_json",
+            "request_state",
+            "continuation",
+        ] {
+            assert!(plain.get(k).is_none(), "{k}");
+        }
+        // reviewers see whose input it is, escaped and folded
+        let long = ToolCall {
+            input_responses: Some(args(
+                json!({"ask": {"action": "accept", "content": {"reason": "\u{1b}[2Jgo"}}}),
+            )),
+            request_state: Some("s".repeat(400)),
+            ..first
+        };
+        let shown = render_continuation(&long).unwrap();
+        assert!(
+            shown.contains("answers from the client (user input)"),
+            "{shown}"
+        );
+        assert!(shown.contains("the server's own state"), "{shown}");
+        assert!(shown.contains("(402 chars)"), "{shown}");
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+        assert!(shown.chars().count() < 600, "{shown}");
+    }
+
+    #[test]
+    fn the_proxys_own_listing_carries_the_calls_envelope() {
+        let (_, plain) = list_request(&Map::new());
+        assert_eq!(plain["params"], json!({}), "older versions: as before");
+        let envelope = args(json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"}));
+        let (key, modern) = list_request(&envelope);
+        assert_eq!(modern["params"], json!({"_meta": envelope}));
+        assert_eq!(key, id_key(&modern["id"]));
     }
 
     #[test]

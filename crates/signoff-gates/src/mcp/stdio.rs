@@ -161,8 +161,8 @@ impl Channel for Proxy {
         }
     }
 
-    async fn list_tools(&self) -> Option<Value> {
-        let (key, request) = list_request();
+    async fn list_tools(&self, envelope: &serde_json::Map<String, Value>) -> Option<Value> {
+        let (key, request) = list_request(envelope);
         match tokio::time::timeout(LIST_WAIT, self.ask_server(request)).await {
             Ok(answer) => answer,
             Err(_) => {
