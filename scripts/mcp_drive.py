@@ -20,6 +20,7 @@ through the gateway's API (SIGNOFF_URL, REVIEWER_TOKEN), as a reviewer
 would.
 """
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -69,100 +70,117 @@ async def session_for(cmd):
     return stdio_client(params)
 
 
+@contextlib.asynccontextmanager
+async def client_session(cmd):
+    """A handshake-era ClientSession over stdio or Streamable HTTP, as every
+    scenario but modern opens it."""
+    async with await session_for(cmd) as transport:
+        r, w = streams(transport)
+        async with ClientSession(r, w) as s:
+            yield s
+
+
+def progress_recorder():
+    """A progress callback and the list it appends each notification to, to
+    assert on what the server reported."""
+    seen = []
+
+    async def on_progress(p, total, message):
+        seen.append({"progress": p, "total": total, "message": message})
+
+    return seen, on_progress
+
+
 def streams(transport):
     """(read, write) of what a client transport yields."""
     return transport[0], transport[1]
+
+
+async def survey(s, out):
+    """The pass-through part the everything and remote scenarios share:
+    initializes, lists tools, prompts and resources, reads one resource and
+    one prompt into `out`; returns the tools."""
+    init = await s.initialize()
+    out["server"] = init.server_info.name
+    out["protocol_version"] = init.protocol_version
+    tools = (await s.list_tools()).tools
+    out["tools"] = sorted(t.name for t in tools)
+    out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)
+    resources = (await s.list_resources()).resources
+    out["resources"] = len(resources)
+    if resources:
+        out["resource_read"] = len((await s.read_resource(resources[0].uri)).contents)
+    if out["prompts"]:
+        simple = next((p for p in out["prompts"] if "simple" in p), out["prompts"][0])
+        out["prompt_messages"] = len((await s.get_prompt(simple, {})).messages)
+    return tools
 
 
 async def fs(root, cmd):
     out = {}
     ws = os.path.join(root, "workspace")
     outside = os.path.join(root, "outside")
-    async with await session_for(cmd) as transport:
-        r, w = streams(transport)
-        async with ClientSession(r, w) as s:
-            await s.initialize()
-            tools = await s.list_tools()
-            out["tools"] = sorted(t.name for t in tools.tools)
-            out["read"] = shown(await s.call_tool("read_text_file", {"path": f"{ws}/hello.txt"}))
-            out["write_in_workspace"] = shown(
-                await s.call_tool("write_file", {"path": f"{ws}/new.txt", "content": "from the agent"})
-            )
-            args = {"path": f"{outside}/out.txt", "content": "approved content"}
-            waiting = []
+    async with client_session(cmd) as s:
+        await s.initialize()
+        tools = await s.list_tools()
+        out["tools"] = sorted(t.name for t in tools.tools)
+        out["read"] = shown(await s.call_tool("read_text_file", {"path": f"{ws}/hello.txt"}))
+        out["write_in_workspace"] = shown(
+            await s.call_tool("write_file", {"path": f"{ws}/new.txt", "content": "from the agent"})
+        )
+        args = {"path": f"{outside}/out.txt", "content": "approved content"}
+        waiting = []
 
-            async def on_progress(p, total, message):
-                waiting.append(message)
+        async def on_progress(p, total, message):
+            waiting.append(message)
 
-            first = shown(await s.call_tool("write_file", args, progress_callback=on_progress))
-            out["waiting_progress"] = waiting
-            out["exists_before_approval"] = os.path.exists(args["path"])
-            out["write_outside_first"] = first
-            rid = request_id(first["text"])
-            out["write_outside_request"] = rid
-            changed = dict(args, content="something else")
-            other = shown(await s.call_tool("write_file", changed))
-            out["write_outside_changed"] = other
-            out["write_outside_changed_request"] = request_id(other["text"])
-            out["approved_status"] = approve(rid) if rid else None
-            out["write_outside_retry"] = shown(await s.call_tool("write_file", args))
-            out["forbidden"] = shown(await s.call_tool("read_text_file", {"path": f"{ws}/.env"}))
+        first = shown(await s.call_tool("write_file", args, progress_callback=on_progress))
+        out["waiting_progress"] = waiting
+        out["exists_before_approval"] = os.path.exists(args["path"])
+        out["write_outside_first"] = first
+        rid = request_id(first["text"])
+        out["write_outside_request"] = rid
+        changed = dict(args, content="something else")
+        other = shown(await s.call_tool("write_file", changed))
+        out["write_outside_changed"] = other
+        out["write_outside_changed_request"] = request_id(other["text"])
+        out["approved_status"] = approve(rid) if rid else None
+        out["write_outside_retry"] = shown(await s.call_tool("write_file", args))
+        out["forbidden"] = shown(await s.call_tool("read_text_file", {"path": f"{ws}/.env"}))
     print(json.dumps(out))
 
 
 async def everything(cmd):
     out = {}
-    progress = []
-
-    async def on_progress(p, total, message):
-        progress.append({"progress": p, "total": total, "message": message})
-
-    async with await session_for(cmd) as transport:
-        r, w = streams(transport)
-        async with ClientSession(r, w) as s:
-            init = await s.initialize()
-            out["server"] = init.server_info.name
-            out["protocol_version"] = init.protocol_version
-            tools = (await s.list_tools()).tools
-            out["tools"] = sorted(t.name for t in tools)
-            out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)
-            resources = (await s.list_resources()).resources
-            out["resources"] = len(resources)
-            if resources:
-                read = await s.read_resource(resources[0].uri)
-                out["resource_read"] = len(read.contents)
-            if out["prompts"]:
-                simple = next((p for p in out["prompts"] if "simple" in p), out["prompts"][0])
-                got = await s.get_prompt(simple, {})
-                out["prompt_messages"] = len(got.messages)
-            echo = next(t.name for t in tools if "echo" in t.name)
-            out["echo"] = shown(await s.call_tool(echo, {"message": "hi \u001b[31mthere"}))
-            long_op = next((t.name for t in tools if "long" in t.name.lower()), None)
-            if long_op:
-                res = await s.call_tool(
-                    long_op, {"duration": 1, "steps": 3}, progress_callback=on_progress
-                )
-                out["long"] = shown(res)
-            out["progress"] = progress
+    progress, on_progress = progress_recorder()
+    async with client_session(cmd) as s:
+        tools = await survey(s, out)
+        echo = next(t.name for t in tools if "echo" in t.name)
+        out["echo"] = shown(await s.call_tool(echo, {"message": "hi \u001b[31mthere"}))
+        long_op = next((t.name for t in tools if "long" in t.name.lower()), None)
+        if long_op:
+            res = await s.call_tool(
+                long_op, {"duration": 1, "steps": 3}, progress_callback=on_progress
+            )
+            out["long"] = shown(res)
+        out["progress"] = progress
     print(json.dumps(out))
 
 
 async def latency(n, cmd):
-    async with await session_for(cmd) as transport:
-        r, w = streams(transport)
-        async with ClientSession(r, w) as s:
-            await s.initialize()
-            tools = (await s.list_tools()).tools
-            echo = next(t.name for t in tools if "echo" in t.name)
-            for _ in range(20):  # warm-up
-                await s.call_tool(echo, {"message": "warm"})
-            times = []
-            for i in range(n):
-                t0 = time.perf_counter()
-                res = await s.call_tool(echo, {"message": f"m{i}"})
-                times.append((time.perf_counter() - t0) * 1000)
-                if res.is_error:
-                    raise SystemExit(f"call failed: {text_of(res)}")
+    async with client_session(cmd) as s:
+        await s.initialize()
+        tools = (await s.list_tools()).tools
+        echo = next(t.name for t in tools if "echo" in t.name)
+        for _ in range(20):  # warm-up
+            await s.call_tool(echo, {"message": "warm"})
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            res = await s.call_tool(echo, {"message": f"m{i}"})
+            times.append((time.perf_counter() - t0) * 1000)
+            if res.is_error:
+                raise SystemExit(f"call failed: {text_of(res)}")
     times.sort()
     print(json.dumps({
         "n": n,
@@ -178,63 +196,46 @@ async def remote(cmd):
     allows echo and the long-running operation, makes get-sum wait for one
     SRE and forbids get-env."""
     out = {}
-    server_progress = []
-
-    async def on_server_progress(p, total, message):
-        server_progress.append({"progress": p, "total": total, "message": message})
-
-    async with await session_for(cmd) as transport:
-        r, w = streams(transport)
-        async with ClientSession(r, w) as s:
-            init = await s.initialize()
-            out["server"] = init.server_info.name
-            out["protocol_version"] = init.protocol_version
-            out["tools"] = sorted(t.name for t in (await s.list_tools()).tools)
-            out["prompts"] = sorted(p.name for p in (await s.list_prompts()).prompts)
-            resources = (await s.list_resources()).resources
-            out["resources"] = len(resources)
-            if resources:
-                out["resource_read"] = len((await s.read_resource(resources[0].uri)).contents)
-            if out["prompts"]:
-                simple = next((p for p in out["prompts"] if "simple" in p), out["prompts"][0])
-                out["prompt_messages"] = len((await s.get_prompt(simple, {})).messages)
-            out["echo"] = shown(await s.call_tool("echo", {"message": "hi over http"}))
-            out["long"] = shown(
-                await s.call_tool(
-                    "trigger-long-running-operation",
-                    {"duration": 1, "steps": 3},
-                    progress_callback=on_server_progress,
-                )
+    server_progress, on_server_progress = progress_recorder()
+    async with client_session(cmd) as s:
+        await survey(s, out)
+        out["echo"] = shown(await s.call_tool("echo", {"message": "hi over http"}))
+        out["long"] = shown(
+            await s.call_tool(
+                "trigger-long-running-operation",
+                {"duration": 1, "steps": 3},
+                progress_callback=on_server_progress,
             )
-            out["server_progress"] = server_progress
+        )
+        out["server_progress"] = server_progress
 
-            # waits for approval; a reviewer approves while it waits, and the
-            # same call runs: progress notes, then the server's result
-            notes = []
-            approved = []
+        # waits for approval; a reviewer approves while it waits, and the
+        # same call runs: progress notes, then the server's result
+        notes = []
+        approved = []
 
-            async def on_wait(p, total, message):
-                notes.append(message)
-                rid = request_id(message or "")
-                if rid and not approved:
-                    approved.append(rid)
-                    out["approved_in_flight_status"] = await asyncio.to_thread(approve, rid)
+        async def on_wait(p, total, message):
+            notes.append(message)
+            rid = request_id(message or "")
+            if rid and not approved:
+                approved.append(rid)
+                out["approved_in_flight_status"] = await asyncio.to_thread(approve, rid)
 
-            out["sum_in_flight"] = shown(
-                await s.call_tool("get-sum", {"a": 2, "b": 3}, progress_callback=on_wait)
-            )
-            out["sum_in_flight_notes"] = notes
-            out["sum_in_flight_request"] = approved[0] if approved else None
+        out["sum_in_flight"] = shown(
+            await s.call_tool("get-sum", {"a": 2, "b": 3}, progress_callback=on_wait)
+        )
+        out["sum_in_flight_notes"] = notes
+        out["sum_in_flight_request"] = approved[0] if approved else None
 
-            # no progress token: the call waits --wait, then says so
-            first = shown(await s.call_tool("get-sum", {"a": 4, "b": 5}))
-            out["sum_waiting"] = first
-            rid = request_id(first["text"])
-            out["sum_waiting_request"] = rid
-            out["sum_approved_status"] = approve(rid) if rid else None
-            out["sum_retry"] = shown(await s.call_tool("get-sum", {"a": 4, "b": 5}))
+        # no progress token: the call waits --wait, then says so
+        first = shown(await s.call_tool("get-sum", {"a": 4, "b": 5}))
+        out["sum_waiting"] = first
+        rid = request_id(first["text"])
+        out["sum_waiting_request"] = rid
+        out["sum_approved_status"] = approve(rid) if rid else None
+        out["sum_retry"] = shown(await s.call_tool("get-sum", {"a": 4, "b": 5}))
 
-            out["forbidden"] = shown(await s.call_tool("get-env", {}))
+        out["forbidden"] = shown(await s.call_tool("get-env", {}))
     print(json.dumps(out))
 
 

@@ -11,11 +11,15 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
+// ---------------------------------------------------------------- processes
+
+/// The repository root, where the scripts and examples the tests run live.
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -34,67 +38,154 @@ fn deps() -> &'static Path {
     })
 }
 
+/// An npm-installed executable, by name (the servers and the conformance suite).
 fn server_bin(name: &str) -> String {
     plain(&deps().join("node_modules/.bin").join(name))
 }
 
-/// A gateway running the shipped agent policy (examples/agents), with
-/// `catalog` as its resource catalog, an `mcp.everything` permit for the
-/// pass-through checks, and the agent `coder` (registered for the
-/// workspace) bound to `gate`.
-fn agent_gateway(catalog: &str, gate: &str) -> Gateway {
-    let mut gw = Gateway::start(Backend::Sqlite);
-    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
-    std::fs::copy(
-        repo().join("examples/agents/agents.cedar"),
-        gw.policies.join("agents.cedar"),
-    )
-    .unwrap();
-    std::fs::write(gw.policies.join("catalog.toml"), catalog).unwrap();
-    std::fs::write(
-        gw.policies.join("everything.cedar"),
-        "@id(\"everything-allowed\")\npermit(principal, action in Action::\"mcp.everything\", resource);\n",
-    )
-    .unwrap();
-    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
-        .expect(200);
-    gw.add_principal(
-        "coder",
-        &[
-            "agent",
-            "coder",
-            "--owner",
-            "olga",
-            "--gate",
-            gate,
-            "--attr",
-            "environments=workspace",
-        ],
-    );
-    gw
+/// A process the test started, killed when the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-/// Runs scripts/mcp_drive.py ARGS… as the agent `coder`; its JSON.
-fn drive(gw: &Gateway, args: &[String]) -> Value {
-    let python = deps().join("venv/bin/python");
-    let out = Command::new(python)
-        .arg(repo().join("scripts/mcp_drive.py"))
-        .args(args)
-        .env("SIGNOFF_URL", &gw.url)
+/// Sets the gateway's URL and the agent `coder`'s token, as every agent-side process needs.
+fn as_coder<'c>(cmd: &'c mut Command, gw: &Gateway) -> &'c mut Command {
+    cmd.env("SIGNOFF_URL", &gw.url)
         .env("SIGNOFF_TOKEN", gw.token("coder"))
-        .env("REVIEWER_TOKEN", gw.token("alice"))
-        .output()
-        .expect("run mcp_drive.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "mcp_drive.py {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
 }
 
+/// Runs `cmd` with `input` on its stdin (how agents feed the hook); its output.
+fn run_fed(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `signoff ARGS` over stdio, spoken to in JSON lines as an MCP client does.
+struct JsonLines {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl JsonLines {
+    /// Starts `cmd` with its stdin and stdout ours.
+    fn spawn(cmd: &mut Command) -> JsonLines {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        JsonLines {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Writes one line (`text` may be anything, JSON or not).
+    fn send_line(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(format!("{text}\n").as_bytes()).unwrap();
+    }
+
+    /// Writes one JSON message.
+    fn send(&mut self, v: Value) {
+        self.send_line(&v.to_string());
+    }
+
+    /// The next line, as JSON.
+    fn next(&mut self) -> Value {
+        serde_json::from_str(&self.lines.next().unwrap().unwrap()).unwrap()
+    }
+
+    /// Closes our side, as a client that leaves.
+    fn close(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the process to end (its stdin closed first).
+    fn wait(mut self) -> ExitStatus {
+        self.close();
+        self.child.wait().unwrap()
+    }
+}
+
+/// Starts `cmd(port)` on a free port and waits until it listens (the
+/// servers take seconds to boot); it and its endpoint URL.
+fn spawn_listening(what: &str, cmd: impl FnOnce(&str) -> Command) -> (Running, String) {
+    let port = free_port();
+    let child = cmd(&port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let running = Running(child);
+    poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .unwrap_or_else(|| panic!("{what} did not listen on {port}"));
+    (running, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// server-everything in Streamable HTTP mode; its endpoint URL.
+fn everything_over_http() -> (Running, String) {
+    spawn_listening("server-everything", |port| {
+        let mut cmd = Command::new(server_bin("mcp-server-everything"));
+        cmd.arg("streamableHttp").env("PORT", port);
+        cmd
+    })
+}
+
+/// The conformance fixture server (scripts/mcp-conformance-server.mjs) in
+/// Streamable HTTP mode, recording every POST it gets into `record` if
+/// given; its endpoint URL.
+fn conformance_fixture(record: Option<&Path>) -> (Running, String) {
+    spawn_listening("the conformance fixture", |port| {
+        let mut cmd = Command::new("node");
+        cmd.arg(repo().join("scripts/mcp-conformance-server.mjs"))
+            .env("MCP_DEPS", deps())
+            .env("PORT", port);
+        if let Some(record) = record {
+            cmd.env("RECORD", record);
+        }
+        cmd
+    })
+}
+
+/// scripts/mcp_modern_server.py (the official Python SDK's server) over
+/// stdio: the command.
+fn modern_server_cmd() -> Vec<String> {
+    vec![
+        plain(&deps().join("venv/bin/python")),
+        plain(&repo().join("scripts/mcp_modern_server.py")),
+    ]
+}
+
+/// scripts/mcp_modern_server.py in Streamable HTTP mode; its endpoint URL.
+fn modern_server_over_http() -> (Running, String) {
+    spawn_listening("the modern server", |port| {
+        let mut args = modern_server_cmd();
+        let mut cmd = Command::new(args.remove(0));
+        cmd.args(args).args(["--http", port]);
+        cmd
+    })
+}
+
+/// `signoff mcp --name NAME --wait 1s -- SERVER…`: a stdio server behind the proxy.
 fn proxied(name: &str, server: Vec<String>) -> Vec<String> {
     let mut cmd = vec![
         BIN.to_owned(),
@@ -107,6 +198,371 @@ fn proxied(name: &str, server: Vec<String>) -> Vec<String> {
     ];
     cmd.extend(server);
     cmd
+}
+
+/// What mcp_drive.py takes after `--` to reach a Streamable HTTP endpoint.
+fn over_http(url: &str) -> Vec<String> {
+    vec!["--url".into(), url.into()]
+}
+
+/// `signoff mcp --listen 127.0.0.1:0 --upstream URL` as `coder`; the URL it
+/// prints.
+fn http_proxy(gw: &Gateway, name: &str, upstream: &str, wait: &str) -> (Running, String) {
+    let mut child = as_coder(Command::new(BIN).args(["mcp", "--name", name]), gw)
+        .args([
+            "--wait",
+            wait,
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let running = Running(child);
+    let url = line
+        .trim()
+        .strip_prefix("signoff mcp listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{url}"
+    );
+    (running, url)
+}
+
+/// Runs scripts/mcp_drive.py HEAD… -- TARGET… as the agent `coder`; its JSON.
+fn drive(gw: &Gateway, head: &[&str], target: Vec<String>) -> Value {
+    let python = deps().join("venv/bin/python");
+    let out = as_coder(
+        Command::new(python)
+            .arg(repo().join("scripts/mcp_drive.py"))
+            .args(head)
+            .arg("--")
+            .args(&target),
+        gw,
+    )
+    .env("REVIEWER_TOKEN", gw.token("alice"))
+    .output()
+    .expect("run mcp_drive.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mcp_drive.py {head:?} -- {target:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
+}
+
+// ---------------------------------------------------------------- raw HTTP
+
+/// The body is JSON (every MCP POST says so).
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+/// What a Streamable HTTP client accepts.
+const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
+/// A handshake-era `initialize` (id 0), to open a session by hand.
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+/// One HTTP/1.1 exchange over a plain socket, so that every header is
+/// exactly what the test says: the headers given (Host only if they do not
+/// name one; Content-Length and Connection always), the status, the
+/// response head and its body (de-chunked). With `head_only`, stops after
+/// the head (for a stream that stays open).
+fn raw(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+) -> (u16, String, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (addr, path) = rest.split_once('/').unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} /{path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    ));
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    // a refused body may be answered before it is all written
+    let _ = s.write_all(&bytes);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if head_only && got.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let mut body = body.to_owned();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+        && !head_only
+    {
+        let mut plain = String::new();
+        let mut rest = body.as_str();
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            plain.push_str(&after[..n]);
+            rest = after[n..].trim_start_matches("\r\n");
+        }
+        body = plain;
+    }
+    (status, head.to_owned(), body)
+}
+
+/// `base` with each header of `extra` in place of those of the same name,
+/// so that a test can vary one header of an otherwise valid request.
+fn merged<'a>(
+    base: &[(&'a str, &'a str)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut h = base.to_vec();
+    h.retain(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)));
+    h.extend_from_slice(extra);
+    h
+}
+
+/// A JSON-RPC POST as a Streamable HTTP client sends it (JSON, accepting
+/// JSON or a stream), `extra` headers added or in place of those.
+fn post_json(url: &str, extra: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    raw(
+        url,
+        "POST",
+        &merged(&[JSON, ACCEPT], extra),
+        body.as_bytes(),
+        false,
+    )
+}
+
+/// The session a response head opens (`Mcp-Session-Id`).
+fn session_id(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("mcp-session-id:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no session: {head}"))
+}
+
+/// The JSON-RPC messages of a body: one JSON value, or the `data` lines of
+/// an event stream.
+fn messages_of(body: &str) -> Vec<Value> {
+    let one = |v: Value| match v {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    if let Ok(v) = serde_json::from_str::<Value>(body.trim()) {
+        return one(v);
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .flat_map(one)
+        .collect()
+}
+
+/// The response to `id` among `msgs`.
+fn response_in(msgs: &[Value], id: i64) -> Value {
+    msgs.iter()
+        .find(|m| m["id"] == id && m.get("method").is_none())
+        .cloned()
+        .unwrap_or_else(|| panic!("no response to {id} in {msgs:#?}"))
+}
+
+// ---------------------------------------------------------------- gateways
+
+/// A policy that allows every call, for tests of what the proxy forwards.
+const ALLOW_ALL: &str = "@id(\"allow\")\npermit(principal, action, resource);\n";
+
+/// Registers the agent `coder` (owner olga) bound to `gate`, with `attrs`.
+fn add_coder(gw: &mut Gateway, gate: &str, attrs: &[&str]) {
+    let mut args = vec!["agent", "coder", "--owner", "olga", "--gate", gate];
+    args.extend_from_slice(attrs);
+    gw.add_principal("coder", &args);
+}
+
+/// A gateway whose policy directory holds exactly `files` (name, text),
+/// with the agent `coder` bound to `gate`: each test says its own policy.
+fn gateway_with(files: &[(&str, &str)], gate: &str, attrs: &[&str]) -> Gateway {
+    let mut gw = Gateway::start(Backend::Sqlite);
+    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
+    for (name, text) in files {
+        std::fs::write(gw.policies.join(name), text).unwrap();
+    }
+    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
+        .expect(200);
+    add_coder(&mut gw, gate, attrs);
+    gw
+}
+
+/// A gateway running the shipped agent policy (examples/agents), with
+/// `catalog` as its resource catalog, an `mcp.everything` permit for the
+/// pass-through checks, and the agent `coder` (registered for the
+/// workspace) bound to `gate`.
+fn agent_gateway(catalog: &str, gate: &str) -> Gateway {
+    let agents = std::fs::read_to_string(repo().join("examples/agents/agents.cedar")).unwrap();
+    gateway_with(
+        &[
+            ("agents.cedar", &agents),
+            ("catalog.toml", catalog),
+            (
+                "everything.cedar",
+                "@id(\"everything-allowed\")\npermit(principal, action in Action::\"mcp.everything\", resource);\n",
+            ),
+        ],
+        gate,
+        &["--attr", "environments=workspace"],
+    )
+}
+
+/// A gateway for server-everything behind the HTTP proxy (`mcp.remote.*`):
+/// echo and the long-running operation are allowed, get-sum waits for one
+/// SRE, get-env is forbidden.
+fn remote_gateway() -> Gateway {
+    const POLICY: &str = r#"
+@id("remote-routine")
+permit(principal, action in [
+  Action::"mcp.remote.echo", Action::"mcp.remote.trigger-long-running-operation"
+], resource);
+
+@id("remote-sum-waits")
+@approval("sre:1")
+permit(principal, action == Action::"mcp.remote.get-sum", resource);
+
+@id("remote-no-env")
+@reason("the server's environment holds its secrets")
+forbid(principal, action == Action::"mcp.remote.get-env", resource);
+"#;
+    gateway_with(&[("remote.cedar", POLICY)], "mcp", &[])
+}
+
+/// A gateway for the notes server behind the proxy (`mcp.notes.*`): reads
+/// and tagging are allowed; writes wait for one SRE; deleting is allowed to
+/// ask the user why, and the continuation that carries the answer waits
+/// for one SRE; wiping every note is forbidden.
+fn notes_gateway() -> Gateway {
+    const POLICY: &str = r#"
+@id("notes-routine")
+permit(principal, action in [Action::"mcp.notes.read_note", Action::"mcp.notes.tag_note"], resource);
+
+@id("notes-writes-wait")
+@approval("sre:1")
+permit(principal, action == Action::"mcp.notes.write_note", resource);
+
+@id("notes-delete-asks")
+permit(principal, action == Action::"mcp.notes.delete_note", resource)
+unless { context has input_responses_json };
+
+@id("notes-delete-answered-waits")
+@approval("sre:1")
+@reason("a note is deleted for the reason the user gave")
+permit(principal, action == Action::"mcp.notes.delete_note", resource)
+when { context has input_responses_json && context has request_state };
+
+@id("notes-no-wipe")
+@reason("wiping every note is never allowed")
+forbid(principal, action == Action::"mcp.notes.wipe_notes", resource);
+"#;
+    gateway_with(&[("notes.cedar", POLICY)], "mcp", &[])
+}
+
+/// The requests for `action`, newest first.
+fn requests_for(gw: &Gateway, action: &str) -> Vec<Value> {
+    gw.get_as("root", &format!("/v1/requests?action={action}"))
+        .expect(200)["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The request once its outcome is recorded (the proxy reports it after
+/// the client has its answer).
+fn poll_outcome(gw: &Gateway, id: &str) -> Value {
+    poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        let view = gw.request(id);
+        view["outcome"].is_object().then_some(view)
+    })
+    .unwrap_or_else(|| panic!("no outcome: {:#}", gw.request(id)))
+}
+
+/// The newest request for `action` once its outcome is recorded.
+fn latest_outcome(gw: &Gateway, action: &str) -> Value {
+    let newest = &requests_for(gw, action)[0];
+    poll_outcome(gw, newest["id"].as_str().unwrap())
+}
+
+/// The calls of `events` whose outcome was recorded (each a gated tools/call).
+fn outcomes_recorded(events: &[Value]) -> usize {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "outcome_recorded")
+        .count()
+}
+
+// ---------------------------------------------------------------- shared checks
+
+/// What a handshake-era client sees of server-everything through the
+/// proxy, over stdio or HTTP: everything passes through.
+fn check_passes_through(out: &Value) {
+    // the SDK's handshake-era client: the newest version with `initialize`
+    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
+    assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
+    assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
+    assert_eq!(out["resource_read"], 1, "{out:#}");
+    assert_eq!(out["prompt_messages"], 1, "{out:#}");
+    assert_eq!(out["echo"]["isError"], false, "{out:#}");
+    assert_eq!(out["long"]["isError"], false, "{out:#}");
+}
+
+/// A gated call's first answer: a readable tool error saying it waits for
+/// one SRE and did not run.
+fn assert_waits_for_sre(first: &Value) {
+    assert_eq!(first["isError"], true, "{first:#}");
+    let text = first["text"].as_str().unwrap();
+    assert!(
+        text.contains("waiting for approval from sre:1") && text.contains("has NOT run"),
+        "{text}"
+    );
+}
+
+/// A refused call's answer: a readable tool error naming the policy `id`.
+fn assert_forbidden_by(answer: &Value, id: &str) {
+    assert_eq!(answer["isError"], true, "{answer:#}");
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains(id), "{text}");
 }
 
 #[test]
@@ -125,12 +581,14 @@ fn filesystem_server_behind_the_proxy() {
     );
     let gw = agent_gateway(&catalog, "mcp");
 
-    let mut args = vec!["fs".to_owned(), root_s.clone(), "--".into()];
-    args.extend(proxied(
-        "fs",
-        vec![server_bin("mcp-server-filesystem"), root_s.clone()],
-    ));
-    let out = drive(&gw, &args);
+    let out = drive(
+        &gw,
+        &["fs", &root_s],
+        proxied(
+            "fs",
+            vec![server_bin("mcp-server-filesystem"), root_s.clone()],
+        ),
+    );
 
     let tools: Vec<&str> = out["tools"]
         .as_array()
@@ -151,11 +609,7 @@ fn filesystem_server_behind_the_proxy() {
     );
 
     // outside the workspace: waits, is answered as a readable tool result
-    let first = &out["write_outside_first"];
-    assert_eq!(first["isError"], true, "{out:#}");
-    let text = first["text"].as_str().unwrap();
-    assert!(text.contains("waiting for approval from sre:1"), "{text}");
-    assert!(text.contains("has NOT run"), "{text}");
+    assert_waits_for_sre(&out["write_outside_first"]);
     let rid = out["write_outside_request"].as_str().expect("a request id");
     assert_eq!(out["exists_before_approval"], false, "{out:#}");
     // a client that asked for progress hears that the call waits, and for whom
@@ -198,42 +652,27 @@ fn filesystem_server_behind_the_proxy() {
     assert_eq!(outcome["output_sha256"].as_str().unwrap().len(), 64);
 
     // forbidden: a tool error naming the policy, never a protocol error
-    assert_eq!(out["forbidden"]["isError"], true, "{out:#}");
-    let text = out["forbidden"]["text"].as_str().unwrap();
-    assert!(text.contains("agent-no-secrets"), "{text}");
+    assert_forbidden_by(&out["forbidden"], "agent-no-secrets");
 }
 
 #[test]
 fn everything_server_passes_through() {
     let gw = agent_gateway("", "mcp");
-    let mut args = vec!["everything".to_owned(), "--".into()];
-    args.extend(proxied(
-        "everything",
-        vec![server_bin("mcp-server-everything")],
-    ));
-    let out = drive(&gw, &args);
-    // the SDK's handshake-era client: the newest version with `initialize`
-    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
+    let out = drive(
+        &gw,
+        &["everything"],
+        proxied("everything", vec![server_bin("mcp-server-everything")]),
+    );
+    check_passes_through(&out);
     assert!(out["tools"].as_array().unwrap().len() > 3, "{out:#}");
-    assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
-    assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
-    assert_eq!(out["resource_read"], 1, "{out:#}");
-    assert_eq!(out["prompt_messages"], 1, "{out:#}");
-    assert_eq!(out["echo"]["isError"], false, "{out:#}");
     assert!(out["echo"]["text"]
         .as_str()
         .unwrap()
         .starts_with("Echo: hi"));
     // the server's own progress notifications reach the client
-    assert_eq!(out["long"]["isError"], false, "{out:#}");
     assert_eq!(out["progress"].as_array().unwrap().len(), 3, "{out:#}");
-    let calls: Vec<Value> = gw
-        .events()
-        .into_iter()
-        .filter(|e| e["kind"] == "outcome_recorded")
-        .collect();
     assert!(
-        calls.len() >= 2,
+        outcomes_recorded(&gw.events()) >= 2,
         "every tools/call is a request whose outcome is recorded"
     );
 }
@@ -246,17 +685,13 @@ fn hook(gw: &Gateway, fixture: &str) -> (String, String) {
             .join(fixture),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["hook", "claude-code", "--wait", "1s"])
-        .env("SIGNOFF_URL", &gw.url)
-        .env("SIGNOFF_TOKEN", gw.token("coder"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_fed(
+        as_coder(
+            Command::new(BIN).args(["hook", "claude-code", "--wait", "1s"]),
+            gw,
+        ),
+        &input,
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("hook output is not JSON ({e}): {out:?}"));
@@ -317,20 +752,12 @@ fn claude_code_hook_on_recorded_payloads() {
 #[test]
 fn claude_code_hook_fails_closed() {
     // nothing listens on port 1
-    let mut child = Command::new(BIN)
-        .args(["hook", "claude-code", "--url", "http://127.0.0.1:1"])
-        .env("SIGNOFF_TOKEN", "so_nothing")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"hook_event_name":"PreToolUse","tool_name":"Read","tool_input":{"file_path":"/a"}}"#)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_fed(
+        Command::new(BIN)
+            .args(["hook", "claude-code", "--url", "http://127.0.0.1:1"])
+            .env("SIGNOFF_TOKEN", "so_nothing"),
+        br#"{"hook_event_name":"PreToolUse","tool_name":"Read","tool_input":{"file_path":"/a"}}"#,
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny", "{v}");
 }
@@ -351,61 +778,49 @@ fn agent_policy_table_passes() {
 /// the proxy ends when the client closes its side.
 #[test]
 fn relay_forwards_rejects_garbage_and_ends_with_the_client() {
-    use std::io::{BufRead as _, BufReader};
-    let mut child = Command::new(BIN)
-        .args([
-            "mcp",
-            "--name",
-            "echo",
-            "--url",
-            "http://127.0.0.1:1",
-            "--",
-            "cat",
-        ])
-        .env("SIGNOFF_TOKEN", "so_unused")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    stdin.write_all(b"this is not json\n").unwrap();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let mut proxy = JsonLines::spawn(
+        Command::new(BIN)
+            .args([
+                "mcp",
+                "--name",
+                "echo",
+                "--url",
+                "http://127.0.0.1:1",
+                "--",
+                "cat",
+            ])
+            .env("SIGNOFF_TOKEN", "so_unused"),
+    );
+    proxy.send_line("this is not json");
+    let first = proxy.next();
     assert_eq!(first["error"]["code"], -32700, "{first}");
     // a call nested in a batch, an empty batch: refused whole, nothing
     // forwarded (cat would echo it before the ping below)
     for bad in [
-        "[[{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":\"rm\"}}]]\n",
-        "[]\n",
+        r#"[[{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"rm"}}]]"#,
+        "[]",
     ] {
-        stdin.write_all(bad.as_bytes()).unwrap();
-        let refused: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        proxy.send_line(bad);
+        let refused = proxy.next();
         assert_eq!(refused["error"]["code"], -32600, "{refused}");
     }
-    stdin
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\n")
-        .unwrap();
-    let echoed: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    proxy.send(serde_json::json!({"jsonrpc":"2.0","id":7,"method":"ping"}));
+    let echoed = proxy.next();
     assert_eq!(echoed["method"], "ping");
     assert_eq!(echoed["id"], 7);
     // a tools/call with the gateway unreachable: a tool error, nothing forwarded
-    stdin
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"rm\",\"arguments\":{\"path\":\"/\"}}}\n")
-        .unwrap();
+    proxy.send(serde_json::json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"rm","arguments":{"path":"/"}}}));
     // the proxy first asks the "server" for its tools; cat answers with the
     // request itself, which is no tools list
-    let mut answer = Value::Null;
-    for line in lines.by_ref() {
-        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+    let answer = loop {
+        let v = proxy.next();
         assert_ne!(v["method"], "tools/call", "a call was forwarded: {v}");
         if v["id"] == 8 {
-            answer = v;
-            break;
+            break v;
         }
-    }
+    };
     assert_eq!(answer["result"]["isError"], true, "{answer}");
-    drop(stdin);
-    let status = child.wait().unwrap();
+    let status = proxy.wait();
     assert!(status.success(), "{status:?}");
 }
 
@@ -416,174 +831,21 @@ fn a_malformed_wait_is_the_callers_to_fix() {
     assert!(out.stderr.contains("--wait"), "{out}");
 }
 
-/// A process the test started, killed when the test ends.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// server-everything in Streamable HTTP mode; its endpoint URL.
-fn everything_over_http() -> (Running, String) {
-    let port = free_port();
-    let child = Command::new(server_bin("mcp-server-everything"))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mcp-server-everything streamableHttp");
-    let running = Running(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server-everything did not listen on {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    (running, format!("http://127.0.0.1:{port}/mcp"))
-}
-
-/// `signoff mcp --listen 127.0.0.1:0 --upstream URL` as `coder`; the URL it
-/// prints.
-fn http_proxy(gw: &Gateway, name: &str, upstream: &str, wait: &str) -> (Running, String) {
-    use std::io::{BufRead as _, BufReader};
-    let mut child = Command::new(BIN)
-        .args([
-            "mcp",
-            "--name",
-            name,
-            "--wait",
-            wait,
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            upstream,
-        ])
-        .env("SIGNOFF_URL", &gw.url)
-        .env("SIGNOFF_TOKEN", gw.token("coder"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let running = Running(child);
-    let url = line
-        .trim()
-        .strip_prefix("signoff mcp listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
-        "{url}"
-    );
-    (running, url)
-}
-
-/// One HTTP/1.1 POST over a plain socket, so that Host and Origin are
-/// exactly what the test says; the status and the whole response text.
-fn raw_post(url: &str, host: Option<&str>, extra: &[(&str, &str)], body: &str) -> (u16, String) {
-    use std::io::Read as _;
-    let rest = url.strip_prefix("http://").unwrap();
-    let (addr, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut req = format!(
-        "POST /{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n",
-        host.unwrap_or(addr),
-        body.len()
-    );
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    (status, text)
-}
-
-/// A gateway for server-everything behind the HTTP proxy (`mcp.remote.*`):
-/// echo and the long-running operation are allowed, get-sum waits for one
-/// SRE, get-env is forbidden.
-fn remote_gateway() -> Gateway {
-    let mut gw = Gateway::start(Backend::Sqlite);
-    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
-    std::fs::write(
-        gw.policies.join("remote.cedar"),
-        r#"
-@id("remote-routine")
-permit(principal, action in [
-  Action::"mcp.remote.echo", Action::"mcp.remote.trigger-long-running-operation"
-], resource);
-
-@id("remote-sum-waits")
-@approval("sre:1")
-permit(principal, action == Action::"mcp.remote.get-sum", resource);
-
-@id("remote-no-env")
-@reason("the server's environment holds its secrets")
-forbid(principal, action == Action::"mcp.remote.get-env", resource);
-"#,
-    )
-    .unwrap();
-    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
-        .expect(200);
-    gw.add_principal(
-        "coder",
-        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
-    );
-    gw
-}
-
 #[test]
 fn remote_server_behind_the_http_proxy() {
     let gw = remote_gateway();
     let (mut upstream, upstream_url) = everything_over_http();
     let (_proxy, url) = http_proxy(&gw, "remote", &upstream_url, "5s");
-    let out = drive(
-        &gw,
-        &["remote".into(), "--".into(), "--url".into(), url.clone()],
-    );
+    let out = drive(&gw, &["remote"], over_http(&url));
 
-    assert_eq!(out["protocol_version"], "2025-11-25", "{out:#}");
     // pass-through: tools, prompts, resources, the server's own progress
+    check_passes_through(&out);
     let tools = out["tools"].to_string();
     assert!(
         tools.contains("\"echo\"") && tools.contains("\"get-sum\""),
         "{out:#}"
     );
-    assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out:#}");
-    assert!(out["resources"].as_u64().unwrap() > 0, "{out:#}");
-    assert_eq!(out["resource_read"], 1, "{out:#}");
-    assert_eq!(out["prompt_messages"], 1, "{out:#}");
-    assert_eq!(out["echo"]["isError"], false, "{out:#}");
     assert_eq!(out["echo"]["text"], "Echo: hi over http", "{out:#}");
-    assert_eq!(out["long"]["isError"], false, "{out:#}");
     assert_eq!(
         out["server_progress"].as_array().unwrap().len(),
         3,
@@ -621,13 +883,7 @@ fn remote_server_behind_the_http_proxy() {
     assert_eq!(approvals[0]["reviewer"], "alice");
 
     // no progress token: after --wait a readable tool result, then the retry runs
-    let first = &out["sum_waiting"];
-    assert_eq!(first["isError"], true, "{out:#}");
-    let text = first["text"].as_str().unwrap();
-    assert!(
-        text.contains("waiting for approval from sre:1") && text.contains("has NOT run"),
-        "{text}"
-    );
+    assert_waits_for_sre(&out["sum_waiting"]);
     assert_eq!(out["sum_approved_status"], 200, "{out:#}");
     assert_eq!(out["sum_retry"]["isError"], false, "{out:#}");
     assert_eq!(
@@ -638,32 +894,19 @@ fn remote_server_behind_the_http_proxy() {
     assert_eq!(gw.request(waited)["status"], "executed");
 
     // forbidden: a tool error naming the policy
-    assert_eq!(out["forbidden"]["isError"], true, "{out:#}");
-    let text = out["forbidden"]["text"].as_str().unwrap();
-    assert!(text.contains("remote-no-env"), "{text}");
+    assert_forbidden_by(&out["forbidden"], "remote-no-env");
 
     // DNS rebinding: a foreign Origin or Host is refused before anything is forwarded
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-    let (status, text) = raw_post(&url, None, &[("Origin", "http://evil.example.com")], ping);
-    assert_eq!(status, 403, "{text}");
-    assert!(text.contains("evil.example.com"), "{text}");
-    let (status, text) = raw_post(&url, Some("evil.example.com"), &[], ping);
-    assert_eq!(status, 403, "{text}");
+    let (status, _, body) = post_json(&url, &[("Origin", "http://evil.example.com")], ping);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("evil.example.com"), "{body}");
+    let (status, _, body) = post_json(&url, &[("Host", "evil.example.com")], ping);
+    assert_eq!(status, 403, "{body}");
     // a local origin reaches the server: it initializes a session
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, head, body) = raw(
-        &url,
-        "POST",
-        &[
-            ("Origin", "http://localhost:3000"),
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-        ],
-        init.as_bytes(),
-        false,
-    );
+    let (status, head, body) = post_json(&url, &[("Origin", "http://localhost:3000")], INITIALIZE);
     assert_eq!(status, 200, "a local origin passes: {head}\n{body}");
-    let answer = response_in(&messages_of(&body), 1);
+    let answer = response_in(&messages_of(&body), 0);
     assert!(
         answer["result"]["serverInfo"]["name"].is_string(),
         "{answer}"
@@ -675,11 +918,10 @@ fn remote_server_behind_the_http_proxy() {
         Running(Command::new("true").spawn().unwrap()),
     ));
     let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"nobody hears"}}}"#;
-    let (status, text) = raw_post(&url, None, &[], call);
-    assert_eq!(status, 200, "{text}");
-    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    let (status, head, body) = post_json(&url, &[], call);
+    assert_eq!(status, 200, "{head}\n{body}");
     let answer: Value = serde_json::from_str(body.trim())
-        .unwrap_or_else(|e| panic!("not one JSON response ({e}): {text}"));
+        .unwrap_or_else(|e| panic!("not one JSON response ({e}): {head}\n{body}"));
     assert_eq!(answer["id"], 9, "{answer}");
     assert_eq!(answer["result"]["isError"], true, "{answer}");
     let why = answer["result"]["content"][0]["text"].as_str().unwrap();
@@ -745,31 +987,6 @@ fn conformance(url: &str, out: &Path) -> std::collections::BTreeMap<String, Vec<
     results
 }
 
-/// The conformance fixture server (scripts/mcp-conformance-server.mjs) in
-/// Streamable HTTP mode; its endpoint URL.
-fn conformance_fixture() -> (Running, String) {
-    let port = free_port();
-    let child = Command::new("node")
-        .arg(repo().join("scripts/mcp-conformance-server.mjs"))
-        .env("MCP_DEPS", deps())
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start scripts/mcp-conformance-server.mjs");
-    let running = Running(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the conformance fixture did not listen on {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    (running, format!("http://127.0.0.1:{port}/mcp"))
-}
-
 /// Runs the suite against `upstream` bare and through an HTTP proxy named
 /// `name` on `gw`, requires the same status for every check, and returns
 /// the number of checks that passed bare and a table of both.
@@ -824,18 +1041,7 @@ fn compare_through_proxy(gw: &Gateway, name: &str, upstream: &str, work: &Path) 
 #[test]
 fn conformance_suite_sees_no_difference_through_the_http_proxy() {
     let work = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::start(Backend::Sqlite);
-    std::fs::write(
-        gw.policies.join("test.cedar"),
-        "@id(\"allow-all\")\npermit(principal, action, resource);\n",
-    )
-    .unwrap();
-    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
-        .expect(200);
-    gw.add_principal(
-        "coder",
-        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
-    );
+    let gw = gateway_with(&[("allow.cedar", ALLOW_ALL)], "mcp", &[]);
 
     let (_everything, everything_url) = everything_over_http();
     let (passed, table) = compare_through_proxy(&gw, "everything", &everything_url, work.path());
@@ -845,7 +1051,7 @@ fn conformance_suite_sees_no_difference_through_the_http_proxy() {
         "too few checks pass on server-everything:\n{table}"
     );
 
-    let (_fixture, fixture_url) = conformance_fixture();
+    let (_fixture, fixture_url) = conformance_fixture(None);
     let (passed, table) = compare_through_proxy(&gw, "fixture", &fixture_url, work.path());
     eprintln!("{table}");
     assert!(
@@ -855,100 +1061,12 @@ fn conformance_suite_sees_no_difference_through_the_http_proxy() {
 
     // the calls really went through the gate
     let events = gw.events();
-    let outcomes = events
-        .iter()
-        .filter(|e| e["kind"] == "outcome_recorded")
-        .count();
+    let outcomes = outcomes_recorded(&events);
     assert!(outcomes >= 15, "{outcomes} gated calls recorded");
     let sampled = events
         .iter()
         .any(|e| e.to_string().contains("mcp.fixture.test_sampling"));
     assert!(sampled, "the sampling call was gated");
-}
-
-/// One HTTP/1.1 exchange over a plain socket: exactly the headers given
-/// (besides Host, Content-Length and Connection), the status, the response
-/// head and its body (de-chunked). With `head_only`, stops after the head
-/// (for a stream that stays open).
-fn raw(
-    url: &str,
-    method: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    head_only: bool,
-) -> (u16, String, String) {
-    use std::io::Read as _;
-    let rest = url.strip_prefix("http://").unwrap();
-    let (addr, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut req = format!(
-        "{method} /{path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    // a refused body may be answered before it is all written
-    let _ = s.write_all(&bytes);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-        if head_only && got.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&got).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    let mut body = body.to_owned();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-        && !head_only
-    {
-        let mut plain = String::new();
-        let mut rest = body.as_str();
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || after.len() < n {
-                break;
-            }
-            plain.push_str(&after[..n]);
-            rest = after[n..].trim_start_matches("\r\n");
-        }
-        body = plain;
-    }
-    (status, head.to_owned(), body)
-}
-
-/// The JSON-RPC messages of a body: one JSON value, or the `data` lines of
-/// an event stream.
-fn messages_of(body: &str) -> Vec<Value> {
-    let one = |v: Value| match v {
-        Value::Array(items) => items,
-        one => vec![one],
-    };
-    if let Ok(v) = serde_json::from_str::<Value>(body.trim()) {
-        return one(v);
-    }
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .flat_map(one)
-        .collect()
 }
 
 /// What the recording fixture received: every POST, as JSON lines.
@@ -979,15 +1097,6 @@ fn calls_received(path: &Path) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// The requests for `action`, newest first.
-fn requests_for(gw: &Gateway, action: &str) -> Vec<Value> {
-    gw.get_as("root", &format!("/v1/requests?action={action}"))
-        .expect(200)["requests"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// The HTTP proxy in front of a server that records every byte it gets:
 /// what is refused never reaches it, a gated call (a multi-round-trip
 /// continuation too) reaches it with exactly the approved parameters and
@@ -995,77 +1104,29 @@ fn requests_for(gw: &Gateway, action: &str) -> Vec<Value> {
 /// it without an answer is recorded as of unknown outcome.
 #[test]
 fn http_proxy_forwards_only_what_it_gated() {
-    let mut gw = Gateway::start(Backend::Sqlite);
-    std::fs::write(
-        gw.policies.join("test.cedar"),
-        "@id(\"allow\")\npermit(principal, action, resource);\n\
-         @id(\"no-errors\")\n@reason(\"not this one\")\nforbid(principal, action == Action::\"mcp.guard.test_error_handling\", resource);\n",
-    )
-    .unwrap();
-    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
-        .expect(200);
-    gw.add_principal(
-        "coder",
-        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
+    let no_errors = format!(
+        "{ALLOW_ALL}@id(\"no-errors\")\n@reason(\"not this one\")\n\
+         forbid(principal, action == Action::\"mcp.guard.test_error_handling\", resource);\n"
     );
+    let gw = gateway_with(&[("test.cedar", &no_errors)], "mcp", &[]);
     let work = tempfile::tempdir().unwrap();
     let record = work.path().join("received.jsonl");
-    let port = free_port();
-    let _fixture = Running(
-        Command::new("node")
-            .arg(repo().join("scripts/mcp-conformance-server.mjs"))
-            .env("MCP_DEPS", deps())
-            .env("PORT", port.to_string())
-            .env("RECORD", &record)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "no fixture");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let upstream = format!("http://127.0.0.1:{port}/mcp");
+    let (_fixture, upstream) = conformance_fixture(Some(&record));
     let (_proxy, url) = http_proxy(&gw, "guard", &upstream, "5s");
-    const JSON: (&str, &str) = ("Content-Type", "application/json");
-    const ACCEPT: (&str, &str) = ("Accept", "application/json, text/event-stream");
 
     // a session, through the proxy
-    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, head, body) = raw(&url, "POST", &[JSON, ACCEPT], init.as_bytes(), false);
+    let (status, head, body) = post_json(&url, &[], INITIALIZE);
     assert_eq!(status, 200, "{head}\n{body}");
-    let sid = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("mcp-session-id:")
-                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("no session: {head}"));
+    let sid = session_id(&head);
     let session: (&str, &str) = ("Mcp-Session-Id", &sid);
-    let base = [
-        JSON,
-        ACCEPT,
-        session,
-        ("MCP-Protocol-Version", "2025-06-18"),
-    ];
-    let (status, _, _) = raw(
-        &url,
-        "POST",
-        &base,
-        br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        false,
+    let in_session = [session, ("MCP-Protocol-Version", "2025-06-18")];
+    let post =
+        |extra: &[(&str, &str)], body: &str| post_json(&url, &merged(&in_session, extra), body);
+    let (status, _, _) = post(
+        &[],
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     );
     assert_eq!(status, 202);
-    let post = |extra: &[(&str, &str)], body: &str| {
-        let mut h = base.to_vec();
-        h.retain(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)));
-        h.extend_from_slice(extra);
-        raw(&url, "POST", &h, body.as_bytes(), false)
-    };
     let received_before = recorded(&record).len();
 
     // M1: a body in another charset could say another thing to the server
@@ -1234,8 +1295,7 @@ fn http_proxy_forwards_only_what_it_gated() {
     let answer = response_in(&messages_of(&body), 9);
     let text = answer["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("whether it ran is unknown"), "{text}");
-    let view = &requests_for(&gw, "mcp.guard.test_drop_connection")[0];
-    let view = poll_outcome(&gw, view["id"].as_str().unwrap());
+    let view = latest_outcome(&gw, "mcp.guard.test_drop_connection");
     assert_eq!(view["outcome"]["exit_code"], Value::Null, "{view:#}");
     let summary = view["outcome"]["summary"].as_str().unwrap();
     assert!(summary.contains("outcome unknown"), "{summary}");
@@ -1244,8 +1304,7 @@ fn http_proxy_forwards_only_what_it_gated() {
         .replace("\"id\":9", "\"id\":10");
     let (status, _, _) = post(&[], &fail_call);
     assert_eq!(status, 500, "the client sees the server's status");
-    let view = &requests_for(&gw, "mcp.guard.test_http_500")[0];
-    let view = poll_outcome(&gw, view["id"].as_str().unwrap());
+    let view = latest_outcome(&gw, "mcp.guard.test_http_500");
     let summary = view["outcome"]["summary"].as_str().unwrap();
     assert!(
         summary.contains("outcome unknown") && summary.contains("500"),
@@ -1273,11 +1332,7 @@ fn http_proxy_forwards_only_what_it_gated() {
     let (status, head, _) = raw(
         &url,
         "GET",
-        &[
-            ("Accept", "text/event-stream"),
-            session,
-            ("MCP-Protocol-Version", "2025-06-18"),
-        ],
+        &merged(&in_session, &[("Accept", "text/event-stream")]),
         b"",
         true,
     );
@@ -1286,38 +1341,10 @@ fn http_proxy_forwards_only_what_it_gated() {
         head.to_ascii_lowercase().contains("text/event-stream"),
         "{head}"
     );
-    let (status, head, _) = raw(
-        &url,
-        "DELETE",
-        &[session, ("MCP-Protocol-Version", "2025-06-18")],
-        b"",
-        false,
-    );
+    let (status, head, _) = raw(&url, "DELETE", &in_session, b"", false);
     assert_eq!(status, 200, "{head}");
     let (status, _, body) = post(&[], r#"{"jsonrpc":"2.0","id":11,"method":"ping"}"#);
     assert_eq!(status, 404, "the session is gone upstream: {body}");
-}
-
-/// The response to `id` among `msgs`.
-fn response_in(msgs: &[Value], id: i64) -> Value {
-    msgs.iter()
-        .find(|m| m["id"] == id && m.get("method").is_none())
-        .cloned()
-        .unwrap_or_else(|| panic!("no response to {id} in {msgs:#?}"))
-}
-
-/// The request once its outcome is recorded (the proxy reports it after
-/// the client has its answer).
-fn poll_outcome(gw: &Gateway, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let view = gw.request(id);
-        if view["outcome"].is_object() {
-            return view;
-        }
-        assert!(std::time::Instant::now() < deadline, "no outcome: {view:#}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 /// With `cat` as the server and a gateway that allows every call, the
@@ -1330,33 +1357,11 @@ fn poll_outcome(gw: &Gateway, id: &str) -> Value {
 /// recorded as of unknown outcome when the proxy ends.
 #[test]
 fn stdio_forwarded_calls_go_under_the_proxys_ids() {
-    use std::io::{BufRead as _, BufReader};
-    let mut gw = Gateway::start(Backend::Sqlite);
-    std::fs::write(
-        gw.policies.join("test.cedar"),
-        "@id(\"allow\")\npermit(principal, action, resource);\n",
-    )
-    .unwrap();
-    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
-        .expect(200);
-    gw.add_principal(
-        "coder",
-        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
-    );
-    let mut child = Command::new(BIN)
-        .args(["mcp", "--name", "cat", "--", "cat"])
-        .env("SIGNOFF_URL", &gw.url)
-        .env("SIGNOFF_TOKEN", gw.token("coder"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
-    let mut send = |v: Value| {
-        stdin.write_all(format!("{v}\n").as_bytes()).unwrap();
-    };
+    let gw = gateway_with(&[("allow.cedar", ALLOW_ALL)], "mcp", &[]);
+    let mut proxy = JsonLines::spawn(as_coder(
+        Command::new(BIN).args(["mcp", "--name", "cat", "--", "cat"]),
+        &gw,
+    ));
     // a 2026-07-28 continuation (a multi-round-trip call's second leg)
     let envelope = serde_json::json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -1365,14 +1370,14 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
     let mut meta = envelope.clone();
     meta["progressToken"] = "p8".into();
     meta["other"] = 1.into();
-    send(
+    proxy.send(
         serde_json::json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{
         "name":"t","arguments":{"a":1},"inputResponses":{"q":{"action":"accept","content":{"x":"y"}}},
         "requestState":"state-1","_meta":meta,"extra":true}}),
     );
     // the proxy lists the tools first, in the call's protocol envelope; the
     // client answers for the server
-    let list = next();
+    let list = proxy.next();
     assert_eq!(list["method"], "tools/list", "{list}");
     assert!(
         list["id"].as_str().unwrap().starts_with("signoff-"),
@@ -1383,8 +1388,8 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
         serde_json::json!({"_meta": envelope}),
         "{list}"
     );
-    send(serde_json::json!({"jsonrpc":"2.0","id":list["id"],"result":{"tools":[]}}));
-    let forwarded = next();
+    proxy.send(serde_json::json!({"jsonrpc":"2.0","id":list["id"],"result":{"tools":[]}}));
+    let forwarded = proxy.next();
     assert_eq!(forwarded["method"], "tools/call", "{forwarded}");
     let ours = forwarded["id"].clone();
     assert!(
@@ -1400,36 +1405,35 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
             "requestState":"state-1","_meta":forwarded_meta})
     );
     // a ping reusing the call's id, and its answer: not the call's
-    send(serde_json::json!({"jsonrpc":"2.0","id":8,"method":"ping"}));
-    assert_eq!(next()["method"], "ping");
-    send(serde_json::json!({"jsonrpc":"2.0","id":8,"result":{}}));
+    proxy.send(serde_json::json!({"jsonrpc":"2.0","id":8,"method":"ping"}));
+    assert_eq!(proxy.next()["method"], "ping");
+    proxy.send(serde_json::json!({"jsonrpc":"2.0","id":8,"result":{}}));
     assert_eq!(
-        next(),
+        proxy.next(),
         serde_json::json!({"jsonrpc":"2.0","id":8,"result":{}})
     );
     // the server's answer to the call comes back under the client's id
-    send(
+    proxy.send(
         serde_json::json!({"jsonrpc":"2.0","id":ours,"result":{"content":[{"type":"text","text":"done"}]}}),
     );
-    let answer = next();
+    let answer = proxy.next();
     assert_eq!(answer["id"], 8, "{answer}");
     assert_eq!(answer["result"]["content"][0]["text"], "done", "{answer}");
-    let done = &requests_for(&gw, "mcp.cat.t")[0];
-    let done = poll_outcome(&gw, done["id"].as_str().unwrap());
+    let done = latest_outcome(&gw, "mcp.cat.t");
     assert_eq!(done["outcome"]["exit_code"], 0, "{done:#}");
 
     // a call the server never answers, then the client leaves
-    send(
+    proxy.send(
         serde_json::json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"u","arguments":{}}}),
     );
-    let forwarded = next();
+    let forwarded = proxy.next();
     assert_eq!(forwarded["method"], "tools/call", "{forwarded}");
-    drop(stdin);
-    let answer = next();
+    proxy.close();
+    let answer = proxy.next();
     assert_eq!(answer["id"], 9, "{answer}");
     let text = answer["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("whether it ran is unknown"), "{text}");
-    let status = child.wait().unwrap();
+    let status = proxy.wait();
     assert!(status.success(), "{status:?}");
     let lost = &requests_for(&gw, "mcp.cat.u")[0];
     let lost = gw.request(lost["id"].as_str().unwrap());
@@ -1443,32 +1447,12 @@ fn stdio_forwarded_calls_go_under_the_proxys_ids() {
 #[test]
 fn the_http_proxy_stops_with_a_stream_open() {
     let mut gw = Gateway::start(Backend::Sqlite);
-    gw.add_principal(
-        "coder",
-        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
-    );
-    let (_fixture, upstream) = conformance_fixture();
+    add_coder(&mut gw, "mcp", &[]);
+    let (_fixture, upstream) = conformance_fixture(None);
     let (mut proxy, url) = http_proxy(&gw, "stop", &upstream, "5s");
-    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, head, _) = raw(
-        &url,
-        "POST",
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-        ],
-        init.as_bytes(),
-        false,
-    );
+    let (status, head, _) = post_json(&url, &[], INITIALIZE);
     assert_eq!(status, 200, "{head}");
-    let sid = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("mcp-session-id:")
-                .then(|| l.split_once(':').unwrap().1.trim().to_owned())
-        })
-        .unwrap();
+    let sid = session_id(&head);
     // the stream stays open: the socket is kept
     let addr = url
         .strip_prefix("http://")
@@ -1483,105 +1467,24 @@ fn the_http_proxy_stops_with_a_stream_open() {
     )
     .unwrap();
     let mut first = [0u8; 12];
-    std::io::Read::read_exact(&mut stream, &mut first).unwrap();
+    stream.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &proxy.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = loop {
-        if let Some(s) = proxy.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(15),
-            "the proxy is still running with a stream open"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = poll(Duration::from_secs(15), Duration::from_millis(50), || {
+        proxy.0.try_wait().unwrap()
+    })
+    .expect("the proxy is still running with a stream open");
     assert!(status.success(), "{status:?}");
     assert!(
-        started.elapsed() >= std::time::Duration::from_secs(4),
+        started.elapsed() >= Duration::from_secs(4),
         "it gave the stream its grace"
     );
     drop(stream);
-}
-
-/// scripts/mcp_modern_server.py (the official Python SDK's server) over
-/// stdio: the command.
-fn modern_server_cmd() -> Vec<String> {
-    vec![
-        plain(&deps().join("venv/bin/python")),
-        plain(&repo().join("scripts/mcp_modern_server.py")),
-    ]
-}
-
-/// scripts/mcp_modern_server.py in Streamable HTTP mode; its endpoint URL.
-fn modern_server_over_http() -> (Running, String) {
-    let port = free_port();
-    let mut cmd = modern_server_cmd();
-    let child = Command::new(cmd.remove(0))
-        .args(cmd)
-        .args(["--http", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start scripts/mcp_modern_server.py --http");
-    let running = Running(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the modern server did not listen on {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    (running, format!("http://127.0.0.1:{port}/mcp"))
-}
-
-/// A gateway for the notes server behind the proxy (`mcp.notes.*`): reads
-/// and tagging are allowed; writes wait for one SRE; deleting is allowed to
-/// ask the user why, and the continuation that carries the answer waits
-/// for one SRE; wiping every note is forbidden.
-fn notes_gateway() -> Gateway {
-    let mut gw = Gateway::start(Backend::Sqlite);
-    std::fs::remove_file(gw.policies.join("test.cedar")).unwrap();
-    std::fs::write(
-        gw.policies.join("notes.cedar"),
-        r#"
-@id("notes-routine")
-permit(principal, action in [Action::"mcp.notes.read_note", Action::"mcp.notes.tag_note"], resource);
-
-@id("notes-writes-wait")
-@approval("sre:1")
-permit(principal, action == Action::"mcp.notes.write_note", resource);
-
-@id("notes-delete-asks")
-permit(principal, action == Action::"mcp.notes.delete_note", resource)
-unless { context has input_responses_json };
-
-@id("notes-delete-answered-waits")
-@approval("sre:1")
-@reason("a note is deleted for the reason the user gave")
-permit(principal, action == Action::"mcp.notes.delete_note", resource)
-when { context has input_responses_json && context has request_state };
-
-@id("notes-no-wipe")
-@reason("wiping every note is never allowed")
-forbid(principal, action == Action::"mcp.notes.wipe_notes", resource);
-"#,
-    )
-    .unwrap();
-    gw.post_as("root", "/v1/policy/reload", serde_json::json!({}))
-        .expect(200);
-    gw.add_principal(
-        "coder",
-        &["agent", "coder", "--owner", "olga", "--gate", "mcp"],
-    );
-    gw
 }
 
 /// What the `modern` scenario gives through the proxy, against what it
@@ -1616,13 +1519,8 @@ fn check_modern(gw: &Gateway, out: &Value, bare: &Value) {
     // the write waited (a 2026-07-28 result: resultType), was approved, the
     // retry ran it
     let write = &out["gated"]["write"];
-    assert_eq!(write["first"]["isError"], true, "{out:#}");
+    assert_waits_for_sre(&write["first"]);
     assert_eq!(write["first"]["resultType"], "complete", "{out:#}");
-    let text = write["first"]["text"].as_str().unwrap();
-    assert!(
-        text.contains("waiting for approval from sre:1") && text.contains("has NOT run"),
-        "{text}"
-    );
     assert_eq!(write["approved_status"], 200, "{out:#}");
     let view = gw.request(write["request"].as_str().unwrap());
     assert_eq!(view["status"], "executed", "{view:#}");
@@ -1709,16 +1607,8 @@ fn check_modern(gw: &Gateway, out: &Value, bare: &Value) {
     );
 
     // forbidden: a readable tool error naming the policy, in 2026-07-28 form
-    let forbidden = &out["forbidden"];
-    assert_eq!(forbidden["isError"], true, "{out:#}");
-    assert_eq!(forbidden["resultType"], "complete", "{out:#}");
-    assert!(
-        forbidden["text"]
-            .as_str()
-            .unwrap()
-            .contains("notes-no-wipe"),
-        "{out:#}"
-    );
+    assert_forbidden_by(&out["forbidden"], "notes-no-wipe");
+    assert_eq!(out["forbidden"]["resultType"], "complete", "{out:#}");
 }
 
 /// Protocol revision 2026-07-28 over stdio: the SDK's client and server,
@@ -1727,12 +1617,8 @@ fn check_modern(gw: &Gateway, out: &Value, bare: &Value) {
 #[test]
 fn modern_protocol_over_stdio_behind_the_proxy() {
     let gw = notes_gateway();
-    let mut bare_args = vec!["modern".to_owned(), "--".into()];
-    bare_args.extend(modern_server_cmd());
-    let bare = drive(&gw, &bare_args);
-    let mut args = vec!["modern".to_owned(), "--".into()];
-    args.extend(proxied("notes", modern_server_cmd()));
-    let out = drive(&gw, &args);
+    let bare = drive(&gw, &["modern"], modern_server_cmd());
+    let out = drive(&gw, &["modern"], proxied("notes", modern_server_cmd()));
     check_modern(&gw, &out, &bare);
 }
 
@@ -1744,16 +1630,10 @@ fn modern_protocol_over_stdio_behind_the_proxy() {
 fn modern_protocol_over_http_behind_the_proxy() {
     let gw = notes_gateway();
     let (_bare_server, bare_url) = modern_server_over_http();
-    let bare = drive(
-        &gw,
-        &["modern".into(), "--".into(), "--url".into(), bare_url],
-    );
+    let bare = drive(&gw, &["modern"], over_http(&bare_url));
     let (_server, upstream) = modern_server_over_http();
     let (_proxy, url) = http_proxy(&gw, "notes", &upstream, "1s");
-    let out = drive(
-        &gw,
-        &["modern".into(), "--".into(), "--url".into(), url.clone()],
-    );
+    let out = drive(&gw, &["modern"], over_http(&url));
     check_modern(&gw, &out, &bare);
 
     // a 2026-07-28 call whose headers say something else than its body:
@@ -1761,34 +1641,20 @@ fn modern_protocol_over_http_behind_the_proxy() {
     let before = requests_for(&gw, "mcp.notes.read_note").len();
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","arguments":{"title":"welcome"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
     let headers = |version: &'static str, name: &'static str| {
-        vec![
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
+        [
             ("MCP-Protocol-Version", version),
             ("Mcp-Method", "tools/call"),
             ("Mcp-Name", name),
         ]
     };
     for (version, name) in [("2025-11-25", "read_note"), ("2026-07-28", "write_note")] {
-        let (status, _, body) = raw(
-            &url,
-            "POST",
-            &headers(version, name),
-            call.as_bytes(),
-            false,
-        );
+        let (status, _, body) = post_json(&url, &headers(version, name), call);
         assert_eq!(status, 400, "{version} {name}: {body}");
         assert_eq!(messages_of(&body)[0]["error"]["code"], -32020, "{body}");
     }
     assert_eq!(requests_for(&gw, "mcp.notes.read_note").len(), before);
     // the same call with agreeing headers runs
-    let (status, _, body) = raw(
-        &url,
-        "POST",
-        &headers("2026-07-28", "read_note"),
-        call.as_bytes(),
-        false,
-    );
+    let (status, _, body) = post_json(&url, &headers("2026-07-28", "read_note"), call);
     assert_eq!(status, 200, "{body}");
     let answer = response_in(&messages_of(&body), 1);
     assert_eq!(
