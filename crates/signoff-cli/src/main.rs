@@ -226,9 +226,10 @@ enum AddCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `exec` is on the path of every gated command and does one thing at a
-    // time: a single-threaded runtime spares it starting worker threads.
-    let mut builder = if matches!(cli.command, Command::Exec(_)) {
+    // `exec` and the hook are on the path of every gated action and do one
+    // thing at a time: a single-threaded runtime spares them starting
+    // worker threads.
+    let mut builder = if matches!(cli.command, Command::Exec(_) | Command::Hook(_)) {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()

@@ -110,10 +110,43 @@ pub async fn run_mcp(args: McpArgs) -> Result<i32> {
             .context("signoff mcp")?;
         return Ok(0);
     }
-    let code = mcp::run_stdio(client, spec, tokio::io::stdin(), tokio::io::stdout())
+    let (client_in, client_out) = agent_stdio();
+    let code = mcp::run_stdio(client, spec, client_in, client_out)
         .await
         .context("signoff mcp")?;
     Ok(code)
+}
+
+/// The agent's end of the stdio transport. An MCP client starts its server
+/// with pipes on stdin and stdout; those are read and written as
+/// non-blocking pipes on the runtime's reactor. tokio's own `stdin()` and
+/// `stdout()` hand every read and write to a blocking-pool thread, which
+/// cost each message two thread hops on the way in and two on the way out
+/// (a measurable part of what the proxy adds to a call). Anything else (a
+/// terminal, a file) keeps tokio's stdin/stdout.
+fn agent_stdio() -> (
+    Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+) {
+    use std::os::fd::AsFd as _;
+    use tokio::net::unix::pipe;
+    let reader = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Receiver::from_owned_fd);
+    let writer = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Sender::from_owned_fd);
+    let reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match reader {
+        Ok(r) => Box::new(r),
+        Err(_) => Box::new(tokio::io::stdin()),
+    };
+    let writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match writer {
+        Ok(w) => Box::new(w),
+        Err(_) => Box::new(tokio::io::stdout()),
+    };
+    (reader, writer)
 }
 
 /// Runs one hook; always prints a decision and exits 0 (a deny is a
