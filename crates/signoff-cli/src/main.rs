@@ -16,13 +16,13 @@ mod serve;
 mod witness;
 
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// mimalloc: fewer instructions and less lock traffic than glibc's malloc for
 /// the many small, cross-thread allocations of a decision.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// An action-level approval gateway for AI agents and automation pipelines.
 #[derive(Debug, Parser)]
