@@ -366,7 +366,6 @@ impl Engine {
             gate: &gate,
             principal_attributes: &caller.attributes,
         });
-        let recheck = claim_digest.as_ref().map(|_| verdict.clone());
         let now = self.now();
         let id = ulid::Ulid::from_datetime(
             std::time::UNIX_EPOCH + Duration::from_millis(now.as_millisecond().max(0) as u64),
@@ -396,9 +395,12 @@ impl Engine {
         // durable write a separate claim would cost are saved on the path
         // every allowed tool call takes.
         let mut refused = None;
-        if let (Some(digest), Some(recheck)) = (&claim_digest, recheck) {
+        if let Some(digest) = &claim_digest {
             if record.status == RequestStatus::Approved {
                 let by = caller.reference();
+                // the claim's re-check is the verdict just reached, by the
+                // same (converged) set
+                let recheck = record.verdict.clone();
                 match record.claim(&by, digest, recheck, now, self.config.deadlines) {
                     Ok(claimed) => events.extend(claimed),
                     Err((refusal, recorded)) => {

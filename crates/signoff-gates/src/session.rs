@@ -332,11 +332,16 @@ impl<'c> Session<'c> {
         // request it may have created can be cancelled rather than left for
         // reviewers.
         let mut interrupted = false;
-        // the digest claimed with the submission, when claiming at once
+        // the digest claimed with the submission, when claiming at once: it
+        // goes in the request body, and the answer must show it claimed
+        let mut start = start;
         let mut claim_digest = None;
-        if let (Start::Submit { .. }, Some(principal)) = (&start, &self.claim_as) {
+        if let (Start::Submit { request, .. }, Some(principal)) = (&mut start, &self.claim_as) {
             match action.digest(principal) {
-                Ok(d) => claim_digest = Some(d),
+                Ok(d) => {
+                    request.claim_digest = Some(d.clone());
+                    claim_digest = Some(d);
+                }
                 Err(message) => return SessionEnd::Usage { id: None, message },
             }
         }
@@ -346,27 +351,17 @@ impl<'c> Session<'c> {
                     Start::Submit {
                         request,
                         idempotency_key,
-                    } => match &claim_digest {
-                        None => self
-                            .client
-                            .submit(request, idempotency_key)
-                            .await
-                            .map(|view| (view, false)),
-                        Some(digest) => {
-                            let mut request = request.as_ref().clone();
-                            request.claim_digest = Some(digest.clone());
-                            self.client
-                                .submit_new(&request, idempotency_key)
-                                .await
-                                .map(|s| {
-                                    // claimed by this very submission
-                                    let ours = s.created
-                                        && s.view.status == RequestStatus::Executing
-                                        && &s.view.digest == digest;
-                                    (s.view, ours)
-                                })
-                        }
-                    },
+                    } => self
+                        .client
+                        .submit_new(request, idempotency_key)
+                        .await
+                        .map(|s| {
+                            // claimed by this very submission
+                            let ours = s.created
+                                && s.view.status == RequestStatus::Executing
+                                && claim_digest.as_ref() == Some(&s.view.digest);
+                            (s.view, ours)
+                        }),
                     Start::Resume { id } => {
                         self.client.get_request(id).await.map(|view| (view, false))
                     }
