@@ -48,6 +48,22 @@ pub struct SubmitRequest {
     pub claim_digest: Option<Digest>,
 }
 
+impl SubmitRequest {
+    /// The action this body asks for when `principal` submits it: what the
+    /// gateway records and digests, so what a gate digests to claim it.
+    pub fn action_for(&self, principal: crate::PrincipalRef) -> ActionRequest {
+        ActionRequest {
+            action: self.action.clone(),
+            resource: self.resource.clone(),
+            environment: self.environment.clone(),
+            context: self.context.clone(),
+            justification: self.justification.clone(),
+            principal,
+            on_behalf_of: self.on_behalf_of.clone(),
+        }
+    }
+}
+
 /// A request as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestView {

@@ -480,16 +480,7 @@ fn read() -> SubmitRequest {
 
 /// The digest the gate computes for `body` submitted by `caller`.
 fn local_digest(caller: &Caller, body: &SubmitRequest) -> signoff_core::Digest {
-    signoff_core::ActionRequest {
-        action: body.action.clone(),
-        resource: body.resource.clone(),
-        environment: body.environment.clone(),
-        context: body.context.clone(),
-        justification: body.justification.clone(),
-        principal: caller.reference(),
-        on_behalf_of: body.on_behalf_of.clone(),
-    }
-    .digest()
+    body.action_for(caller.reference()).digest()
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 use signoff_client::Client;
 use signoff_core::display;
 use signoff_core::wire::{OutcomeBody, RequestView, SubmitRequest};
-use signoff_core::{ActionRequest, Digest, PrincipalRef};
+use signoff_core::{Digest, PrincipalRef};
 use std::time::Duration;
 
 /// A `PreToolUse` hook input (the fields signoff reads; the rest is ignored).
@@ -151,16 +151,7 @@ impl GateAction for Allow {
     type Output = ();
 
     fn digest(&self, principal: &PrincipalRef) -> Result<Digest, String> {
-        Ok(ActionRequest {
-            action: self.body.action.clone(),
-            resource: self.body.resource.clone(),
-            environment: self.body.environment.clone(),
-            context: self.body.context.clone(),
-            justification: self.body.justification.clone(),
-            principal: principal.clone(),
-            on_behalf_of: None,
-        }
-        .digest())
+        Ok(self.body.action_for(principal.clone()).digest())
     }
 
     async fn run(self, _claimed: &RequestView) -> Execution<()> {

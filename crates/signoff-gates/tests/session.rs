@@ -8,8 +8,7 @@ use serde_json::{Map, Value};
 use signoff_client::Client;
 use signoff_core::wire::{NewPrincipal, OutcomeBody, RequestView, SubmitRequest};
 use signoff_core::{
-    ActionRequest, Digest, PrincipalKind, PrincipalRef, RequestStatus, ReviewDecision, Role,
-    SystemClock,
+    Digest, PrincipalKind, PrincipalRef, RequestStatus, ReviewDecision, Role, SystemClock,
 };
 use signoff_engine::principals::Operator;
 use signoff_engine::{Engine, EngineConfig};
@@ -165,17 +164,7 @@ impl GateAction for Probe {
     type Output = &'static str;
 
     fn digest(&self, principal: &PrincipalRef) -> Result<Digest, String> {
-        let w = &self.what;
-        Ok(ActionRequest {
-            action: w.action.clone(),
-            resource: w.resource.clone(),
-            environment: w.environment.clone(),
-            context: w.context.clone(),
-            justification: w.justification.clone(),
-            principal: principal.clone(),
-            on_behalf_of: w.on_behalf_of.clone(),
-        }
-        .digest())
+        Ok(self.what.action_for(principal.clone()).digest())
     }
 
     async fn run(self, claimed: &RequestView) -> Execution<&'static str> {

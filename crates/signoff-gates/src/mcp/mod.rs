@@ -37,7 +37,7 @@ use sha2::{Digest as _, Sha256};
 use signoff_client::Client;
 use signoff_core::display;
 use signoff_core::wire::{OutcomeBody, RequestView, SubmitRequest};
-use signoff_core::{ActionRequest, Digest, PrincipalRef, RequestStatus};
+use signoff_core::{Digest, PrincipalRef, RequestStatus};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -1232,16 +1232,7 @@ struct Forward<C> {
 
 impl<C: Channel> Forward<C> {
     fn action_digest(body: &SubmitRequest, principal: &PrincipalRef) -> Digest {
-        ActionRequest {
-            action: body.action.clone(),
-            resource: body.resource.clone(),
-            environment: body.environment.clone(),
-            context: body.context.clone(),
-            justification: body.justification.clone(),
-            principal: principal.clone(),
-            on_behalf_of: body.on_behalf_of.clone(),
-        }
-        .digest()
+        body.action_for(principal.clone()).digest()
     }
 
     async fn not_forwarded(&self, why: String) -> Execution<()> {
