@@ -971,13 +971,10 @@ fn policy_is_rechecked_when_the_approval_is_used(b: Backend) {
     let id = submit_through_exec(&gw, &["touch", &plain(&marker)]);
     gw.review("alice", &id, "approve", None).expect(200);
     gw.review("bob", &id, "approve", None).expect(200);
-    std::fs::write(
-        gw.policies.join("freeze.cedar"),
+    gw.reload_with(
+        "freeze.cedar",
         "@id(\"export-freeze\")\n@reason(\"export freeze\")\nforbid(principal, action == Action::\"test.export\", resource);\n",
-    )
-    .unwrap();
-    gw.post_as("root", "/v1/policy/reload", json!({}))
-        .expect(200);
+    );
     let marker_arg = plain(&marker);
     let out = gw.cli_as(
         "bot",

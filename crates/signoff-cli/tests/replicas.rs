@@ -112,14 +112,10 @@ fn a_reload_on_one_replica_is_enforced_by_the_other() {
     b.review("bob", &id, "approve", None).expect(200);
 
     // B's files change (A's do not): B reloads, and the set lives in the database
-    std::fs::write(
-        b.policies.join("zz-freeze.cedar"),
+    let info = b.reload_with(
+        "zz-freeze.cedar",
         "@id(\"export-freeze\")\n@reason(\"change freeze\")\nforbid(principal, action == Action::\"test.export\", resource);\n",
-    )
-    .unwrap();
-    let info = b
-        .post_as("root", "/v1/policy/reload", json!({}))
-        .expect(200);
+    );
     let hash = info["hash"].as_str().unwrap().to_owned();
 
     // A hears of it and converges within a second, without being asked
@@ -169,13 +165,10 @@ fn a_claim_at_once_is_decided_by_the_set_every_replica_enforces() {
 
     // B forbids reads; A is asked at once, before its follower converges:
     // a submission that claims is decided by the active set, not A's copy
-    std::fs::write(
-        b.policies.join("zz-no-reads.cedar"),
+    b.reload_with(
+        "zz-no-reads.cedar",
         "@id(\"no-reads\")\n@reason(\"reads are frozen\")\nforbid(principal, action == Action::\"test.read\", resource);\n",
-    )
-    .unwrap();
-    b.post_as("root", "/v1/policy/reload", json!({}))
-        .expect(200);
+    );
     let refused = a.submit("bot", with_claim());
     assert_eq!(refused["status"], "denied", "{refused:#}");
     assert_eq!(
@@ -193,26 +186,19 @@ fn a_catalog_change_on_one_replica_decides_on_the_other() {
         "[[resource]]\nname = \"customers\"\nenvironment = \"staging\"\n",
     )
     .unwrap();
-    std::fs::write(
-        a.policies.join("staging.cedar"),
+    a.reload_with(
+        "staging.cedar",
         "@id(\"staging-reads\")\npermit(principal, action == Action::\"test.peek\", resource) when { resource.environment == \"staging\" };\n",
-    )
-    .unwrap();
-    a.post_as("root", "/v1/policy/reload", json!({}))
-        .expect(200);
+    );
     let b = a.replica();
     let peek = || json!({"action": "test.peek", "resource": "customers"});
     assert_eq!(a.submit("bot", peek())["status"], "approved");
 
     // only B's catalog changes: customers is prod now
-    std::fs::write(
-        b.policies.join("catalog.toml"),
+    let info = b.reload_with(
+        "catalog.toml",
         "[[resource]]\nname = \"customers\"\nenvironment = \"prod\"\n",
-    )
-    .unwrap();
-    let info = b
-        .post_as("root", "/v1/policy/reload", json!({}))
-        .expect(200);
+    );
     let hash = info["hash"].as_str().unwrap().to_owned();
     let converged = poll(Duration::from_secs(1), Duration::from_millis(10), || {
         (a.get_as("bot", "/v1/policy").json()["hash"] == hash).then_some(())
